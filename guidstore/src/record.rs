@@ -1,0 +1,510 @@
+//! The record model: [`Record`] (what is stored and returned), [`NewRecord`] (a parsed create
+//! request), [`Patch`] (a parsed JSON Merge Patch, RFC 7396) and [`IfMatch`] (an `If-Match`
+//! precondition on the record's entity-tag).
+//!
+//! Request bodies are parsed here, from raw bytes, with the API's rules, so every front-end shares
+//! them. Nothing here touches storage.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::json::parse_strict;
+use crate::{Error, Expiry, Guid, Result};
+
+/// The metadata of a record: every top-level key but `guid` and `expire`, in the order given.
+pub type Metadata = Map<String, Value>;
+
+/// A stored record: its GUID, expiry, metadata and version.
+///
+/// The JSON form (`{"guid":…,"expire":"…",…metadata}`) is rendered once when the record is built,
+/// so serving a cached record does no JSON work.
+#[derive(Clone, PartialEq)]
+pub struct Record {
+    guid: Guid,
+    expire: Expiry,
+    metadata: Metadata,
+    version: u64,
+    json: Box<str>,
+}
+
+impl Record {
+    pub(crate) fn new(guid: Guid, expire: Expiry, metadata: Metadata, version: u64) -> Record {
+        let mut object = Map::with_capacity(metadata.len() + 2);
+        object.insert("guid".to_owned(), Value::String(guid.to_string()));
+        object.insert("expire".to_owned(), Value::String(expire.to_string()));
+        for (key, value) in &metadata {
+            object.insert(key.clone(), value.clone());
+        }
+        let json = Value::Object(object).to_string().into_boxed_str();
+        Record { guid, expire, metadata, version, json }
+    }
+
+    /// The record's GUID.
+    pub fn guid(&self) -> &Guid {
+        &self.guid
+    }
+
+    /// When the record expires.
+    pub fn expire(&self) -> Expiry {
+        self.expire
+    }
+
+    /// The metadata (every key but `guid` and `expire`).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The version: a random number drawn at every change of the record.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The strong entity-tag naming this version, quoted as in an `ETag` header: `"0123456789abcdef"`.
+    pub fn etag(&self) -> String {
+        format!("\"{:016x}\"", self.version)
+    }
+
+    /// The record as one line of JSON: `guid`, `expire` (a string), then the metadata keys.
+    pub fn to_json(&self) -> &str {
+        &self.json
+    }
+
+    /// Whether the record is expired at `now`.
+    pub fn is_expired_at(&self, now: u64) -> bool {
+        self.expire.is_expired_at(now)
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("version", &format_args!("{:016x}", self.version))
+            .field("json", &self.json)
+            .finish()
+    }
+}
+
+fn check_metadata(metadata: &Metadata) -> Result<()> {
+    match metadata.get("user") {
+        None => Ok(()),
+        Some(Value::String(user)) if !user.is_empty() => Ok(()),
+        Some(_) => Err(Error::InvalidMetadata("user must be a non-empty string".to_owned())),
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
+    match parse_strict(body).map_err(Error::InvalidJson)? {
+        Value::Object(object) => Ok(object),
+        other => Err(Error::InvalidJson(format!("expected an object, found {}", kind(&other)))),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A validated create request: an optional GUID, an optional expiry and the metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRecord {
+    guid: Option<Guid>,
+    expire: Option<Expiry>,
+    metadata: Metadata,
+}
+
+impl NewRecord {
+    /// A create request from parts already validated; checks the metadata rules.
+    pub fn new(guid: Option<Guid>, expire: Option<Expiry>, metadata: Metadata) -> Result<NewRecord> {
+        if metadata.contains_key("guid") || metadata.contains_key("expire") {
+            return Err(Error::InvalidMetadata("metadata cannot use the keys guid or expire".to_owned()));
+        }
+        check_metadata(&metadata)?;
+        Ok(NewRecord { guid, expire, metadata })
+    }
+
+    /// Parses a create body. `path_guid` is the GUID named by the request (`POST /guid/{guid}`);
+    /// a body `guid` must then equal it. An empty body is `{}`. `now` checks `expire`.
+    pub fn parse(body: &[u8], path_guid: Option<&Guid>, now: u64) -> Result<NewRecord> {
+        let mut object = if body.is_empty() { Map::new() } else { parse_object(body)? };
+        let body_guid = match object.shift_remove("guid") {
+            None => None,
+            Some(value) => {
+                let parsed = match &value {
+                    Value::String(text) => Guid::parse(text),
+                    _ => Err(crate::GuidError::NotAString),
+                };
+                match (path_guid, parsed) {
+                    (Some(path), Ok(guid)) if *path != guid => {
+                        return Err(Error::GuidMismatch { path: *path, body: guid.to_string() });
+                    }
+                    (Some(path), Err(crate::GuidError::NotAString)) => {
+                        return Err(Error::GuidMismatch { path: *path, body: value.to_string() });
+                    }
+                    (_, parsed) => Some(parsed?),
+                }
+            }
+        };
+        let expire = object.shift_remove("expire").map(|v| Expiry::from_json(&v, now)).transpose()?;
+        check_metadata(&object)?;
+        Ok(NewRecord { guid: path_guid.copied().or(body_guid), expire, metadata: object })
+    }
+
+    /// The GUID asked for, if any (otherwise the store draws a random one).
+    pub fn guid(&self) -> Option<&Guid> {
+        self.guid.as_ref()
+    }
+
+    /// The expiry asked for, if any (otherwise now + the store's default TTL).
+    pub fn expire(&self) -> Option<Expiry> {
+        self.expire
+    }
+
+    /// The metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// Sets the GUID (for a front-end that takes it from elsewhere, such as a CLI argument).
+    pub fn with_guid(mut self, guid: Guid) -> NewRecord {
+        self.guid = Some(guid);
+        self
+    }
+
+    pub(crate) fn into_parts(self) -> (Option<Guid>, Option<Expiry>, Metadata) {
+        (self.guid, self.expire, self.metadata)
+    }
+}
+
+/// A validated update: JSON Merge Patch (RFC 7396) on the metadata, plus an optional new expiry.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Patch {
+    expire: Option<Expiry>,
+    changes: Map<String, Value>,
+}
+
+impl Patch {
+    /// A patch from parts: `changes` is a merge-patch object on the metadata (`null` removes a key).
+    pub fn new(expire: Option<Expiry>, changes: Map<String, Value>) -> Result<Patch> {
+        if changes.contains_key("guid") || changes.contains_key("expire") {
+            return Err(Error::InvalidMetadata("metadata cannot use the keys guid or expire".to_owned()));
+        }
+        Ok(Patch { expire, changes })
+    }
+
+    /// Parses a merge-patch body for the record `guid`. A body `guid` must equal it
+    /// (`guid_immutable` otherwise); `expire` follows the create rules and may not be `null`.
+    pub fn parse(body: &[u8], guid: &Guid, now: u64) -> Result<Patch> {
+        let mut object = parse_object(body)?;
+        match object.shift_remove("guid") {
+            None => {}
+            Some(Value::String(text)) if text == guid.as_str() => {}
+            Some(_) => return Err(Error::GuidImmutable(*guid)),
+        }
+        let expire = object.shift_remove("expire").map(|v| Expiry::from_json(&v, now)).transpose()?;
+        Ok(Patch { expire, changes: object })
+    }
+
+    /// Whether applying the patch can change nothing (`{}`).
+    pub fn is_empty(&self) -> bool {
+        self.expire.is_none() && self.changes.is_empty()
+    }
+
+    /// The new expiry, if the patch sets one.
+    pub fn expire(&self) -> Option<Expiry> {
+        self.expire
+    }
+
+    /// The merge-patch object applied to the metadata.
+    pub fn changes(&self) -> &Map<String, Value> {
+        &self.changes
+    }
+
+    /// Applies the patch to `(expire, metadata)`, checking the metadata rules on the result.
+    pub fn apply(&self, expire: Expiry, metadata: &Metadata) -> Result<(Expiry, Metadata)> {
+        let mut merged = metadata.clone();
+        merge_object(&mut merged, &self.changes);
+        check_metadata(&merged)?;
+        Ok((self.expire.unwrap_or(expire), merged))
+    }
+}
+
+/// RFC 7396 `MergePatch(Target, Patch)` where both are objects.
+fn merge_object(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (key, value) in patch {
+        if value.is_null() {
+            target.shift_remove(key);
+        } else {
+            let slot = target.entry(key.clone()).or_insert(Value::Null);
+            merge_value(slot, value);
+        }
+    }
+}
+
+/// RFC 7396 `MergePatch(Target, Patch)` for any values.
+pub fn merge_value(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(patch_object) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            if let Value::Object(target_object) = target {
+                merge_object(target_object, patch_object);
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// An `If-Match` precondition (RFC 9110 §13.1.1), compared strongly against [`Record::etag`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: any live record matches.
+    Any,
+    /// A list of entity-tags, as given (quoted; weak tags are kept and never match).
+    Tags(Vec<String>),
+}
+
+impl IfMatch {
+    /// Parses a header value: `*`, or a comma-separated list of entity-tags such as
+    /// `"abc", W/"def"`. Text that is not valid syntax yields a list that matches nothing.
+    pub fn parse(header: &str) -> IfMatch {
+        let header = header.trim();
+        if header == "*" {
+            return IfMatch::Any;
+        }
+        let mut tags = Vec::new();
+        let mut rest = header;
+        loop {
+            rest = rest.trim_start_matches([' ', '\t', ',']);
+            if rest.is_empty() {
+                break;
+            }
+            let (weak, after) = match rest.strip_prefix("W/") {
+                Some(after) => (true, after),
+                None => (false, rest),
+            };
+            let Some(quoted) = after.strip_prefix('"') else { break };
+            let Some(end) = quoted.find('"') else { break };
+            let (opaque, remainder) = quoted.split_at(end);
+            let tag = format!("{}\"{opaque}\"", if weak { "W/" } else { "" });
+            tags.push(tag);
+            rest = remainder.get(1..).unwrap_or("");
+        }
+        IfMatch::Tags(tags)
+    }
+
+    /// Whether `record` satisfies the precondition (strong comparison).
+    pub fn matches(&self, record: &Record) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Tags(tags) => {
+                let etag = record.etag();
+                tags.contains(&etag)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const NOW: u64 = 1_700_000_000;
+    const G: &str = "9094E4C980C74043A4B586B420E69DDF";
+
+    fn guid() -> Guid {
+        Guid::parse(G).unwrap()
+    }
+
+    fn code(result: Result<impl fmt::Debug>) -> &'static str {
+        result.map(|_| "ok").unwrap_or_else(|e| e.code())
+    }
+
+    #[test]
+    fn record_json_puts_guid_and_expire_first() {
+        let mut metadata = Metadata::new();
+        metadata.insert("zeta".into(), json!(1));
+        metadata.insert("user".into(), json!("Jay Patel"));
+        let record = Record::new(guid(), Expiry::new_after(1_427_736_345, 0).unwrap(), metadata, 0xab);
+        assert_eq!(
+            record.to_json(),
+            r#"{"guid":"9094E4C980C74043A4B586B420E69DDF","expire":"1427736345","zeta":1,"user":"Jay Patel"}"#
+        );
+        assert_eq!(record.etag(), "\"00000000000000ab\"");
+    }
+
+    #[test]
+    fn create_bodies_follow_the_api_rules() {
+        let path = guid();
+        let other = "00000000000000000000000000000000";
+        let cases: Vec<(&[u8], Option<&Guid>, &str)> = vec![
+            (b"", None, "ok"),
+            (b"{}", None, "ok"),
+            (br#"{"user":"Jay","expire":1800000000}"#, None, "ok"),
+            (br#"{"expire":"1800000000","tags":[1,2]}"#, Some(&path), "ok"),
+            (format!(r#"{{"guid":"{G}"}}"#).as_bytes().to_vec().leak(), Some(&path), "ok"),
+            (format!(r#"{{"guid":"{other}"}}"#).as_bytes().to_vec().leak(), Some(&path), "guid_mismatch"),
+            (br#"{"guid":"abc"}"#, None, "invalid_guid"),
+            (br#"{"guid":"abc"}"#, Some(&path), "invalid_guid"),
+            (br#"{"guid":5}"#, None, "invalid_guid"),
+            (br#"{"guid":5}"#, Some(&path), "guid_mismatch"),
+            (b"[]", None, "invalid_json"),
+            (b"null", None, "invalid_json"),
+            (b"\"x\"", None, "invalid_json"),
+            (b"{", None, "invalid_json"),
+            (b" ", None, "invalid_json"),
+            (b"{\"a\":\"\xff\"}", None, "invalid_json"),
+            (br#"{"a":1,"a":1}"#, None, "invalid_json"),
+            (br#"{"expire":1}"#, None, "invalid_expire"),
+            (br#"{"expire":null}"#, None, "invalid_expire"),
+            (br#"{"expire":1e10}"#, None, "invalid_expire"),
+            (br#"{"user":""}"#, None, "invalid_metadata"),
+            (br#"{"user":7}"#, None, "invalid_metadata"),
+            (br#"{"user":null}"#, None, "invalid_metadata"),
+        ];
+        for (body, path_guid, expected) in cases {
+            let got = code(NewRecord::parse(body, path_guid, NOW));
+            assert_eq!(got, expected, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn create_takes_the_path_guid_and_keeps_metadata_order() {
+        let parsed = NewRecord::parse(br#"{"b":1,"expire":"1800000000","a":2}"#, Some(&guid()), NOW).unwrap();
+        assert_eq!(parsed.guid(), Some(&guid()));
+        assert_eq!(parsed.expire().map(Expiry::as_secs), Some(1_800_000_000));
+        assert_eq!(parsed.metadata().keys().collect::<Vec<_>>(), ["b", "a"]);
+    }
+
+    #[test]
+    fn patch_bodies_follow_the_api_rules() {
+        let cases: Vec<(&[u8], &str)> = vec![
+            (b"{}", "ok"),
+            (format!(r#"{{"guid":"{G}"}}"#).as_bytes().to_vec().leak(), "ok"),
+            (br#"{"guid":"00000000000000000000000000000000"}"#, "guid_immutable"),
+            (br#"{"guid":null}"#, "guid_immutable"),
+            (br#"{"expire":null}"#, "invalid_expire"),
+            (br#"{"expire":"1800000000"}"#, "ok"),
+            (b"", "invalid_json"),
+            (b"[1]", "invalid_json"),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(code(Patch::parse(body, &guid(), NOW)), expected, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn patch_applies_merge_patch_and_checks_user() {
+        let mut metadata = Metadata::new();
+        metadata.insert("user".into(), json!("Jay"));
+        metadata.insert("team".into(), json!({"name": "ops", "size": 3}));
+        let expire = Expiry::new_after(1_800_000_000, NOW).unwrap();
+        let patch = Patch::parse(br#"{"team":{"size":null,"lead":"Ann"},"user":null,"x":[1]}"#, &guid(), NOW).unwrap();
+        let (new_expire, merged) = patch.apply(expire, &metadata).unwrap();
+        assert_eq!(new_expire, expire);
+        assert_eq!(Value::Object(merged), json!({"team": {"name": "ops", "lead": "Ann"}, "x": [1]}));
+        let bad = Patch::parse(br#"{"user":""}"#, &guid(), NOW).unwrap();
+        assert_eq!(code(bad.apply(expire, &metadata)), "invalid_metadata");
+    }
+
+    #[test]
+    fn merge_value_matches_rfc_7396_examples() {
+        // The test cases of RFC 7396, Appendix A.
+        let cases = [
+            (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
+            (json!({"a":"b"}), json!({"a":null}), json!({})),
+            (json!({"a":"b","b":"c"}), json!({"a":null}), json!({"b":"c"})),
+            (json!({"a":["b"]}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
+            (json!({"a":{"b":"c"}}), json!({"a":{"b":"d","c":null}}), json!({"a":{"b":"d"}})),
+            (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
+            (json!({"a":"b"}), json!(["c"]), json!(["c"])),
+            (json!({"a":"foo"}), json!(null), json!(null)),
+            (json!({"a":"foo"}), json!("bar"), json!("bar")),
+            (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
+            (json!([1, 2]), json!({"a":"b","c":null}), json!({"a":"b"})),
+            (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
+        ];
+        for (mut target, patch, expected) in cases {
+            merge_value(&mut target, &patch);
+            assert_eq!(target, expected, "patch {patch}");
+        }
+    }
+
+    #[test]
+    fn if_match_compares_strongly() {
+        let record = Record::new(guid(), Expiry::new_after(NOW + 1, NOW).unwrap(), Metadata::new(), 1);
+        let etag = record.etag();
+        assert!(IfMatch::parse("*").matches(&record));
+        assert!(IfMatch::parse(&etag).matches(&record));
+        assert!(IfMatch::parse(&format!("\"x\", {etag}")).matches(&record));
+        assert!(!IfMatch::parse(&format!("W/{etag}")).matches(&record));
+        assert!(!IfMatch::parse("\"nope\"").matches(&record));
+        assert!(!IfMatch::parse("").matches(&record));
+        assert!(!IfMatch::parse("garbage").matches(&record));
+    }
+
+    fn json_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            "[a-c]{0,2}".prop_map(Value::from)
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        json_leaf().prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-c]", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn merge_patch_is_idempotent(target in json_value(), patch in json_value()) {
+            let mut once = target.clone();
+            merge_value(&mut once, &patch);
+            let mut twice = once.clone();
+            merge_value(&mut twice, &patch);
+            prop_assert_eq!(once, twice);
+        }
+
+        #[test]
+        fn merge_patch_result_has_no_nulls_from_object_patches(target in json_value(), patch in proptest::collection::btree_map("[a-c]", json_value(), 0..3)) {
+            let patch = Value::Object(patch.into_iter().collect());
+            let mut result = target;
+            merge_value(&mut result, &patch);
+            for (key, value) in patch.as_object().unwrap() {
+                if value.is_null() {
+                    prop_assert!(result.get(key).is_none());
+                }
+            }
+        }
+
+        #[test]
+        fn create_parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = NewRecord::parse(&bytes, None, NOW);
+            let _ = Patch::parse(&bytes, &guid(), NOW);
+        }
+
+        #[test]
+        fn if_match_parse_never_panics(text in "\\PC{0,40}") {
+            let _ = IfMatch::parse(&text);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! [`SqliteBackend`]: the embedded SQLite storage (WAL mode, versioned schema, one write connection
+//! used by the store's writer thread, a small pool of read connections beside it).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::backend::{Backend, Transaction};
+use crate::{Error, Expiry, Guid, Metadata, Record, Result};
+
+/// `PRAGMA application_id` of a guidstore database: "GUID" in ASCII.
+const APPLICATION_ID: i64 = 0x4755_4944;
+
+/// Schema migrations; `PRAGMA user_version` is the number applied.
+const MIGRATIONS: &[&str] = &["CREATE TABLE records (
+        guid     TEXT PRIMARY KEY NOT NULL,
+        expire   INTEGER NOT NULL,
+        metadata TEXT NOT NULL,
+        version  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX records_by_expire ON records (expire);"];
+
+/// How SQLite syncs commits to disk (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is synced before it is acknowledged: survives power loss and `kill -9`.
+    #[default]
+    Full,
+    /// WAL commits are synced at checkpoints: survives `kill -9`, may lose the last commits on
+    /// power loss.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// SQLite storage of records.
+pub struct SqliteBackend {
+    path: Option<PathBuf>,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    max_idle_readers: usize,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database file at `path`, migrating its schema.
+    pub fn open(path: &Path, synchronous: Synchronous, max_idle_readers: usize) -> Result<SqliteBackend> {
+        let not_ours = |reason: String| Error::NotAGuidstoreDatabase { path: path.to_owned(), reason };
+        let writer = Connection::open(path).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::CannotOpen) => Error::Open {
+                path: path.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()),
+            },
+            _ => Error::from_db(e),
+        })?;
+        let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(|e| match e
+            .sqlite_error_code()
+        {
+            Some(rusqlite::ErrorCode::NotADatabase) => not_ours("file is not a database".to_owned()),
+            _ => Error::from_db(e),
+        })?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Unavailable(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                Some(format!("cannot enable WAL mode (journal_mode is {mode})")),
+            )));
+        }
+        configure(&writer)?;
+        writer.pragma_update(None, "synchronous", synchronous.pragma())?;
+        migrate(&writer).map_err(|e| match e {
+            Error::Db(inner) if inner.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+                not_ours("file is not a database".to_owned())
+            }
+            other => other,
+        })?;
+        let backend = SqliteBackend {
+            path: Some(path.to_owned()),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            max_idle_readers,
+        };
+        // Open one reader now, so a file readers cannot use fails here rather than on first read.
+        let reader = backend.open_reader()?;
+        lock(&backend.readers).push(reader);
+        Ok(backend)
+    }
+
+    /// A private in-memory database. Reads share the write connection (they wait for a running
+    /// write transaction); nothing survives the backend.
+    pub fn open_in_memory() -> Result<SqliteBackend> {
+        let writer = Connection::open_in_memory()?;
+        configure(&writer)?;
+        migrate(&writer)?;
+        Ok(SqliteBackend {
+            path: None,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            max_idle_readers: 0,
+        })
+    }
+
+    fn open_reader(&self) -> Result<Connection> {
+        let Some(path) = &self.path else { return Err(Error::Closed) };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = Connection::open_with_flags(path, flags)?;
+        configure(&connection)?;
+        Ok(connection)
+    }
+
+    /// Runs `f` on a read connection: a pooled one, a new one, or (in memory) the writer's.
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if self.path.is_none() {
+            return f(&lock(&self.writer));
+        }
+        let pooled = lock(&self.readers).pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => self.open_reader()?,
+        };
+        let result = f(&connection);
+        let mut pool = lock(&self.readers);
+        if pool.len() < self.max_idle_readers {
+            pool.push(connection);
+        }
+        result
+    }
+}
+
+fn configure(connection: &Connection) -> Result<()> {
+    connection.busy_timeout(Duration::from_secs(5))?;
+    connection.set_prepared_statement_cache_capacity(16);
+    Ok(())
+}
+
+fn migrate(connection: &Connection) -> Result<()> {
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let application_id: i64 = connection.pragma_query_value(None, "application_id", |row| row.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    let path = || connection.path().map(PathBuf::from).unwrap_or_default();
+    if version == 0 {
+        let tables: i64 =
+            connection.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |row| row.get(0))?;
+        if tables > 0 || application_id != 0 {
+            return Err(Error::NotAGuidstoreDatabase { path: path(), reason: "it holds other tables".to_owned() });
+        }
+    } else if application_id != APPLICATION_ID {
+        return Err(Error::NotAGuidstoreDatabase {
+            path: path(),
+            reason: format!("application_id is {application_id}"),
+        });
+    }
+    if version > supported {
+        return Err(Error::UnsupportedSchema { found: version, supported });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let next = index as i64 + 1;
+        let sql = format!(
+            "BEGIN IMMEDIATE; {migration}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {next}; COMMIT;"
+        );
+        if let Err(error) = connection.execute_batch(&sql) {
+            let _ = connection.execute_batch("ROLLBACK");
+            return Err(Error::from_db(error));
+        }
+        log::info!("guidstore: migrated database schema to version {next}");
+    }
+    Ok(())
+}
+
+fn load_record(connection: &Connection, guid: &Guid) -> Result<Option<Record>> {
+    let mut statement = connection.prepare_cached("SELECT expire, metadata, version FROM records WHERE guid = ?1")?;
+    let row = statement
+        .query_row([guid], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))
+        .optional()?;
+    let Some((expire, metadata, version)) = row else { return Ok(None) };
+    let corrupt = |what: &str| {
+        Error::Db(rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("record {guid}: stored {what} is invalid").into(),
+        ))
+    };
+    let expire = Expiry::from_stored(expire).ok_or_else(|| corrupt("expire"))?;
+    let metadata: Metadata = serde_json::from_str(&metadata).map_err(|_| corrupt("metadata"))?;
+    Ok(Some(Record::new(*guid, expire, metadata, version as u64)))
+}
+
+struct SqliteTransaction<'c>(&'c Connection);
+
+impl Transaction for SqliteTransaction<'_> {
+    fn load(&mut self, guid: &Guid) -> Result<Option<Record>> {
+        load_record(self.0, guid)
+    }
+
+    fn put(&mut self, record: &Record) -> Result<()> {
+        let metadata = serde_json::Value::Object(record.metadata().clone()).to_string();
+        self.0
+            .prepare_cached("INSERT OR REPLACE INTO records (guid, expire, metadata, version) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![record.guid(), record.expire().as_secs() as i64, metadata, record.version() as i64])?;
+        Ok(())
+    }
+
+    fn remove(&mut self, guid: &Guid) -> Result<bool> {
+        Ok(self.0.prepare_cached("DELETE FROM records WHERE guid = ?1")?.execute([guid])? > 0)
+    }
+
+    fn purge_expired(&mut self, now: u64, limit: usize) -> Result<u64> {
+        let removed = self
+            .0
+            .prepare_cached("DELETE FROM records WHERE guid IN (SELECT guid FROM records WHERE expire <= ?1 LIMIT ?2)")?
+            .execute(params![now.min(i64::MAX as u64) as i64, limit.min(i64::MAX as usize) as i64])?;
+        Ok(removed as u64)
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn load(&self, guid: &Guid) -> Result<Option<Record>> {
+        self.with_reader(|connection| load_record(connection, guid))
+    }
+
+    fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
+        let connection = lock(&self.writer);
+        connection.execute_batch("BEGIN IMMEDIATE")?;
+        let outcome = work(&mut SqliteTransaction(&connection));
+        let outcome = outcome.and_then(|()| connection.execute_batch("COMMIT").map_err(Error::from_db));
+        if outcome.is_err()
+            && !connection.is_autocommit()
+            && let Err(error) = connection.execute_batch("ROLLBACK")
+        {
+            log::error!("guidstore: rollback failed: {error}");
+        }
+        outcome
+    }
+
+    fn count_live(&self, now: u64) -> Result<u64> {
+        self.with_reader(|connection| {
+            let count: i64 = connection
+                .prepare_cached("SELECT count(*) FROM records WHERE expire > ?1")?
+                .query_row([now.min(i64::MAX as u64) as i64], |row| row.get(0))?;
+            Ok(count as u64)
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        self.with_reader(|connection| {
+            connection.prepare_cached("SELECT 1 FROM records LIMIT 1")?.exists([])?;
+            Ok(())
+        })
+    }
+
+    fn close(&self) -> Result<()> {
+        lock(&self.readers).clear();
+        if self.path.is_some() {
+            lock(&self.writer).execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        }
+        Ok(())
+    }
+}
