@@ -1,0 +1,335 @@
+//! Store behaviour end to end on real SQLite files: the API's semantics, expiry with an injected
+//! clock, persistence across reopen, concurrency, file ownership and bad files.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Barrier};
+
+use guidstore::{Clock, Error, Guid, IfMatch, ManualClock, NewRecord, Options, Patch, Store, Write, WriteOutcome};
+use serde_json::json;
+
+const NOW: u64 = 1_700_000_000;
+
+struct TestStore {
+    store: Store,
+    clock: ManualClock,
+    dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    fn new() -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(NOW);
+        let store = Store::open_with(dir.path().join("test.db"), Options::default().clock(clock.clone())).unwrap();
+        TestStore { store, clock, dir }
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("test.db")
+    }
+
+    fn create(&self, body: &str) -> guidstore::Result<Arc<guidstore::Record>> {
+        self.store.create(NewRecord::parse(body.as_bytes(), None, self.clock.now())?)
+    }
+
+    fn patch(&self, guid: &Guid, body: &str, if_match: Option<&str>) -> guidstore::Result<Arc<guidstore::Record>> {
+        let patch = Patch::parse(body.as_bytes(), guid, self.clock.now())?;
+        self.store.update(guid, patch, if_match.map(IfMatch::parse))
+    }
+}
+
+fn guid(text: &str) -> Guid {
+    Guid::parse(text).unwrap()
+}
+
+const G1: &str = "9094E4C980C74043A4B586B420E69DDF";
+
+#[test]
+fn create_then_get_returns_the_same_record() {
+    let t = TestStore::new();
+    let created = t.create(&format!(r#"{{"guid":"{G1}","expire":"1800000000","user":"Jay Patel"}}"#)).unwrap();
+    assert_eq!(created.to_json(), format!(r#"{{"guid":"{G1}","expire":"1800000000","user":"Jay Patel"}}"#));
+    let read = t.store.get(&guid(G1)).unwrap();
+    assert_eq!(read.to_json(), created.to_json());
+    assert_eq!(read.etag(), created.etag());
+}
+
+#[test]
+fn create_without_guid_or_expire_draws_a_guid_and_uses_the_default_ttl() {
+    let t = TestStore::new();
+    let record = t.create("").unwrap();
+    assert_eq!(record.expire().as_secs(), NOW + guidstore::DEFAULT_TTL_SECS);
+    assert_eq!(t.store.get(record.guid()).unwrap().guid(), record.guid());
+}
+
+#[test]
+fn create_over_a_live_guid_is_already_exists_and_changes_nothing() {
+    let t = TestStore::new();
+    let first = t.create(&format!(r#"{{"guid":"{G1}","user":"a"}}"#)).unwrap();
+    let err = t.create(&format!(r#"{{"guid":"{G1}","user":"b"}}"#)).unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists(_)), "{err:?}");
+    let now = t.store.get(&guid(G1)).unwrap();
+    assert_eq!(now.to_json(), first.to_json());
+    assert_eq!(now.etag(), first.etag());
+}
+
+#[test]
+fn an_expired_record_is_absent_for_every_operation() {
+    let t = TestStore::new();
+    let g = guid(G1);
+    t.create(&format!(r#"{{"guid":"{G1}","expire":{}}}"#, NOW + 10)).unwrap();
+    t.store.get(&g).unwrap();
+    t.clock.advance(10);
+    assert!(matches!(t.store.get(&g), Err(Error::NotFound(_))));
+    assert!(matches!(t.patch(&g, "{}", None), Err(Error::NotFound(_))));
+    assert!(matches!(t.patch(&g, "{}", Some("*")), Err(Error::NotFound(_))));
+    assert!(matches!(t.store.delete(&g, None), Err(Error::NotFound(_))));
+    // A create of the same GUID succeeds as if it were new, with a new entity-tag.
+    let again = t.create(&format!(r#"{{"guid":"{G1}","user":"new"}}"#)).unwrap();
+    assert_eq!(t.store.get(&g).unwrap().to_json(), again.to_json());
+}
+
+#[test]
+fn a_create_whose_expire_passed_before_commit_is_rejected() {
+    let t = TestStore::new();
+    let request = NewRecord::parse(format!(r#"{{"expire":{}}}"#, NOW + 5).as_bytes(), None, NOW).unwrap();
+    t.clock.advance(5);
+    assert!(matches!(t.store.create(request), Err(Error::InvalidExpire(_))));
+}
+
+#[test]
+fn patch_merges_metadata_and_changes_the_etag() {
+    let t = TestStore::new();
+    let g = guid(G1);
+    let created = t.create(&format!(r#"{{"guid":"{G1}","user":"a","team":{{"name":"ops","size":3}}}}"#)).unwrap();
+    let updated = t.patch(&g, r#"{"team":{"size":null},"tags":["x"],"expire":"1900000000"}"#, None).unwrap();
+    assert_eq!(
+        updated.to_json(),
+        format!(r#"{{"guid":"{G1}","expire":"1900000000","user":"a","team":{{"name":"ops"}},"tags":["x"]}}"#)
+    );
+    assert_ne!(updated.etag(), created.etag());
+    assert_eq!(t.store.get(&g).unwrap().to_json(), updated.to_json());
+}
+
+#[test]
+fn an_empty_patch_changes_nothing_and_keeps_the_etag() {
+    let t = TestStore::new();
+    let g = guid(G1);
+    let created = t.create(&format!(r#"{{"guid":"{G1}","user":"a"}}"#)).unwrap();
+    assert_eq!(t.patch(&g, "{}", None).unwrap().etag(), created.etag());
+    assert_eq!(t.patch(&g, r#"{"user":"a"}"#, None).unwrap().etag(), created.etag());
+    assert_eq!(t.store.get(&g).unwrap().etag(), created.etag());
+}
+
+#[test]
+fn if_match_guards_update_and_delete() {
+    let t = TestStore::new();
+    let g = guid(G1);
+    let created = t.create(&format!(r#"{{"guid":"{G1}","user":"a"}}"#)).unwrap();
+    let err = t.patch(&g, r#"{"user":"b"}"#, Some("\"0000000000000000\"")).unwrap_err();
+    assert!(matches!(err, Error::PreconditionFailed(_)));
+    assert_eq!(t.store.get(&g).unwrap().to_json(), created.to_json());
+    let updated = t.patch(&g, r#"{"user":"b"}"#, Some(&created.etag())).unwrap();
+    assert!(matches!(t.store.delete(&g, Some(IfMatch::parse(&created.etag()))), Err(Error::PreconditionFailed(_))));
+    t.store.get(&g).unwrap();
+    t.store.delete(&g, Some(IfMatch::parse(&format!("\"x\", {}", updated.etag())))).unwrap();
+    assert!(matches!(t.store.get(&g), Err(Error::NotFound(_))));
+    assert!(matches!(t.store.delete(&g, Some(IfMatch::Any)), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn a_patch_that_breaks_the_user_rule_changes_nothing() {
+    let t = TestStore::new();
+    let g = guid(G1);
+    let created = t.create(&format!(r#"{{"guid":"{G1}","user":"a"}}"#)).unwrap();
+    assert!(matches!(t.patch(&g, r#"{"user":{"x":1}}"#, None), Err(Error::InvalidMetadata(_))));
+    assert_eq!(t.store.get(&g).unwrap().to_json(), created.to_json());
+}
+
+#[test]
+fn purge_removes_expired_records_in_bounded_batches() {
+    let t = TestStore::new();
+    for _ in 0..25 {
+        t.create(&format!(r#"{{"expire":{}}}"#, NOW + 1)).unwrap();
+    }
+    let keep = t.create(&format!(r#"{{"expire":{}}}"#, NOW + 100)).unwrap();
+    assert_eq!(t.store.purge_expired(10).unwrap(), 0);
+    t.clock.advance(1);
+    assert_eq!(t.store.purge_expired(10).unwrap(), 10);
+    assert_eq!(t.store.purge_expired(10).unwrap(), 10);
+    assert_eq!(t.store.purge_expired(10).unwrap(), 5);
+    assert_eq!(t.store.purge_expired(10).unwrap(), 0);
+    let stats = t.store.stats().unwrap();
+    assert_eq!((stats.records, stats.purged), (1, 25));
+    t.store.get(keep.guid()).unwrap();
+}
+
+#[test]
+fn records_survive_reopening_the_file() {
+    let t = TestStore::new();
+    let created = t.create(r#"{"user":"persist","nested":{"a":[1,2,{"b":null}]}}"#).unwrap();
+    let path = t.path();
+    let TestStore { store, clock, dir: _dir } = t;
+    store.close().unwrap();
+    let store = Store::open_with(&path, Options::default().clock(clock)).unwrap();
+    let read = store.get(created.guid()).unwrap();
+    assert_eq!(read.to_json(), created.to_json());
+    assert_eq!(read.etag(), created.etag());
+}
+
+#[test]
+fn writes_from_32_threads_are_all_present_after_reopen_and_share_commits() {
+    let t = TestStore::new();
+    let store = Arc::new(t.store);
+    let barrier = Arc::new(Barrier::new(32));
+    let handles: Vec<_> = (0..32)
+        .map(|thread| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                (0..50)
+                    .map(|i| {
+                        let body = format!(r#"{{"thread":{thread},"i":{i}}}"#);
+                        *store.create(NewRecord::parse(body.as_bytes(), None, NOW).unwrap()).unwrap().guid()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let guids: Vec<Guid> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    assert_eq!(guids.iter().collect::<HashSet<_>>().len(), 32 * 50);
+    let counters = store.counters();
+    assert_eq!(counters.writes, 32 * 50);
+    assert!(counters.commits < counters.writes, "group commit shared no transaction: {counters:?}");
+    let store = Arc::into_inner(store).unwrap();
+    store.close().unwrap();
+    let reopened = Store::open_with(t.dir.path().join("test.db"), Options::default().clock(t.clock)).unwrap();
+    for guid in &guids {
+        reopened.get(guid).unwrap();
+    }
+    assert_eq!(reopened.stats().unwrap().records, 32 * 50);
+}
+
+#[test]
+fn concurrent_creates_of_one_guid_have_exactly_one_winner() {
+    let t = TestStore::new();
+    let store = Arc::new(t.store);
+    for round in 0..20 {
+        let text = format!("{round:032X}");
+        let barrier = Arc::new(Barrier::new(16));
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let (store, barrier, text) = (Arc::clone(&store), Arc::clone(&barrier), text.clone());
+                std::thread::spawn(move || {
+                    let body = format!(r#"{{"guid":"{text}","writer":{i}}}"#);
+                    let request = NewRecord::parse(body.as_bytes(), None, NOW).unwrap();
+                    barrier.wait();
+                    store.create(request)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}");
+        assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, Error::AlreadyExists(_))));
+        assert_eq!(store.get(&guid(&text)).unwrap().to_json(), winners[0].to_json());
+    }
+}
+
+#[test]
+fn a_second_store_on_the_same_file_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let first = Store::open_with(&path, Options::default().owner("http://127.0.0.1:9")).unwrap();
+    let created = first.create(NewRecord::parse(br#"{"user":"one"}"#, None, first.now()).unwrap()).unwrap();
+    match Store::open(&path) {
+        Err(Error::Locked { owner, .. }) => assert_eq!(owner.as_deref(), Some("http://127.0.0.1:9")),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert_eq!(guidstore::lock_owner(&path).as_deref(), Some("http://127.0.0.1:9"));
+    first.close().unwrap();
+    assert_eq!(guidstore::lock_owner(&path), None);
+    let second = Store::open(&path).unwrap();
+    assert_eq!(second.get(created.guid()).unwrap().to_json(), created.to_json());
+    second.delete(created.guid(), None).unwrap();
+    drop(second);
+    let third = Store::open(&path).unwrap();
+    assert!(matches!(third.get(created.guid()), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn cache_hits_do_not_outlive_writes_or_expiry() {
+    let t = TestStore::new();
+    let g = guid(G1);
+    t.create(&format!(r#"{{"guid":"{G1}","expire":{},"n":1}}"#, NOW + 50)).unwrap();
+    assert_eq!(t.store.get_cached(&g).unwrap().metadata()["n"], json!(1));
+    t.patch(&g, r#"{"n":2}"#, None).unwrap();
+    assert_eq!(t.store.get(&g).unwrap().metadata()["n"], json!(2));
+    assert_eq!(t.store.get_cached(&g).unwrap().metadata()["n"], json!(2));
+    t.clock.advance(50);
+    assert!(t.store.get_cached(&g).is_none());
+    t.clock.set(NOW);
+    t.store.get(&g).unwrap();
+    t.store.delete(&g, None).unwrap();
+    assert!(t.store.get_cached(&g).is_none());
+    assert!(matches!(t.store.get(&g), Err(Error::NotFound(_))));
+    let stats = t.store.counters();
+    assert!(stats.cache_hits >= 2 && stats.cache_misses >= 1, "{stats:?}");
+}
+
+#[test]
+fn a_store_without_cache_behaves_the_same() {
+    let store = Store::open_in_memory_with(Options::default().cache_capacity(0)).unwrap();
+    let record = store.create(NewRecord::parse(b"{}", None, store.now()).unwrap()).unwrap();
+    assert!(store.get_cached(record.guid()).is_none());
+    assert_eq!(store.get(record.guid()).unwrap().to_json(), record.to_json());
+}
+
+#[test]
+fn submit_answers_by_callback_after_commit() {
+    let store = Store::open_in_memory().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let request = NewRecord::parse(b"{}", None, store.now()).unwrap();
+    store.submit(Write::Create(request), move |result| sender.send(result).unwrap());
+    let Ok(WriteOutcome::Record(record)) = receiver.recv().unwrap() else { panic!("create failed") };
+    assert_eq!(store.get(record.guid()).unwrap().to_json(), record.to_json());
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.db");
+    std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+    assert!(matches!(Store::open(&path), Err(Error::NotAGuidstoreDatabase { .. })), "{:?}", Store::open(&path));
+}
+
+#[test]
+fn another_applications_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    rusqlite_like_file(&path);
+    assert!(matches!(Store::open(&path), Err(Error::NotAGuidstoreDatabase { .. })), "{:?}", Store::open(&path));
+}
+
+/// A valid SQLite file holding someone else's table.
+fn rusqlite_like_file(path: &std::path::Path) {
+    rusqlite::Connection::open(path).unwrap().execute_batch("CREATE TABLE t(x);").unwrap();
+}
+
+#[test]
+fn a_database_from_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("newer.db");
+    Store::open(&path).unwrap().close().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[60..64].copy_from_slice(&99u32.to_be_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    assert!(matches!(Store::open(&path), Err(Error::UnsupportedSchema { found: 99, .. })), "{:?}", Store::open(&path));
+}
+
+#[test]
+fn a_missing_directory_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Store::open(dir.path().join("no/such/dir/x.db")).unwrap_err();
+    assert!(matches!(err, Error::Open { .. }), "{err:?}");
+    assert_eq!(err.code(), "internal");
+}
