@@ -67,7 +67,7 @@ fn gets_per_second(store: &Store, guids: &[Guid]) -> f64 {
         for guid in guids.iter().step_by(7).chain(guids.iter()) {
             std::hint::black_box(store.get(guid).expect("live record"));
             count += 1;
-            if count % 1024 == 0 && Instant::now() >= deadline {
+            if count.is_multiple_of(1024) && Instant::now() >= deadline {
                 break 'outer;
             }
         }
