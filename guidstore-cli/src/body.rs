@@ -1,0 +1,223 @@
+//! Builds the JSON body of a create or update from the command line: `--json` (inline, `@FILE`
+//! or `-` for stdin) first, then `--expire`, `--user`, each `--set KEY=JSON` and each `--unset KEY`
+//! merged into it. The rules of the body itself (what a valid expire or user is) are not checked
+//! here: the library (database mode) or the server (HTTP mode) checks them, so both agree.
+
+use std::io::Read;
+
+use guidstore::{Guid, NewRecord, Patch};
+use serde_json::{Map, Value};
+
+use crate::cli::Fields;
+use crate::error::CliError;
+
+/// The largest body the HTTP API accepts (65,536 bytes); database mode applies the same limit.
+pub const MAX_BODY_BYTES: usize = 65_536;
+
+/// Which request the body is for: it decides how an empty `--json` is read (`{}` for a create, an
+/// error for an update, as over HTTP).
+#[derive(Debug, Clone, Copy)]
+pub enum BodyKind<'a> {
+    /// A create.
+    Create,
+    /// An update of this record.
+    Update(&'a Guid),
+}
+
+/// The body bytes for `fields` (and, for an update, `unset`). `stdin` is read only for `--json -`.
+///
+/// With `--json` alone the given bytes are passed on unchanged, so every rule of the API applies to
+/// exactly what the user wrote; with other flags the object is parsed, merged and written again.
+pub fn build(fields: &Fields, unset: &[String], kind: BodyKind<'_>, stdin: impl Read) -> Result<Vec<u8>, CliError> {
+    let given = fields.json.as_deref().map(|source| read_source(source, stdin)).transpose()?;
+    let no_flags = fields.expire.is_none() && fields.user.is_none() && fields.set.is_empty() && unset.is_empty();
+    if no_flags {
+        return Ok(given.unwrap_or_else(|| b"{}".to_vec()));
+    }
+    let mut object = match given {
+        None => Map::new(),
+        Some(bytes) if bytes.is_empty() && matches!(kind, BodyKind::Create) => Map::new(),
+        Some(bytes) => parse_object(&bytes, kind)?,
+    };
+    if let Some(expire) = &fields.expire {
+        object.insert("expire".to_owned(), Value::String(expire.clone()));
+    }
+    if let Some(user) = &fields.user {
+        object.insert("user".to_owned(), Value::String(user.clone()));
+    }
+    for assignment in &fields.set {
+        let (key, value) = parse_assignment(assignment)?;
+        object.insert(key, value);
+    }
+    for key in unset {
+        object.insert(key.clone(), Value::Null);
+    }
+    Ok(Value::Object(object).to_string().into_bytes())
+}
+
+/// Rejects a body over [`MAX_BODY_BYTES`] with `payload_too_large`, as the server does.
+pub fn check_size(body: &[u8]) -> Result<(), CliError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(CliError::Api {
+            code: "payload_too_large".to_owned(),
+            message: format!("request body is {} bytes; the limit is {MAX_BODY_BYTES}", body.len()),
+        });
+    }
+    Ok(())
+}
+
+/// `--json` text: `-` reads stdin, `@FILE` reads a file, anything else is the JSON itself.
+fn read_source(source: &str, mut stdin: impl Read) -> Result<Vec<u8>, CliError> {
+    if source == "-" {
+        let mut bytes = Vec::new();
+        stdin.read_to_end(&mut bytes).map_err(|e| CliError::io("cannot read the body from stdin", e))?;
+        Ok(bytes)
+    } else if let Some(path) = source.strip_prefix('@') {
+        std::fs::read(path).map_err(|e| CliError::io(format!("cannot read --json file {path}"), e))
+    } else {
+        Ok(source.as_bytes().to_vec())
+    }
+}
+
+/// Parses a `--json` object to merge flags into, with the library's strict rules first (duplicate
+/// keys, depth, not an object) so merging never hides a body the API would refuse.
+fn parse_object(bytes: &[u8], kind: BodyKind<'_>) -> Result<Map<String, Value>, CliError> {
+    // Only the JSON structure is of interest here (time 0: every expire is in the future).
+    let strict = match kind {
+        BodyKind::Create => NewRecord::parse(bytes, None, 0).err(),
+        BodyKind::Update(guid) => Patch::parse(bytes, guid, 0).err(),
+    };
+    if let Some(error) = strict.filter(|e| e.code() == "invalid_json") {
+        return Err(error.into());
+    }
+    serde_json::from_slice(bytes).map_err(|e| guidstore::Error::InvalidJson(e.to_string()).into())
+}
+
+/// `KEY=JSON`: the value is parsed as JSON, or taken as a string when it is not JSON.
+fn parse_assignment(assignment: &str) -> Result<(String, Value), CliError> {
+    let Some((key, text)) = assignment.split_once('=') else {
+        return Err(CliError::Usage(format!("--set expects KEY=JSON, got {assignment:?}")));
+    };
+    let value = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const G: &str = "9094E4C980C74043A4B586B420E69DDF";
+
+    fn fields(json: Option<&str>, expire: Option<&str>, user: Option<&str>, set: &[&str]) -> Fields {
+        Fields {
+            json: json.map(str::to_owned),
+            expire: expire.map(str::to_owned),
+            user: user.map(str::to_owned),
+            set: set.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn create(fields: &Fields) -> Result<Value, String> {
+        let bytes = build(fields, &[], BodyKind::Create, std::io::empty()).map_err(|e| e.code().to_owned())?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    #[test]
+    fn flags_merge_over_json_in_order() {
+        let body = create(&fields(
+            Some(r#"{"user":"old","team":"a","keep":1}"#),
+            Some("1800000000"),
+            Some("Jay Patel"),
+            &["team=ops", r#"tags=["a","b"]"#, "size=3", "flag=true", "empty=", "eq=a=b", "café=ünï"],
+        ));
+        assert_eq!(
+            body,
+            Ok(json!({"user":"Jay Patel","team":"ops","keep":1,"expire":"1800000000","tags":["a","b"],
+                "size":3,"flag":true,"empty":"","eq":"a=b","café":"ünï"}))
+        );
+    }
+
+    #[test]
+    fn set_falls_back_to_a_string_when_the_value_is_not_json() {
+        let cases = [
+            ("k=ops", json!("ops")),
+            ("k=\"quoted\"", json!("quoted")),
+            ("k=12", json!(12)),
+            ("k=1e3", json!(1e3)),
+            ("k={\"a\":1}", json!({"a":1})),
+            ("k={not json", json!("{not json")),
+            ("k=null", json!(null)),
+            ("k= ", json!(" ")),
+        ];
+        for (assignment, expected) in cases {
+            assert_eq!(create(&fields(None, None, None, &[assignment])), Ok(json!({"k": expected})), "{assignment}");
+        }
+    }
+
+    #[test]
+    fn set_without_equals_is_a_usage_error() {
+        assert_eq!(create(&fields(None, None, None, &["team"])), Err("usage".to_owned()));
+    }
+
+    #[test]
+    fn json_alone_is_passed_through_unchanged() {
+        let text = r#"{"b":1,  "a":"x","a":"dup"}"#;
+        let bytes = build(&fields(Some(text), None, None, &[]), &[], BodyKind::Create, std::io::empty());
+        assert_eq!(bytes.ok(), Some(text.as_bytes().to_vec()));
+    }
+
+    #[test]
+    fn invalid_json_is_refused_before_merging() {
+        for text in ["[1]", "{", r#"{"a":1,"a":2}"#, "null", "\"x\""] {
+            assert_eq!(create(&fields(Some(text), None, Some("u"), &[])), Err("invalid_json".to_owned()), "{text}");
+        }
+    }
+
+    #[test]
+    fn empty_json_is_an_empty_object_on_create_only() {
+        assert_eq!(create(&fields(Some(""), None, Some("u"), &[])), Ok(json!({"user":"u"})));
+        let guid = Guid::parse(G).unwrap();
+        let update = build(&fields(Some(""), None, Some("u"), &[]), &[], BodyKind::Update(&guid), std::io::empty());
+        assert_eq!(update.map_err(|e| e.code().to_owned()).err(), Some("invalid_json".to_owned()));
+    }
+
+    #[test]
+    fn unset_is_a_merge_patch_null_after_set() {
+        let guid = Guid::parse(G).unwrap();
+        let bytes = build(
+            &fields(None, None, None, &["a=1"]),
+            &["a".into(), "b".into()],
+            BodyKind::Update(&guid),
+            std::io::empty(),
+        );
+        assert_eq!(serde_json::from_slice::<Value>(&bytes.unwrap()).unwrap(), json!({"a":null,"b":null}));
+    }
+
+    #[test]
+    fn nothing_given_is_an_empty_object() {
+        assert_eq!(create(&fields(None, None, None, &[])), Ok(json!({})));
+    }
+
+    #[test]
+    fn json_is_read_from_stdin_and_files() {
+        let stdin = build(&fields(Some("-"), None, None, &[]), &[], BodyKind::Create, &b"{\"a\":1}"[..]);
+        assert_eq!(stdin.ok(), Some(b"{\"a\":1}".to_vec()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("body.json");
+        std::fs::write(&path, "{\"f\":2}").unwrap();
+        let source = format!("@{}", path.display());
+        let file = build(&fields(Some(&source), None, Some("u"), &[]), &[], BodyKind::Create, std::io::empty());
+        assert_eq!(serde_json::from_slice::<Value>(&file.unwrap()).unwrap(), json!({"f":2,"user":"u"}));
+        let missing =
+            build(&fields(Some("@/nonexistent/x.json"), None, None, &[]), &[], BodyKind::Create, std::io::empty());
+        assert_eq!(missing.map_err(|e| e.code().to_owned()).err(), Some("io".to_owned()));
+    }
+
+    #[test]
+    fn size_limit_matches_the_api() {
+        assert!(check_size(&vec![b' '; MAX_BODY_BYTES]).is_ok());
+        let error = check_size(&vec![b' '; MAX_BODY_BYTES + 1]).unwrap_err();
+        assert_eq!(error.code(), "payload_too_large");
+    }
+}

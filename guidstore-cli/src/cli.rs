@@ -1,0 +1,130 @@
+//! The command line: clap definitions only. Parsing values (GUIDs, JSON, URLs) and choosing between
+//! the database file and a server happen in `main.rs`, `body.rs` and `target.rs`, not here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+
+const AFTER_HELP: &str = "\
+Where records live:
+  --db PATH       work on the database file directly (default ./guidstore.db). If a guidstore-server
+                  has the file open, the command goes through that server over HTTP instead (the
+                  server writes its URL in PATH.lock), so the CLI is safe beside a running server.
+  --server URL    talk HTTP to a running guidstore-server (http:// only).
+  The command line beats the environment; when neither flag is given, GUIDSTORE_SERVER beats
+  GUIDSTORE_DB.
+
+Output:
+  create, get and update print the record as one line of JSON on stdout, exactly the server's body
+  (--pretty indents it); delete and purge print nothing. Errors go to stderr as
+  `error: CODE: message`, with the API's codes (invalid_guid, not_found, ...).
+
+Exit codes:
+  0  success
+  1  store, server or I/O failure (unavailable, internal, cannot connect, file held by another program)
+  2  usage or invalid input (bad flags, invalid_guid, invalid_expire, invalid_json, invalid_metadata,
+     guid_mismatch, guid_immutable, payload_too_large, unauthorized)
+  3  not found (not_found)
+  4  already exists or precondition failed (already_exists, precondition_failed)";
+
+/// Command-line client for guidstore: a registry of GUIDs and their metadata, each valid until an
+/// expiry time.
+#[derive(Debug, Parser)]
+#[command(name = "guidstore-cli", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Database file to work on.
+    #[arg(long, global = true, env = "GUIDSTORE_DB", default_value = "./guidstore.db", value_name = "PATH")]
+    pub db: PathBuf,
+
+    /// Base URL of a running guidstore-server, e.g. http://127.0.0.1:8080 (instead of --db).
+    #[arg(long, global = true, env = "GUIDSTORE_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Bearer token sent to the server (`Authorization: Bearer TOKEN`), when it requires one.
+    #[arg(long, global = true, env = "GUIDSTORE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// Seconds to wait for the server before giving up (HTTP only).
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
+    pub timeout: u64,
+
+    /// Print the record indented over several lines instead of one line.
+    #[arg(long, global = true)]
+    pub pretty: bool,
+
+    /// Also print the record's entity-tag (for --if-match) on stderr, as one line: "0123456789abcdef".
+    #[arg(long, global = true)]
+    pub etag: bool,
+
+    /// Say more on stderr: which store or server is used, how many records a purge removed.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a record (with a random GUID unless one is given) and print it.
+    Create {
+        /// The GUID to create (32 uppercase hexadecimal characters); random when absent.
+        guid: Option<String>,
+        #[command(flatten)]
+        fields: Fields,
+    },
+    /// Print a live record.
+    Get {
+        /// The record's GUID.
+        guid: String,
+    },
+    /// Change a live record (JSON Merge Patch on its metadata) and print it.
+    Update {
+        /// The record's GUID.
+        guid: String,
+        #[command(flatten)]
+        fields: Fields,
+        /// Remove a metadata key (a merge-patch null). Repeatable.
+        #[arg(long, value_name = "KEY")]
+        unset: Vec<String>,
+        /// Only change the record if its entity-tag is one of these (or `*`).
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
+    /// Delete a live record.
+    Delete {
+        /// The record's GUID.
+        guid: String,
+        /// Only delete the record if its entity-tag is one of these (or `*`).
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
+    /// Remove expired records from the database file (--db only; -v prints how many).
+    Purge,
+    /// Print a shell completion script (bash, zsh, fish, ...) on stdout.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+}
+
+/// The fields of a create or update body. They merge into one JSON object in this order: --json,
+/// then --expire, --user, each --set (and, for update, each --unset); a later one wins.
+#[derive(Debug, Args)]
+pub struct Fields {
+    /// Expiry, Unix time in seconds (ASCII digits, strictly in the future).
+    #[arg(long, value_name = "UNIX")]
+    pub expire: Option<String>,
+    /// The `user` metadata field (a non-empty string).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Set a metadata field to a JSON value; text that is not JSON is taken as a string
+    /// (--set team=ops, --set tags='["a","b"]', --set size=3). Repeatable.
+    #[arg(long, value_name = "KEY=JSON")]
+    pub set: Vec<String>,
+    /// The body as a JSON object: inline, @FILE to read a file, or - to read stdin.
+    #[arg(long, value_name = "OBJECT|@FILE|-")]
+    pub json: Option<String>,
+}

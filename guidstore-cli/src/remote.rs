@@ -1,0 +1,186 @@
+//! [`Remote`]: a running guidstore-server reached over HTTP/1.1 with hyper's client (http:// only,
+//! no TLS). It sends requests and turns error answers into [`CliError::Api`] with the server's code;
+//! it does not validate bodies (the server does).
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::CliError;
+
+/// The largest response body read (a record is at most about the 64 KiB request limit).
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// A successful answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// The response body (the record, or empty for a 204).
+    pub body: Bytes,
+    /// The `ETag` header, if any.
+    pub etag: Option<String>,
+}
+
+/// A guidstore-server at a base URL.
+pub struct Remote {
+    base: String,
+    token: Option<HeaderValue>,
+    timeout: Duration,
+    client: Client<HttpConnector, Full<Bytes>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Remote {
+    /// A client for the server at `url` (`http://HOST:PORT`, optionally with a path prefix).
+    pub fn new(url: &str, token: Option<&str>, timeout: Duration) -> Result<Remote, CliError> {
+        let uri: Uri = url.parse().map_err(|e| CliError::Usage(format!("invalid server URL {url:?}: {e}")))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(_) => return Err(CliError::Usage(format!("server URL {url:?}: only http:// is supported (no TLS)"))),
+            None => return Err(CliError::Usage(format!("server URL {url:?} must start with http://"))),
+        }
+        if uri.authority().is_none() || uri.query().is_some() {
+            return Err(CliError::Usage(format!("server URL {url:?} must be http://HOST[:PORT][/PREFIX]")));
+        }
+        let token = token
+            .map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
+            .transpose()
+            .map_err(|_| CliError::Usage("the token contains characters not allowed in a header".to_owned()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::io("cannot start the HTTP client", e))?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Remote { base: url.trim_end_matches('/').to_owned(), token, timeout, client, runtime })
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends `method path` with an optional JSON body and `If-Match`; a 2xx answer is `Ok`.
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        if_match: Option<&str>,
+    ) -> Result<Answer, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = Request::builder().method(method).uri(&url);
+        if let Some(token) = &self.token {
+            request = request.header(AUTHORIZATION, token.clone());
+        }
+        if let Some(if_match) = if_match {
+            let value = HeaderValue::from_str(if_match)
+                .map_err(|_| CliError::Usage(format!("--if-match {if_match:?} is not a valid header value")))?;
+            request = request.header(IF_MATCH, value);
+        }
+        if body.is_some() {
+            request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| CliError::Usage(format!("cannot build a request to {url}: {e}")))?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| unreachable(&self.base, &e))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| CliError::Unavailable(format!("reading the answer of {}: {e}", self.base)))?
+                .to_bytes();
+            Ok::<_, CliError>((parts, body))
+        };
+        let (parts, body) =
+            self.runtime.block_on(async { tokio::time::timeout(self.timeout, exchange).await }).map_err(|_| {
+                CliError::Unavailable(format!("{} did not answer within {} s", self.base, self.timeout.as_secs()))
+            })??;
+        if parts.status.is_success() {
+            let etag = parts.headers.get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            return Ok(Answer { body, etag });
+        }
+        Err(api_error(parts.status, &body))
+    }
+}
+
+/// A connection failure, with its chain of causes (hyper's top-level message says little).
+fn unreachable(base: &str, error: &(dyn std::error::Error + 'static)) -> CliError {
+    let mut message = format!("cannot reach {base}: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    CliError::Unavailable(message)
+}
+
+/// The error of a non-2xx answer: the code and message of its JSON body, or a code guessed from the
+/// status when the body is not the API's (a proxy answered, say).
+fn api_error(status: StatusCode, body: &[u8]) -> CliError {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |name: &str| parsed.as_ref().and_then(|v| v.get(name)).and_then(|v| v.as_str()).map(str::to_owned);
+    let code = field("error").unwrap_or_else(|| {
+        match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::CONFLICT => "already_exists",
+            StatusCode::PRECONDITION_FAILED => "precondition_failed",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "internal",
+        }
+        .to_owned()
+    });
+    let message = field("message").unwrap_or_else(|| format!("the server answered {status}"));
+    CliError::Api { code, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_give_code_and_message() {
+        let error = api_error(StatusCode::NOT_FOUND, br#"{"error":"not_found","message":"no record"}"#);
+        assert_eq!((error.code(), error.to_string().as_str()), ("not_found", "no record"));
+    }
+
+    #[test]
+    fn statuses_without_an_api_body_give_a_code() {
+        let cases = [
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            (StatusCode::NOT_FOUND, "not_found"),
+            (StatusCode::CONFLICT, "already_exists"),
+            (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            (StatusCode::BAD_GATEWAY, "internal"),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        ];
+        for (status, code) in cases {
+            assert_eq!(api_error(status, b"<html>").code(), code, "{status}");
+        }
+    }
+
+    #[test]
+    fn only_plain_http_urls_are_accepted() {
+        let timeout = Duration::from_secs(1);
+        for url in
+            ["https://example.com", "example.com:80", "", "http://", "http://h:1/?q=1", "ftp://h", "http://h\u{e9}"]
+        {
+            let result = Remote::new(url, None, timeout);
+            assert_eq!(result.err().map(|e| e.code().to_owned()), Some("usage".to_owned()), "{url:?}");
+        }
+        let remote = Remote::new("http://127.0.0.1:8080/", None, timeout).map_err(|e| e.to_string());
+        assert_eq!(remote.map(|r| r.base().to_owned()), Ok("http://127.0.0.1:8080".to_owned()));
+    }
+}
