@@ -1,1 +1,131 @@
-fn main() {}
+//! The `guidstore-server` binary: glue only. It parses the configuration, opens server.log,
+//! binds the listener, opens the store (recording the server's URL in the database's lock file so
+//! the CLI can find it), prints `listening on http://ADDR` on stdout, and calls
+//! [`guidstore_server::run`] until SIGINT or SIGTERM; then it closes the store and exits 0.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, IsTerminal};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use guidstore::Store;
+use guidstore_server::config::Config;
+use guidstore_server::routes::ACCESS_LOG;
+use guidstore_server::{AppState, Auth, run};
+use log::LevelFilter;
+use simplelog::{ColorChoice, CombinedLogger, ConfigBuilder, TermLogger, TerminalMode, WriteLogger};
+
+/// How often buffered log lines are written to server.log.
+const LOG_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(error) = init_logging(&config) {
+        eprintln!("guidstore-server: cannot open log file {}: {error}", config.log_file.display());
+        return ExitCode::FAILURE;
+    }
+    let code = match serve(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            log::error!("{message}");
+            ExitCode::FAILURE
+        }
+    };
+    log::logger().flush();
+    code
+}
+
+/// Logs to stderr and, appended through a buffer flushed every second, to the log file.
+/// Request lines (target [`ACCESS_LOG`]) go to the file only, so a busy server does not write a
+/// line to the terminal per request.
+fn init_logging(config: &Config) -> std::io::Result<()> {
+    let file = OpenOptions::new().create(true).append(true).open(&config.log_file)?;
+    let file_config = ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off)
+        .build();
+    let terminal_config = ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off)
+        .add_filter_ignore_str(ACCESS_LOG)
+        .build();
+    let level = config.log_level;
+    let colors = if std::io::stderr().is_terminal() { ColorChoice::Auto } else { ColorChoice::Never };
+    CombinedLogger::init(vec![
+        TermLogger::new(level, terminal_config, TerminalMode::Stderr, colors),
+        WriteLogger::new(level, file_config, BufWriter::with_capacity(64 * 1024, file)),
+    ])
+    .map_err(std::io::Error::other)?;
+    std::thread::Builder::new().name("log-flush".to_owned()).spawn(|| {
+        loop {
+            std::thread::sleep(LOG_FLUSH_INTERVAL);
+            log::logger().flush();
+        }
+    })?;
+    Ok(())
+}
+
+fn serve(config: &Config) -> Result<(), String> {
+    log::info!("starting guidstore-server {}: {}", env!("CARGO_PKG_VERSION"), config.summary());
+    let auth = match &config.auth_token_file {
+        Some(path) => {
+            let auth = Auth::from_file(path).map_err(|error| error.to_string())?;
+            log::info!("authentication on: {} bearer tokens accepted", auth.len());
+            Some(auth)
+        }
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))?;
+    let store = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
+        let address = listener.local_addr().map_err(|error| format!("cannot read the bound address: {error}"))?;
+        let url = format!("http://{address}");
+        let store = Store::open_with(&config.db, config.store_options(&url))
+            .map_err(|error| format!("cannot open database {}: {error}", config.db.display()))?;
+        let store = Arc::new(store);
+        let shutdown = shutdown_signal().map_err(|error| format!("cannot install signal handlers: {error}"))?;
+        let state = AppState::new(Arc::clone(&store), config.settings(), auth);
+        println!("listening on {url}");
+        log::info!("listening on {url}, database {}", config.db.display());
+        run(listener, state, shutdown).await;
+        Ok::<_, String>(store)
+    })?;
+    // Stops whatever blocking reads are left, dropping their clones of the store.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match Arc::try_unwrap(store) {
+        Ok(store) => match store.close() {
+            Ok(()) => log::info!("database {} closed; shutdown complete", config.db.display()),
+            Err(error) => return Err(format!("closing database {} failed: {error}", config.db.display())),
+        },
+        Err(store) => {
+            log::warn!("the store is still in use at exit; it closes when dropped");
+            drop(store);
+        }
+    }
+    Ok(())
+}
+
+/// Completes on the first SIGINT or SIGTERM. The handlers are installed before it returns.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        log::info!("received {name}: shutting down");
+    })
+}

@@ -1,0 +1,234 @@
+//! [`Config`]: the command line and environment of `guidstore-server` (clap), and its translation
+//! into the [`Settings`] of [`run`](crate::run) and the store's [`Options`].
+//!
+//! Every flag has a `GUIDSTORE_*` environment variable and a default, all shown by `--help`.
+//! Nothing here opens files or sockets: `main.rs` does that.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use guidstore::{Options, Synchronous};
+use log::LevelFilter;
+
+use crate::Settings;
+
+/// The server's configuration, from flags and `GUIDSTORE_*` environment variables.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "guidstore-server",
+    version,
+    about = "A REST server for a registry of GUIDs with expiry and metadata."
+)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port; the real address is printed on stdout).
+    #[arg(long, env = "GUIDSTORE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "GUIDSTORE_DB", default_value = "./guidstore.db")]
+    pub db: PathBuf,
+
+    /// Log file, appended to (never truncated).
+    #[arg(long, env = "GUIDSTORE_LOG_FILE", default_value = "./server.log")]
+    pub log_file: PathBuf,
+
+    /// Log level: off, error, warn, info (one line per request), debug (also 4xx causes), trace.
+    #[arg(long, env = "GUIDSTORE_LOG_LEVEL", default_value = "info")]
+    pub log_level: LevelFilter,
+
+    /// How many records the in-memory LRU cache holds (0 disables it).
+    #[arg(long, env = "GUIDSTORE_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub cache_capacity: usize,
+
+    /// Expiry of records created without one: now + this many seconds.
+    #[arg(long, env = "GUIDSTORE_DEFAULT_TTL", default_value_t = guidstore::DEFAULT_TTL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub default_ttl: u64,
+
+    /// How often expired records are purged from the database (e.g. 60s, 500ms, 5m; a bare number is seconds).
+    #[arg(long, env = "GUIDSTORE_PURGE_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub purge_interval: Duration,
+
+    /// Most expired records removed in one purge transaction (batches repeat until done).
+    #[arg(long, env = "GUIDSTORE_PURGE_BATCH", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub purge_batch: u64,
+
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    #[arg(long, env = "GUIDSTORE_MAX_BODY", default_value_t = 65_536)]
+    pub max_body: usize,
+
+    /// How commits reach the disk: full (fsync every commit; survives power loss) or normal (WAL
+    /// synced at checkpoints; survives a process crash).
+    #[arg(long, env = "GUIDSTORE_SYNC", value_enum, default_value_t = SyncMode::Full)]
+    pub sync: SyncMode,
+
+    /// Most simultaneously open client connections; further clients wait in the listen backlog.
+    #[arg(long, env = "GUIDSTORE_MAX_CONNECTIONS", default_value_t = 16_384,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+
+    /// Time a client has to send a request's headers (and an idle keep-alive connection to send the
+    /// next request) before the connection is closed.
+    #[arg(long, env = "GUIDSTORE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// At shutdown, how long in-flight requests get to finish before connections are dropped.
+    #[arg(long, env = "GUIDSTORE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// File of bearer tokens, one per line. When set, every route but /healthz needs
+    /// `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "GUIDSTORE_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+}
+
+/// `--sync`: SQLite's `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// Every commit is fsynced before it is acknowledged.
+    Full,
+    /// WAL commits are synced at checkpoints.
+    Normal,
+}
+
+impl Config {
+    /// The settings of [`run`](crate::run).
+    pub fn settings(&self) -> Settings {
+        Settings {
+            max_body: self.max_body,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            header_timeout: self.header_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            purge_interval: self.purge_interval,
+            purge_batch: usize::try_from(self.purge_batch).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The store options, recording `owner` (the server's URL) in the database's lock file.
+    pub fn store_options(&self, owner: &str) -> Options {
+        let synchronous = match self.sync {
+            SyncMode::Full => Synchronous::Full,
+            SyncMode::Normal => Synchronous::Normal,
+        };
+        Options::default()
+            .cache_capacity(self.cache_capacity)
+            .default_ttl(self.default_ttl)
+            .synchronous(synchronous)
+            .owner(owner)
+    }
+
+    /// The effective configuration as one line for the startup log (never the tokens).
+    pub fn summary(&self) -> String {
+        format!(
+            "listen={} db={} log_file={} log_level={} cache_capacity={} default_ttl={}s purge_interval={:?} \
+             purge_batch={} max_body={} sync={:?} max_connections={} header_timeout={:?} shutdown_timeout={:?} \
+             auth={}",
+            self.listen,
+            self.db.display(),
+            self.log_file.display(),
+            self.log_level,
+            self.cache_capacity,
+            self.default_ttl,
+            self.purge_interval,
+            self.purge_batch,
+            self.max_body,
+            self.sync,
+            self.max_connections,
+            self.header_timeout,
+            self.shutdown_timeout,
+            self.auth_token_file.as_ref().map_or_else(|| "off".to_owned(), |p| format!("tokens from {}", p.display())),
+        )
+    }
+}
+
+/// Parses a duration: a number with an optional unit `ms`, `s`, `m` or `h` (bare numbers are seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms or 5m"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(value),
+        "" | "s" => Duration::from_secs(value),
+        "m" => Duration::from_secs(value.saturating_mul(60)),
+        "h" => Duration::from_secs(value.saturating_mul(3600)),
+        _ => return Err(format!("{text:?} has an unknown unit (use ms, s, m or h)")),
+    };
+    if duration.is_zero() {
+        return Err("the duration must be positive".to_owned());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        let cases = [
+            ("10", Some(Duration::from_secs(10))),
+            ("10s", Some(Duration::from_secs(10))),
+            ("250ms", Some(Duration::from_millis(250))),
+            ("5m", Some(Duration::from_secs(300))),
+            ("1h", Some(Duration::from_secs(3600))),
+            ("", None),
+            ("0", None),
+            ("s", None),
+            ("-1s", None),
+            ("1.5s", None),
+            ("10d", None),
+            ("１０s", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text).ok(), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let config = Config::try_parse_from(["guidstore-server"]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.db, PathBuf::from("./guidstore.db"));
+        assert_eq!(config.log_file, PathBuf::from("./server.log"));
+        assert_eq!(config.log_level, LevelFilter::Info);
+        assert_eq!(config.default_ttl, 2_592_000);
+        assert_eq!(config.max_body, 65_536);
+        assert_eq!(config.sync, SyncMode::Full);
+        assert_eq!(config.auth_token_file, None);
+    }
+
+    #[test]
+    fn help_shows_every_flag_with_its_environment_variable() {
+        let help = Config::command().render_long_help().to_string();
+        for flag in [
+            "listen",
+            "db",
+            "log-file",
+            "log-level",
+            "cache-capacity",
+            "default-ttl",
+            "purge-interval",
+            "purge-batch",
+            "max-body",
+            "sync",
+            "max-connections",
+            "header-timeout",
+            "shutdown-timeout",
+            "auth-token-file",
+        ] {
+            assert!(help.contains(&format!("--{flag}")), "--{flag} missing from --help");
+            let env = format!("GUIDSTORE_{}", flag.replace('-', "_").to_uppercase());
+            assert!(help.contains(&env), "{env} missing from --help");
+        }
+    }
+
+    #[test]
+    fn summary_names_the_token_file_but_no_token() {
+        let config = Config::try_parse_from(["guidstore-server", "--auth-token-file", "/etc/tokens"]).unwrap();
+        assert!(config.summary().contains("auth=tokens from /etc/tokens"));
+    }
+}

@@ -1,0 +1,228 @@
+//! guidstore-server: an asynchronous REST server (hyper 1 + tokio) over the `guidstore` library,
+//! implementing the HTTP contract of `docs/API.md`.
+//!
+//! [`run`] serves a bound listener until a shutdown future completes; it never binds a port, opens
+//! the database or installs a logger itself (`main.rs` does). The store is shared as `Arc<Store>`
+//! in [`AppState`].
+//!
+//! Modules:
+//! - `config`: [`Config`](config::Config), the clap flags and environment variables.
+//! - `routes`: routing and handlers; the hyper service.
+//! - `error`: [`ApiError`](error::ApiError) and the one mapping from error codes to statuses.
+//! - `auth`: optional bearer-token authentication.
+//! - `metrics`: request counters and histograms, Prometheus rendering.
+//!
+//! Connections: HTTP/1.1 with keep-alive and HTTP/2 over cleartext (hyper-util's auto builder),
+//! a header-read timeout (also for the first bytes of a connection and idle keep-alive
+//! connections), a cap on open connections, and graceful shutdown bounded by
+//! [`Settings::shutdown_timeout`]. A background task purges expired records.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use guidstore::{Store, Write, WriteOutcome};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub use auth::Auth;
+pub use metrics::Metrics;
+
+/// Limits and intervals of the server (see [`config::Config`] for their meaning and defaults).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest accepted request body in bytes.
+    pub max_body: usize,
+    /// Most simultaneously open connections.
+    pub max_connections: usize,
+    /// Time allowed to send request headers; also the idle limit of a keep-alive connection.
+    pub header_timeout: Duration,
+    /// Time in-flight requests get at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Time between purges of expired records.
+    pub purge_interval: Duration,
+    /// Most records removed per purge transaction.
+    pub purge_batch: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            max_body: 65_536,
+            max_connections: 16_384,
+            header_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+            purge_interval: Duration::from_secs(60),
+            purge_batch: 1000,
+        }
+    }
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The registry.
+    pub store: Arc<Store>,
+    /// Limits and intervals.
+    pub settings: Settings,
+    /// Request counters.
+    pub metrics: Metrics,
+    /// The accepted bearer tokens, when authentication is on.
+    pub auth: Option<Auth>,
+}
+
+impl AppState {
+    /// The state of a server over `store`.
+    pub fn new(store: Arc<Store>, settings: Settings, auth: Option<Auth>) -> Arc<AppState> {
+        Arc::new(AppState { store, settings, metrics: Metrics::default(), auth })
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` completes, then stops accepting, lets in-flight
+/// requests finish (at most [`Settings::shutdown_timeout`]) and returns. The store stays open:
+/// closing it is the caller's job, once every clone of `state` is dropped.
+pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(state.settings.header_timeout).keep_alive(true);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(state.settings.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
+    let graceful = GracefulShutdown::new();
+    let (stopping_sender, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let purger = tokio::spawn(purge_periodically(Arc::clone(&state)));
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Typically EMFILE: back off briefly instead of spinning, keep serving.
+                    log::error!("accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            log::debug!("set_nodelay for {peer}: {error}");
+        }
+        let watcher = graceful.watcher();
+        let builder = Arc::clone(&builder);
+        let state = Arc::clone(&state);
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            state.metrics.connection_opened();
+            let header_timeout = state.settings.header_timeout;
+            let started = tokio::select! {
+                started = request_started(&stream, header_timeout) => started,
+                _ = stopping.wait_for(|stopping| *stopping) => false,
+            };
+            if started {
+                let service_state = Arc::clone(&state);
+                let service = hyper::service::service_fn(move |request| {
+                    let state = Arc::clone(&service_state);
+                    async move { Ok::<_, Infallible>(routes::handle(state, peer, request).await) }
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                if let Err(error) = watcher.watch(connection).await {
+                    log::debug!("connection from {peer} ended: {error}");
+                }
+            } else {
+                log::debug!("connection from {peer} closed: no request within {header_timeout:?}");
+            }
+            state.metrics.connection_closed();
+        });
+    }
+
+    drop(listener);
+    let _ = stopping_sender.send(true);
+    purger.abort();
+    log::info!("shutting down: waiting for {} open connections", graceful.count());
+    let timeout = state.settings.shutdown_timeout;
+    tokio::select! {
+        () = graceful.shutdown() => log::info!("all connections closed"),
+        () = tokio::time::sleep(timeout) => log::warn!("connections still open after {timeout:?}; dropping them"),
+    }
+    connections.shutdown().await;
+    let _ = purger.await;
+}
+
+/// Waits until the client has sent enough for hyper to pick HTTP/1 or HTTP/2, at most `timeout`.
+/// Without this, a connection that never sends a byte would wait forever in the version
+/// detection, before hyper's header-read timeout applies. `false`: closed or timed out.
+async fn request_started(stream: &TcpStream, timeout: Duration) -> bool {
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let deadline = Instant::now() + timeout;
+    let mut buffer = [0u8; H2_PREFACE.len()];
+    loop {
+        let seen = match tokio::time::timeout_at(deadline, stream.peek(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) | Err(_) => return false,
+            Ok(Ok(seen)) => seen,
+        };
+        match buffer.get(..seen) {
+            Some(bytes) if seen < H2_PREFACE.len() && H2_PREFACE.starts_with(bytes) => {
+                // A partial HTTP/2 preface: peek again once more may have arrived.
+                if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5))).await.is_err() {
+                    return false;
+                }
+            }
+            _ => return true,
+        }
+    }
+}
+
+/// Every `purge_interval`, removes expired records in batches of `purge_batch`.
+async fn purge_periodically(state: Arc<AppState>) {
+    let mut interval = tokio::time::interval(state.settings.purge_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let started = std::time::Instant::now();
+        match purge_expired(&state.store, state.settings.purge_batch).await {
+            Ok(0) => log::debug!("purge: no expired records"),
+            Ok(removed) => log::info!("purge: removed {removed} expired records in {:?}", started.elapsed()),
+            Err(error) => log::error!("purge failed: {error}"),
+        }
+    }
+}
+
+/// Removes every expired record, `batch` at a time (one transaction each, through the writer
+/// thread); how many were removed.
+pub async fn purge_expired(store: &Store, batch: usize) -> Result<u64, guidstore::Error> {
+    let batch = batch.max(1);
+    let mut total = 0;
+    loop {
+        let removed = match routes::write(store, Write::Purge { limit: batch }).await? {
+            WriteOutcome::Purged(removed) => removed,
+            _ => 0,
+        };
+        total += removed;
+        if removed < u64::try_from(batch).unwrap_or(u64::MAX) {
+            return Ok(total);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! [`Metrics`]: request counters and latency histograms kept in atomics (no lock on the request
+//! path), rendered with the store's counters in the Prometheus text exposition format (v0.0.4).
+//!
+//! Labels are bounded: routes are the route templates (`/guid/{guid}`, not the GUID), methods the
+//! known ones or `other`, statuses the ones the server sends or `other`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use guidstore::Stats;
+use hyper::{Method, StatusCode};
+
+/// The route template a request matched, the `route` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteLabel {
+    /// `/guid`
+    Collection,
+    /// `/guid/{guid}`
+    Item,
+    /// `/healthz`
+    Healthz,
+    /// `/metrics`
+    Metrics,
+    /// Anything else (answered 404).
+    Unknown,
+}
+
+const ROUTES: [RouteLabel; 5] =
+    [RouteLabel::Collection, RouteLabel::Item, RouteLabel::Healthz, RouteLabel::Metrics, RouteLabel::Unknown];
+
+impl RouteLabel {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteLabel::Collection => "/guid",
+            RouteLabel::Item => "/guid/{guid}",
+            RouteLabel::Healthz => "/healthz",
+            RouteLabel::Metrics => "/metrics",
+            RouteLabel::Unknown => "other",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PATCH", "DELETE", "PUT", "OPTIONS", "other"];
+
+fn method_index(method: &Method) -> usize {
+    let name = method.as_str();
+    METHODS.iter().position(|known| *known == name).unwrap_or(METHODS.len() - 1)
+}
+
+const STATUSES: [&str; 14] =
+    ["200", "201", "204", "400", "401", "404", "405", "409", "412", "413", "500", "503", "408", "other"];
+
+fn status_index(status: StatusCode) -> usize {
+    let code = status.as_str();
+    STATUSES.iter().position(|known| *known == code).unwrap_or(STATUSES.len() - 1)
+}
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 14] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Non-cumulative counts per bucket, plus one for `+Inf`.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(BUCKETS.len());
+        if let Some(slot) = self.buckets.get(bucket) {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The server's own counters.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Indexed by `(route, method, status)`.
+    requests: Vec<AtomicU64>,
+    /// One histogram per route.
+    durations: Vec<Histogram>,
+    connections_open: AtomicI64,
+    connections_total: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            requests: (0..ROUTES.len() * METHODS.len() * STATUSES.len()).map(|_| AtomicU64::new(0)).collect(),
+            durations: ROUTES.iter().map(|_| Histogram::default()).collect(),
+            connections_open: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+        }
+    }
+}
+
+fn request_index(route: usize, method: usize, status: usize) -> usize {
+    (route * METHODS.len() + method) * STATUSES.len() + status
+}
+
+impl Metrics {
+    /// Counts one answered request and its latency.
+    pub fn record(&self, route: RouteLabel, method: &Method, status: StatusCode, elapsed: Duration) {
+        let index = request_index(route.index(), method_index(method), status_index(status));
+        if let Some(counter) = self.requests.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(histogram) = self.durations.get(route.index()) {
+            histogram.observe(elapsed);
+        }
+    }
+
+    /// Counts a connection being opened.
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection being closed.
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of these metrics and of the store's `stats`.
+    pub fn render(&self, stats: &Stats) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP guidstore_http_requests_total HTTP requests answered, by route, method and status.\n");
+        out.push_str("# TYPE guidstore_http_requests_total counter\n");
+        for (route_index, route) in ROUTES.iter().enumerate() {
+            for (method_index, method) in METHODS.iter().enumerate() {
+                for (status_index, status) in STATUSES.iter().enumerate() {
+                    let count = self
+                        .requests
+                        .get(request_index(route_index, method_index, status_index))
+                        .map_or(0, |c| c.load(Ordering::Relaxed));
+                    if count > 0 {
+                        let _ = writeln!(
+                            out,
+                            "guidstore_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {count}",
+                            route.as_str()
+                        );
+                    }
+                }
+            }
+        }
+        out.push_str(
+            "# HELP guidstore_http_request_duration_seconds Time from receiving a request's headers to its response.\n",
+        );
+        out.push_str("# TYPE guidstore_http_request_duration_seconds histogram\n");
+        for (route, histogram) in ROUTES.iter().zip(&self.durations) {
+            let count = histogram.count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let route = route.as_str();
+            let mut cumulative = 0;
+            for (bound, bucket) in BUCKETS.iter().zip(&histogram.buckets) {
+                cumulative += bucket.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "guidstore_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "guidstore_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            );
+            let sum = histogram.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            let _ = writeln!(out, "guidstore_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}");
+            let _ = writeln!(out, "guidstore_http_request_duration_seconds_count{{route=\"{route}\"}} {count}");
+        }
+        let open = self.connections_open.load(Ordering::Relaxed);
+        let total = self.connections_total.load(Ordering::Relaxed);
+        gauge(&mut out, "guidstore_http_connections_open", "Client connections open now.", open);
+        counter(&mut out, "guidstore_http_connections_total", "Client connections accepted.", total);
+        counter(&mut out, "guidstore_cache_hits_total", "Reads answered from the record cache.", stats.cache_hits);
+        counter(&mut out, "guidstore_cache_misses_total", "Reads that went to the database.", stats.cache_misses);
+        gauge(&mut out, "guidstore_cache_records", "Records in the cache now.", stats.cached);
+        counter(&mut out, "guidstore_records_purged_total", "Expired records removed by purges.", stats.purged);
+        counter(&mut out, "guidstore_store_commits_total", "Write transactions committed.", stats.commits);
+        counter(&mut out, "guidstore_store_writes_total", "Writes committed.", stats.writes);
+        counter(&mut out, "guidstore_store_errors_total", "Storage operations that failed.", stats.storage_errors);
+        out
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_route_method_and_status() {
+        let metrics = Metrics::default();
+        metrics.record(RouteLabel::Item, &Method::GET, StatusCode::OK, Duration::from_micros(50));
+        metrics.record(RouteLabel::Item, &Method::GET, StatusCode::OK, Duration::from_millis(2));
+        metrics.record(
+            RouteLabel::Collection,
+            &Method::from_bytes(b"BREW").unwrap(),
+            StatusCode::IM_A_TEAPOT,
+            Duration::ZERO,
+        );
+        let text = metrics.render(&Stats { cache_hits: 7, purged: 3, ..Stats::default() });
+        assert!(
+            text.contains("guidstore_http_requests_total{route=\"/guid/{guid}\",method=\"GET\",status=\"200\"} 2\n")
+        );
+        assert!(text.contains("guidstore_http_requests_total{route=\"/guid\",method=\"other\",status=\"other\"} 1\n"));
+        assert!(
+            text.contains("guidstore_http_request_duration_seconds_bucket{route=\"/guid/{guid}\",le=\"0.0001\"} 1\n")
+        );
+        assert!(
+            text.contains("guidstore_http_request_duration_seconds_bucket{route=\"/guid/{guid}\",le=\"0.0025\"} 2\n")
+        );
+        assert!(
+            text.contains("guidstore_http_request_duration_seconds_bucket{route=\"/guid/{guid}\",le=\"+Inf\"} 2\n")
+        );
+        assert!(text.contains("guidstore_http_request_duration_seconds_count{route=\"/guid/{guid}\"} 2\n"));
+        assert!(text.contains("guidstore_cache_hits_total 7\n"));
+        assert!(text.contains("guidstore_records_purged_total 3\n"));
+        assert!(!text.contains("route=\"/healthz\""));
+    }
+
+    #[test]
+    fn every_sample_line_is_a_name_then_a_number() {
+        let metrics = Metrics::default();
+        metrics.record(RouteLabel::Metrics, &Method::GET, StatusCode::OK, Duration::from_secs(9));
+        for line in metrics.render(&Stats::default()).lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("guidstore_"), "{line}");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Routing and handlers: a `match` on method and path, one function per operation, each returning
+//! `Result<Response, ApiError>`. [`handle`] is the whole hyper service: it never fails, times the
+//! request, counts it, and writes the access-log line.
+//!
+//! Reads are served from the store's cache inline, otherwise on `spawn_blocking`; writes are
+//! submitted to the store's writer thread and awaited on a oneshot channel. No SQLite call runs
+//! on a runtime worker thread. Bodies are parsed by the library (`NewRecord::parse`, `Patch::parse`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use guidstore::{Guid, IfMatch, NewRecord, Patch, Record, Store, Write, WriteOutcome};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Bytes, Incoming};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH, LOCATION};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, Version};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::metrics::RouteLabel;
+
+/// The response body type: every answer is small and complete.
+pub type Body = Full<Bytes>;
+
+/// The log target of the one-line-per-request access log.
+pub const ACCESS_LOG: &str = "guidstore_server::access";
+
+const ALLOW_ITEM: &str = "GET, HEAD, POST, PATCH, DELETE";
+const ALLOW_COLLECTION: &str = "POST";
+const ALLOW_OPERATIONS: &str = "GET, HEAD";
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// What a request path names. The GUID segment is kept as raw (undecoded) text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    Collection,
+    Item(&'a str),
+    Healthz,
+    Metrics,
+    Unknown,
+}
+
+impl<'a> Route<'a> {
+    fn of(path: &'a str) -> Route<'a> {
+        // A trailing slash is tolerated: `/guid/` is `/guid`.
+        let path = if path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
+        match path {
+            "/guid" => Route::Collection,
+            "/healthz" => Route::Healthz,
+            "/metrics" => Route::Metrics,
+            _ => match path.strip_prefix("/guid/") {
+                Some(segment) if !segment.contains('/') => Route::Item(segment),
+                _ => Route::Unknown,
+            },
+        }
+    }
+
+    fn label(self) -> RouteLabel {
+        match self {
+            Route::Collection => RouteLabel::Collection,
+            Route::Item(_) => RouteLabel::Item,
+            Route::Healthz => RouteLabel::Healthz,
+            Route::Metrics => RouteLabel::Metrics,
+            Route::Unknown => RouteLabel::Unknown,
+        }
+    }
+}
+
+/// Answers one request. Never fails: errors become JSON error responses.
+pub async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let version = request.version();
+    let route = Route::of(uri.path());
+    let mut response = match dispatch(&state, route, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            let status = error.status();
+            if status.is_server_error() {
+                log::error!("{method} {} from {peer}: {status}: {error}; cause: {error:?}", uri.path());
+            } else {
+                log::debug!("{method} {} from {peer}: {status} {}: {error}", uri.path(), error.code());
+            }
+            let payload_too_large = matches!(error, ApiError::PayloadTooLarge { .. });
+            let mut response = error.into_response();
+            if payload_too_large && version < Version::HTTP_2 {
+                // The rest of the body is not read, so the connection cannot be reused.
+                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
+    };
+    if method == Method::HEAD {
+        strip_body(&mut response);
+    }
+    let elapsed = started.elapsed();
+    let status = response.status();
+    state.metrics.record(route.label(), &method, status, elapsed);
+    log::info!(
+        target: ACCESS_LOG,
+        "{method} {} {} {:.3}ms {peer}",
+        uri.path(),
+        status.as_u16(),
+        elapsed.as_secs_f64() * 1000.0
+    );
+    response
+}
+
+async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if route != Route::Healthz
+        && let Some(auth) = &state.auth
+        && !auth.allows(request.headers())
+    {
+        return Err(ApiError::Unauthorized);
+    }
+    let method = request.method().clone();
+    match (route, method) {
+        (Route::Collection, Method::POST) => {
+            let body = read_body(request, state.settings.max_body).await?;
+            let new_record = NewRecord::parse(&body, None, state.store.now())?;
+            create(&state.store, new_record).await
+        }
+        (Route::Collection, method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_COLLECTION }),
+        (Route::Item(segment), Method::GET | Method::HEAD) => {
+            let guid = parse_guid(segment)?;
+            let record = get(&state.store, guid).await?;
+            Ok(record_response(StatusCode::OK, &record))
+        }
+        (Route::Item(segment), Method::POST) => {
+            let guid = parse_guid(segment)?;
+            let body = read_body(request, state.settings.max_body).await?;
+            let new_record = NewRecord::parse(&body, Some(&guid), state.store.now())?;
+            create(&state.store, new_record).await
+        }
+        (Route::Item(segment), Method::PATCH) => {
+            let guid = parse_guid(segment)?;
+            let if_match = if_match(request.headers());
+            let body = read_body(request, state.settings.max_body).await?;
+            let patch = Patch::parse(&body, &guid, state.store.now())?;
+            match write(&state.store, Write::Update { guid, patch, if_match }).await? {
+                WriteOutcome::Record(record) => Ok(record_response(StatusCode::OK, &record)),
+                other => Err(unexpected(other)),
+            }
+        }
+        (Route::Item(segment), Method::DELETE) => {
+            let guid = parse_guid(segment)?;
+            let if_match = if_match(request.headers());
+            match write(&state.store, Write::Delete { guid, if_match }).await? {
+                WriteOutcome::Deleted => {
+                    let mut response = Response::new(Body::default());
+                    *response.status_mut() = StatusCode::NO_CONTENT;
+                    Ok(response)
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        (Route::Item(_), method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_ITEM }),
+        (Route::Healthz, Method::GET | Method::HEAD) => healthz(&state.store).await,
+        (Route::Metrics, Method::GET | Method::HEAD) => {
+            let text = state.metrics.render(&state.store.counters());
+            let mut response = Response::new(Body::new(text.into()));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            Ok(response)
+        }
+        (Route::Healthz | Route::Metrics, method) => {
+            Err(ApiError::MethodNotAllowed { method, allow: ALLOW_OPERATIONS })
+        }
+        (Route::Unknown, _) => Err(ApiError::UnknownPath(request.uri().path().to_owned())),
+    }
+}
+
+/// A GUID from the raw path segment: percent-encoding is not decoded, so `%41…` is invalid.
+fn parse_guid(segment: &str) -> Result<Guid, ApiError> {
+    Ok(Guid::parse_bytes(segment.as_bytes()).map_err(guidstore::Error::from)?)
+}
+
+/// The `If-Match` precondition, all header lines joined (RFC 9110 §5.3).
+fn if_match(headers: &HeaderMap) -> Option<IfMatch> {
+    let mut values = headers.get_all(IF_MATCH).iter().peekable();
+    values.peek()?;
+    let joined = values.map(|value| String::from_utf8_lossy(value.as_bytes())).collect::<Vec<_>>().join(", ");
+    Some(IfMatch::parse(&joined))
+}
+
+/// Reads the whole body, refusing it with 413 as soon as it is known to exceed `limit`: from
+/// `Content-Length` before reading anything, or while a chunked body streams in.
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge { limit };
+    let mut body = request.into_body();
+    let declared = body.size_hint().lower();
+    if declared > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(too_large());
+    }
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(ApiError::BodyRead)?.into_data() else { continue };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(too_large());
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(previous) => {
+                joined.reserve(usize::try_from(declared).unwrap_or(0).max(total));
+                joined.extend_from_slice(&previous);
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| joined.into()))
+}
+
+/// The live record: from the cache inline, or from storage on a blocking thread.
+async fn get(store: &Arc<Store>, guid: Guid) -> Result<Arc<Record>, ApiError> {
+    if let Some(record) = store.get_cached(&guid) {
+        return Ok(record);
+    }
+    let store = Arc::clone(store);
+    Ok(tokio::task::spawn_blocking(move || store.get(&guid)).await??)
+}
+
+async fn create(store: &Store, new_record: NewRecord) -> Result<Response<Body>, ApiError> {
+    match write(store, Write::Create(new_record)).await? {
+        WriteOutcome::Record(record) => {
+            let mut response = record_response(StatusCode::CREATED, &record);
+            let location = format!("/guid/{}", record.guid());
+            if let Ok(location) = HeaderValue::try_from(location) {
+                response.headers_mut().insert(LOCATION, location);
+            }
+            Ok(response)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Submits a write to the store's writer thread and waits, without blocking, for its durable result.
+pub async fn write(store: &Store, write: Write) -> Result<WriteOutcome, guidstore::Error> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    store.submit(write, move |result| {
+        let _ = sender.send(result);
+    });
+    receiver.await.unwrap_or(Err(guidstore::Error::Closed))
+}
+
+fn unexpected(outcome: WriteOutcome) -> ApiError {
+    log::error!("the store answered a write with an unexpected outcome: {outcome:?}");
+    ApiError::Store(guidstore::Error::Closed)
+}
+
+async fn healthz(store: &Arc<Store>) -> Result<Response<Body>, ApiError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || store.check()).await?.map_err(ApiError::Unhealthy)?;
+    Ok(json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#)))
+}
+
+/// A JSON response with this status and body.
+pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, APPLICATION_JSON);
+    response
+}
+
+fn record_response(status: StatusCode, record: &Record) -> Response<Body> {
+    let mut response = json_response(status, Bytes::copy_from_slice(record.to_json().as_bytes()));
+    if let Ok(etag) = HeaderValue::try_from(record.etag()) {
+        response.headers_mut().insert(ETAG, etag);
+    }
+    response
+}
+
+/// For `HEAD`: keeps the headers GET would send, with GET's `Content-Length`, and drops the body.
+fn strip_body(response: &mut Response<Body>) {
+    if let Some(length) = response.body().size_hint().exact() {
+        response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    *response.body_mut() = Body::default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_route_to_templates_with_raw_guid_segments() {
+        let guid = "9094E4C980C74043A4B586B420E69DDF";
+        let cases = [
+            ("/guid", Route::Collection),
+            ("/guid/", Route::Collection),
+            ("/guid/9094E4C980C74043A4B586B420E69DDF", Route::Item(guid)),
+            ("/guid/9094E4C980C74043A4B586B420E69DDF/", Route::Item(guid)),
+            ("/guid/%41", Route::Item("%41")),
+            ("/guid//", Route::Item("")),
+            ("/guid/a/b", Route::Unknown),
+            ("/guids", Route::Unknown),
+            ("/", Route::Unknown),
+            ("", Route::Unknown),
+            ("/healthz", Route::Healthz),
+            ("/metrics/", Route::Metrics),
+            ("/GUID", Route::Unknown),
+            ("/guid/é", Route::Item("é")),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(Route::of(path), expected, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn if_match_joins_every_header_line() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(if_match(&headers), None);
+        headers.append(IF_MATCH, HeaderValue::from_static("\"a\""));
+        headers.append(IF_MATCH, HeaderValue::from_static("\"b\""));
+        assert_eq!(if_match(&headers), Some(IfMatch::Tags(vec!["\"a\"".into(), "\"b\"".into()])));
+        let mut headers = HeaderMap::new();
+        headers.insert(IF_MATCH, HeaderValue::from_bytes(b"\"\xff\"").unwrap());
+        assert!(matches!(if_match(&headers), Some(IfMatch::Tags(_))));
+    }
+}
