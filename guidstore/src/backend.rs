@@ -11,6 +11,9 @@ pub trait Transaction {
     fn load(&mut self, guid: &Guid) -> Result<Option<Record>>;
     /// Inserts the record, replacing any stored one with the same GUID.
     fn put(&mut self, record: &Record) -> Result<()>;
+    /// Inserts the record unless a live one (`expire > now`) has its GUID; an expired one is
+    /// replaced. Whether it was written.
+    fn insert_unless_live(&mut self, record: &Record, now: u64) -> Result<bool>;
     /// Removes the record; whether one was stored.
     fn remove(&mut self, guid: &Guid) -> Result<bool>;
     /// Removes up to `limit` records with `expire <= now`; how many were removed.

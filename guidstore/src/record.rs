@@ -26,18 +26,34 @@ pub struct Record {
     metadata: Metadata,
     version: u64,
     json: Box<str>,
+    /// Where the metadata members start in `json` (after `"expire":"…"` and a comma).
+    metadata_offset: usize,
 }
 
 impl Record {
     pub(crate) fn new(guid: Guid, expire: Expiry, metadata: Metadata, version: u64) -> Record {
-        let mut object = Map::with_capacity(metadata.len() + 2);
-        object.insert("guid".to_owned(), Value::String(guid.to_string()));
-        object.insert("expire".to_owned(), Value::String(expire.to_string()));
-        for (key, value) in &metadata {
-            object.insert(key.clone(), value.clone());
-        }
-        let json = Value::Object(object).to_string().into_boxed_str();
-        Record { guid, expire, metadata, version, json }
+        let metadata_json = serde_json::to_string(&metadata).unwrap_or_else(|_| "{}".to_owned());
+        Record::with_metadata_json(guid, expire, metadata, &metadata_json, version)
+    }
+
+    /// Builds the record from metadata and its JSON text (`metadata_json` must serialize `metadata`).
+    pub(crate) fn with_metadata_json(
+        guid: Guid,
+        expire: Expiry,
+        metadata: Metadata,
+        metadata_json: &str,
+        version: u64,
+    ) -> Record {
+        let members = metadata_json.strip_prefix('{').unwrap_or("}");
+        let separator = if metadata.is_empty() { "" } else { "," };
+        let json = format!(r#"{{"guid":"{guid}","expire":"{expire}"{separator}{members}"#).into_boxed_str();
+        let metadata_offset = json.len() - members.len();
+        Record { guid, expire, metadata, version, json, metadata_offset }
+    }
+
+    /// The metadata as a JSON object text, as stored.
+    pub(crate) fn metadata_json(&self) -> String {
+        format!("{{{}", self.json.get(self.metadata_offset..).unwrap_or("}"))
     }
 
     /// The record's GUID.
@@ -327,6 +343,19 @@ mod tests {
 
     fn code(result: Result<impl fmt::Debug>) -> &'static str {
         result.map(|_| "ok").unwrap_or_else(|e| e.code())
+    }
+
+    #[test]
+    fn metadata_json_is_the_tail_of_the_record_json() {
+        let empty = Record::new(guid(), Expiry::new_after(NOW + 1, NOW).unwrap(), Metadata::new(), 1);
+        assert_eq!(empty.metadata_json(), "{}");
+        assert_eq!(empty.to_json(), format!(r#"{{"guid":"{G}","expire":"{}"}}"#, NOW + 1));
+        let mut metadata = Metadata::new();
+        metadata.insert("a".into(), json!({"b": [1, "}"]}));
+        let record = Record::new(guid(), Expiry::new_after(NOW + 1, NOW).unwrap(), metadata.clone(), 1);
+        assert_eq!(record.metadata_json(), r#"{"a":{"b":[1,"}"]}}"#);
+        let parsed: Value = serde_json::from_str(record.to_json()).unwrap();
+        assert_eq!(parsed["a"], metadata["a"]);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! used by the store's writer thread, a small pool of read connections beside it).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -45,7 +46,7 @@ impl Synchronous {
 /// SQLite storage of records.
 pub struct SqliteBackend {
     path: Option<PathBuf>,
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
     readers: Mutex<Vec<Connection>>,
     max_idle_readers: usize,
 }
@@ -53,6 +54,46 @@ pub struct SqliteBackend {
 impl std::fmt::Debug for SqliteBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteBackend").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// The write connection and the checkpointer it wakes.
+struct Writer {
+    connection: Connection,
+    /// Rows written since the checkpointer was last woken.
+    rows_since_checkpoint: u64,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// Rows written between two wake-ups of the checkpointer (each row dirties about one page).
+const CHECKPOINT_EVERY_ROWS: u64 = 1000;
+
+/// A thread that copies the WAL into the database file (`wal_checkpoint(PASSIVE)`), so that the
+/// writer never waits for a checkpoint's I/O (auto-checkpointing is off on the write connection).
+struct Checkpointer {
+    wake: mpsc::SyncSender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(connection: Connection) -> std::io::Result<Checkpointer> {
+        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new().name("guidstore-checkpoint".to_owned()).spawn(move || {
+            while woken.recv().is_ok() {
+                if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    log::warn!("guidstore: WAL checkpoint failed: {error}");
+                }
+            }
+        })?;
+        Ok(Checkpointer { wake, thread: Some(thread) })
+    }
+
+    fn stop(&mut self) {
+        let (closed, _) = mpsc::sync_channel(1);
+        drop(std::mem::replace(&mut self.wake, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -85,15 +126,25 @@ impl SqliteBackend {
         }
         configure(&writer)?;
         writer.pragma_update(None, "synchronous", synchronous.pragma())?;
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         migrate(&writer).map_err(|e| match e {
             Error::Db(inner) if inner.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
                 not_ours("file is not a database".to_owned())
             }
             other => other,
         })?;
+        let checkpoint_connection = Connection::open(path)?;
+        configure(&checkpoint_connection)?;
+        checkpoint_connection.pragma_update(None, "synchronous", synchronous.pragma())?;
+        let checkpointer = Checkpointer::start(checkpoint_connection)
+            .map_err(|source| Error::Open { path: path.to_owned(), source })?;
         let backend = SqliteBackend {
             path: Some(path.to_owned()),
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer {
+                connection: writer,
+                rows_since_checkpoint: 0,
+                checkpointer: Some(checkpointer),
+            }),
             readers: Mutex::new(Vec::new()),
             max_idle_readers,
         };
@@ -111,7 +162,7 @@ impl SqliteBackend {
         migrate(&writer)?;
         Ok(SqliteBackend {
             path: None,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer { connection: writer, rows_since_checkpoint: 0, checkpointer: None }),
             readers: Mutex::new(Vec::new()),
             max_idle_readers: 0,
         })
@@ -128,7 +179,7 @@ impl SqliteBackend {
     /// Runs `f` on a read connection: a pooled one, a new one, or (in memory) the writer's.
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         if self.path.is_none() {
-            return f(&lock(&self.writer));
+            return f(&lock(&self.writer).connection);
         }
         let pooled = lock(&self.readers).pop();
         let connection = match pooled {
@@ -198,34 +249,60 @@ fn load_record(connection: &Connection, guid: &Guid) -> Result<Option<Record>> {
         ))
     };
     let expire = Expiry::from_stored(expire).ok_or_else(|| corrupt("expire"))?;
-    let metadata: Metadata = serde_json::from_str(&metadata).map_err(|_| corrupt("metadata"))?;
-    Ok(Some(Record::new(*guid, expire, metadata, version as u64)))
+    let parsed: Metadata = serde_json::from_str(&metadata).map_err(|_| corrupt("metadata"))?;
+    Ok(Some(Record::with_metadata_json(*guid, expire, parsed, &metadata, version as u64)))
 }
 
-struct SqliteTransaction<'c>(&'c Connection);
+struct SqliteTransaction<'c> {
+    connection: &'c Connection,
+    rows_written: u64,
+}
 
 impl Transaction for SqliteTransaction<'_> {
     fn load(&mut self, guid: &Guid) -> Result<Option<Record>> {
-        load_record(self.0, guid)
+        load_record(self.connection, guid)
     }
 
     fn put(&mut self, record: &Record) -> Result<()> {
-        let metadata = serde_json::Value::Object(record.metadata().clone()).to_string();
-        self.0
+        let metadata = record.metadata_json();
+        self.rows_written += 1;
+        self.connection
             .prepare_cached("INSERT OR REPLACE INTO records (guid, expire, metadata, version) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![record.guid(), record.expire().as_secs() as i64, metadata, record.version() as i64])?;
         Ok(())
     }
 
+    fn insert_unless_live(&mut self, record: &Record, now: u64) -> Result<bool> {
+        self.rows_written += 1;
+        let changed = self
+            .connection
+            .prepare_cached(
+                "INSERT INTO records (guid, expire, metadata, version) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (guid) DO UPDATE SET
+                     expire = excluded.expire, metadata = excluded.metadata, version = excluded.version
+                 WHERE records.expire <= ?5",
+            )?
+            .execute(params![
+                record.guid(),
+                record.expire().as_secs() as i64,
+                record.metadata_json(),
+                record.version() as i64,
+                now.min(i64::MAX as u64) as i64
+            ])?;
+        Ok(changed > 0)
+    }
+
     fn remove(&mut self, guid: &Guid) -> Result<bool> {
-        Ok(self.0.prepare_cached("DELETE FROM records WHERE guid = ?1")?.execute([guid])? > 0)
+        self.rows_written += 1;
+        Ok(self.connection.prepare_cached("DELETE FROM records WHERE guid = ?1")?.execute([guid])? > 0)
     }
 
     fn purge_expired(&mut self, now: u64, limit: usize) -> Result<u64> {
         let removed = self
-            .0
+            .connection
             .prepare_cached("DELETE FROM records WHERE guid IN (SELECT guid FROM records WHERE expire <= ?1 LIMIT ?2)")?
             .execute(params![now.min(i64::MAX as u64) as i64, limit.min(i64::MAX as usize) as i64])?;
+        self.rows_written += removed as u64;
         Ok(removed as u64)
     }
 }
@@ -236,15 +313,27 @@ impl Backend for SqliteBackend {
     }
 
     fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
-        let connection = lock(&self.writer);
+        let mut writer = lock(&self.writer);
+        let connection = &writer.connection;
         connection.execute_batch("BEGIN IMMEDIATE")?;
-        let outcome = work(&mut SqliteTransaction(&connection));
+        let mut transaction = SqliteTransaction { connection, rows_written: 0 };
+        let outcome = work(&mut transaction);
+        let rows_written = transaction.rows_written;
         let outcome = outcome.and_then(|()| connection.execute_batch("COMMIT").map_err(Error::from_db));
-        if outcome.is_err()
-            && !connection.is_autocommit()
-            && let Err(error) = connection.execute_batch("ROLLBACK")
-        {
-            log::error!("guidstore: rollback failed: {error}");
+        if outcome.is_err() && !connection.is_autocommit() {
+            if let Err(error) = connection.execute_batch("ROLLBACK") {
+                log::error!("guidstore: rollback failed: {error}");
+            }
+        }
+        if outcome.is_ok() {
+            writer.rows_since_checkpoint += rows_written;
+            if writer.rows_since_checkpoint >= CHECKPOINT_EVERY_ROWS {
+                writer.rows_since_checkpoint = 0;
+                if let Some(checkpointer) = &writer.checkpointer {
+                    // Full means a wake-up is already pending: nothing to add.
+                    let _ = checkpointer.wake.try_send(());
+                }
+            }
         }
         outcome
     }
@@ -267,8 +356,12 @@ impl Backend for SqliteBackend {
 
     fn close(&self) -> Result<()> {
         lock(&self.readers).clear();
+        let mut writer = lock(&self.writer);
+        if let Some(mut checkpointer) = writer.checkpointer.take() {
+            checkpointer.stop();
+        }
         if self.path.is_some() {
-            lock(&self.writer).execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+            writer.connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         }
         Ok(())
     }

@@ -581,24 +581,18 @@ fn apply_inner(
                 Some(expire) => Expiry::new_after(expire.as_secs(), now)?,
                 None => Expiry::after_ttl(now, shared.default_ttl),
             };
-            let (guid, previous) = match guid {
-                Some(guid) => {
-                    let previous = txn.load(&guid)?;
-                    if previous.as_ref().is_some_and(|r| !r.is_expired_at(now)) {
-                        return Err(Error::AlreadyExists(guid));
-                    }
-                    (guid, previous.map(|r| r.version()))
+            let guid_given = guid.is_some();
+            loop {
+                let guid = guid.unwrap_or_else(Guid::random);
+                let record = Arc::new(Record::new(guid, expire, metadata.clone(), new_version(None)));
+                if txn.insert_unless_live(&record, now)? {
+                    return Ok((WriteOutcome::Record(Arc::clone(&record)), Some(CacheUpdate::Put(record))));
                 }
-                None => loop {
-                    let guid = Guid::random();
-                    if txn.load(&guid)?.is_none() {
-                        break (guid, None);
-                    }
-                },
-            };
-            let record = Arc::new(Record::new(guid, expire, metadata, new_version(previous)));
-            txn.put(&record)?;
-            Ok((WriteOutcome::Record(Arc::clone(&record)), Some(CacheUpdate::Put(record))))
+                if guid_given {
+                    return Err(Error::AlreadyExists(guid));
+                }
+                // A random GUID met a live record (1 in 2^128 per record): draw again.
+            }
         }
         Write::Update { guid, patch, if_match } => {
             let current = load_live(txn, guid, now)?;
