@@ -320,10 +320,11 @@ impl Backend for SqliteBackend {
         let outcome = work(&mut transaction);
         let rows_written = transaction.rows_written;
         let outcome = outcome.and_then(|()| connection.execute_batch("COMMIT").map_err(Error::from_db));
-        if outcome.is_err() && !connection.is_autocommit() {
-            if let Err(error) = connection.execute_batch("ROLLBACK") {
-                log::error!("guidstore: rollback failed: {error}");
-            }
+        if outcome.is_err()
+            && !connection.is_autocommit()
+            && let Err(error) = connection.execute_batch("ROLLBACK")
+        {
+            log::error!("guidstore: rollback failed: {error}");
         }
         if outcome.is_ok() {
             writer.rows_since_checkpoint += rows_written;
