@@ -51,6 +51,11 @@ mod record;
 mod sqlite;
 mod store;
 
+/// The README's Rust code blocks, compiled and run as doctests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 pub use backend::{Backend, Transaction};
 pub use error::{Error, Result};
 pub use expiry::{Clock, DEFAULT_TTL_SECS, Expiry, ExpiryError, MAX_EXPIRE, ManualClock, SystemClock};
