@@ -1,0 +1,173 @@
+//! Test helpers: run the real `guidstore-cli` binary in a temporary directory ([`TestDir`]), and a
+//! real guidstore-server on `127.0.0.1:0` over a database file ([`TestServer`]).
+//!
+//! The server runs in this test process from the `guidstore_server` library, wired exactly as its
+//! `main.rs` wires it (its `Config` defaults, `store_options(url)` recording the URL in the lock
+//! file, `run` with a shutdown future). The binary itself cannot be located reliably from another
+//! package's tests (no `CARGO_BIN_EXE_` across packages, and a nested `cargo build` would block on
+//! the lock of the `cargo test` running us).
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use clap::Parser;
+use guidstore::Store;
+use guidstore_server::config::Config;
+use guidstore_server::{AppState, Auth};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const GUID: &str = "9094E4C980C74043A4B586B420E69DDF";
+pub const OTHER_GUID: &str = "00000000000000000000000000000001";
+
+/// What a run of the CLI produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The record printed on stdout, which must be exactly one line of JSON.
+    pub fn record(&self) -> Value {
+        assert_eq!(self.code, 0, "failed: {self:?}");
+        assert!(self.stdout.ends_with('\n') && self.stdout.lines().count() == 1, "not one line: {self:?}");
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    /// Asserts a failure with this exit code and `error: CODE: ...` on stderr, and nothing on stdout.
+    pub fn assert_error(&self, code: i32, error_code: &str) {
+        assert_eq!(self.code, code, "exit code: {self:?}");
+        assert!(self.stderr.starts_with(&format!("error: {error_code}: ")), "stderr: {self:?}");
+        assert_eq!(self.stdout, "", "stdout: {self:?}");
+    }
+}
+
+/// A temporary directory to run the CLI in, with a database file path inside it.
+pub struct TestDir {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+}
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = dir.path().join("guids.db");
+        TestDir { dir, db }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs the CLI with `--db` on this directory's database.
+    pub fn db<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+        let mut full: Vec<&OsStr> = vec![OsStr::new("--db"), self.db.as_os_str()];
+        full.extend(args.iter().map(AsRef::as_ref));
+        self.run(&full, &[], b"")
+    }
+
+    /// Runs the CLI with exactly these arguments, extra environment variables and stdin, in this
+    /// directory and with no `GUIDSTORE_*` variable inherited.
+    pub fn run<S: AsRef<OsStr>>(&self, args: &[S], env: &[(&str, &str)], stdin: &[u8]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_guidstore-cli"));
+        command.args(args).current_dir(self.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for name in ["GUIDSTORE_DB", "GUIDSTORE_SERVER", "GUIDSTORE_TOKEN"] {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().copied());
+        let mut child = command.spawn().expect("spawn guidstore-cli");
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(stdin).expect("write stdin");
+        drop(input);
+        let output = child.wait_with_output().expect("wait for guidstore-cli");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// A guidstore-server serving `db` on `127.0.0.1:0` until dropped.
+pub struct TestServer {
+    pub url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server over `db`; with `token`, it requires `Authorization: Bearer TOKEN`.
+    pub fn start(db: &Path, token: Option<&str>) -> TestServer {
+        let config = Config::try_parse_from([OsStr::new("guidstore-server"), OsStr::new("--db"), db.as_os_str()])
+            .expect("server configuration");
+        let (ready_sender, ready) = std::sync::mpsc::channel();
+        let (shutdown, shutdown_receiver) = oneshot::channel::<()>();
+        let token = token.map(str::to_owned);
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let store = runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let url = format!("http://{}", listener.local_addr().expect("local address"));
+                let store = Arc::new(Store::open_with(&config.db, config.store_options(&url)).expect("open store"));
+                let auth = token.as_deref().and_then(|token| Auth::from_tokens([token]));
+                let state = AppState::new(Arc::clone(&store), config.settings(), auth);
+                ready_sender.send(url).expect("report the URL");
+                guidstore_server::run(listener, state, async {
+                    let _ = shutdown_receiver.await;
+                })
+                .await;
+                store
+            });
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            if let Ok(store) = Arc::try_unwrap(store) {
+                store.close().expect("close the store");
+            }
+        });
+        let url = ready.recv().expect("the server starts");
+        TestServer { url, shutdown: Some(shutdown), thread: Some(thread) }
+    }
+
+    /// `GET path` with a plain TCP request (not through the CLI's client): status and body.
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let address = self.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).expect("connect to the server");
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n").expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read the answer");
+        let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+        let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+
+    /// Stops the server and waits until it has closed the database.
+    pub fn stop(mut self) {
+        self.shutdown_and_join();
+    }
+
+    fn shutdown_and_join(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the server thread");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown_and_join();
+    }
+}
