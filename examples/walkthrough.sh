@@ -20,6 +20,7 @@ command -v curl >/dev/null || { echo "walkthrough.sh: curl is required" >&2; exi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 2   # request files (big.json) are named relative to it
 
 requests=0
 unexpected=0
@@ -43,6 +44,7 @@ request() {
     local expected="$1" method="$2" path="$3"
     shift 3
     local args=(-sS -X "$method")
+    [[ "$method" == GET ]] && args=(-sS)
     [[ "$method" == HEAD ]] && args=(-sS --head)
     args+=("$@")
     local auth=()
@@ -53,20 +55,23 @@ request() {
     local arg
     for arg in "${args[@]:1}"; do printf ' %s' "$(quote "$arg")"; done
     [[ ${#auth[@]} -gt 0 ]] && printf " -H 'Authorization: Bearer ***'"
-    printf ' %s\n' "$(quote "$base$path")"
+    printf ' %s   # expect %s\n' "$(quote "$base$path")" "$expected"
 
     status="$(curl "${args[@]}" "${auth[@]}" -D "$work/headers" -o "$work/body" -w '%{http_code}' "$base$path")" \
         || status="000"
-    tr -d '\r' <"$work/headers" 2>/dev/null | sed -e '/^$/d' -e 's/^/< /'
-    body="$(cat "$work/body" 2>/dev/null)"
+    tr -d '\r' <"$work/headers" 2>/dev/null | sed -e '/^$/d' -e '/^[Dd]ate:/d' -e 's/^/< /'
+    body=""
+    [[ "$method" != HEAD ]] && body="$(cat "$work/body" 2>/dev/null)"
     etag="$(tr -d '\r' <"$work/headers" 2>/dev/null | sed -n 's/^[Ee][Tt][Aa][Gg]: *//p' | tail -n 1)"
     if [[ -n "$body" ]]; then
         if [[ "$path" == /metrics ]]; then
-            grep -m 12 '^guidstore_' <<<"$body" | sed 's/^/  /'
+            grep '^# TYPE' <<<"$body" | sed 's/^/  /'
+            grep -m 3 '^guidstore_http_requests_total' <<<"$body" | sed 's/^/  /'
             echo "  ... ($(wc -l <<<"$body") lines)"
+        elif [[ ${#body} -gt 400 ]]; then
+            printf '%s... (%d bytes)\n' "${body:0:400}" "${#body}"
         else
-            printf '%s\n' "$body" | head -c 400
-            echo
+            printf '%s\n' "$body"
         fi
     fi
     if [[ "$status" != "$expected" ]]; then
@@ -131,8 +136,10 @@ request 400 POST /guid -d '[1,2]'
 request 400 POST /guid -d '{"a":1,"a":2}'
 request 400 POST /guid -d '{"user":'
 request 400 POST "/guid/$missing" -d "{\"guid\":\"$guid\"}"
-head -c 71680 /dev/zero | tr '\0' 'x' | sed 's/^/{"pad":"/; s/$/"}/' >"$work/big.json"
-request 413 POST /guid --data-binary "@$work/big.json"
+head -c 71680 /dev/zero | tr '\0' 'x' | sed 's/^/{"pad":"/; s/$/"}/' >big.json
+echo
+echo "# big.json: a JSON object of $(wc -c <big.json) bytes (70 KiB of padding); the limit is 65536"
+request 413 POST /guid --data-binary @big.json
 
 section "Methods and paths"
 request 405 PUT "/guid/$guid" -d '{}'
