@@ -1,0 +1,203 @@
+//! The connection level: keep-alive, HTTP/2, body limits, hostile clients, the connection cap,
+//! and graceful shutdown with a request in flight.
+
+use std::time::Duration;
+
+use guidstore_server::Settings;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::helpers::{AppOptions, GUID, read_response, read_to_close, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn one_keep_alive_connection_serves_many_requests() {
+    let app = spawn_app().await;
+    let stream = TcpStream::connect(app.address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let mut statuses = Vec::new();
+    for (method, path) in [("POST", format!("/guid/{GUID}")), ("GET", format!("/guid/{GUID}")), ("GET", "/nope".into())]
+    {
+        let request = Request::builder().method(method).uri(path).body(Full::new(Bytes::new())).unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        statuses.push(response.status().as_u16());
+        response.into_body().collect().await.unwrap();
+    }
+    assert_eq!(statuses, [201, 200, 404]);
+}
+
+#[tokio::test]
+async fn http2_over_cleartext_is_served() {
+    let app = spawn_app().await;
+    let stream = TcpStream::connect(app.address).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let uri = format!("http://{}/guid/{GUID}", app.address);
+    let request = Request::post(&uri).body(Full::new(Bytes::from_static(b"{\"user\":\"h2\"}"))).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.version(), hyper::Version::HTTP_2);
+    let request = Request::head(&uri).body(Full::new(Bytes::new())).unwrap();
+    let head = sender.send_request(request).await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().contains_key("etag"));
+    let request = Request::get(&uri).body(Full::new(Bytes::new())).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.starts_with(format!("{{\"guid\":\"{GUID}\"").as_bytes()));
+}
+
+#[tokio::test]
+async fn a_body_of_exactly_the_limit_is_accepted() {
+    let app = spawn_app().await;
+    let prefix = r#"{"user": "Jay", "pad": ""#;
+    let body = format!("{prefix}{}\"}}", "a".repeat(65_536 - prefix.len() - 2));
+    assert_eq!(body.len(), 65_536);
+    assert_eq!(app.post_guid(&body).await.status, 201);
+    let body = format!("{prefix}{}\"}}", "a".repeat(65_537 - prefix.len() - 2));
+    app.post_guid(&body).await.assert_error(413, "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_70_kib_body_is_refused_from_content_length_before_it_is_sent() {
+    let app = spawn_app().await;
+    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let head = format!("POST /guid/{GUID} HTTP/1.1\r\nHost: x\r\nContent-Length: 71680\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // No body byte is sent: the answer must come from the header alone.
+    let response = read_response(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 413 "), "{response}");
+    assert!(response.contains("\"error\":\"payload_too_large\""), "{response}");
+    assert!(response.to_ascii_lowercase().contains("connection: close"), "{response}");
+    assert_eq!(app.get_guid(GUID).await.status, 404);
+}
+
+#[tokio::test]
+async fn a_huge_content_length_is_refused_at_once() {
+    let app = spawn_app().await;
+    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    stream
+        .write_all(
+            b"PATCH /guid/9094E4C980C74043A4B586B420E69DDF HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let response = read_response(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 413 "), "{response}");
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_refused_once_it_streams_past_the_limit() {
+    let app = spawn_app().await;
+    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let head = "POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("1000\r\n{}\r\n", "a".repeat(0x1000));
+    // 17 chunks of 4 KiB pass 64 KiB; the terminating chunk is never sent.
+    for _ in 0..17 {
+        stream.write_all(chunk.as_bytes()).await.unwrap();
+    }
+    let response = read_response(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 413 "), "{response}");
+    assert!(response.contains("\"error\":\"payload_too_large\""), "{response}");
+}
+
+#[tokio::test]
+async fn a_chunked_body_under_the_limit_is_accepted() {
+    let app = spawn_app().await;
+    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let request = "POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+                   5\r\n{\"use\r\n9\r\nr\": \"ch\"}\r\n0\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 201 "), "{response}");
+    assert!(response.ends_with("\"user\":\"ch\"}"), "{response}");
+}
+
+#[tokio::test]
+async fn garbage_on_a_socket_does_not_disturb_the_next_client() {
+    let app = spawn_app().await;
+    let answers = [
+        app.raw(b"GARBAGE\r\n\r\n").await,
+        app.raw(&[0xff, 0x00, 0x13, 0x37, b'\r', b'\n', b'\r', b'\n']).await,
+        app.raw(b"GET /guid/\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n").await,
+        app.raw(b"POST /guid HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{\"a\"").await,
+        app.raw(b"POST /guid HTTP/1.1\r\nContent-Length: nope\r\n\r\n").await,
+        app.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00").await,
+        app.raw(b"").await,
+    ];
+    for answer in &answers {
+        assert!(!answer.starts_with("HTTP/1.1 5"), "{answer}");
+    }
+    assert_eq!(app.post_guid_at(GUID, "").await.status, 201);
+}
+
+#[tokio::test]
+async fn a_slow_client_is_cut_off_after_the_header_timeout_while_others_are_served() {
+    let settings = Settings { header_timeout: Duration::from_millis(300), ..AppOptions::default().settings };
+    let app = spawn_app_with(AppOptions { settings, ..AppOptions::default() }).await;
+    let mut silent = TcpStream::connect(app.address).await.unwrap();
+    let mut slow = TcpStream::connect(app.address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    assert_eq!(app.request("GET", "/healthz", &[], "").await.status, 200);
+    let started = std::time::Instant::now();
+    let (silent_answer, slow_answer) = tokio::join!(read_to_close(&mut silent), read_to_close(&mut slow));
+    assert!(silent_answer.is_empty(), "{silent_answer}");
+    assert!(!slow_answer.starts_with("HTTP/1.1 200"), "{slow_answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(app.request("GET", "/healthz", &[], "").await.status, 200);
+}
+
+#[tokio::test]
+async fn the_connection_cap_holds_new_clients_until_a_slot_frees() {
+    let settings = Settings { max_connections: 1, ..AppOptions::default().settings };
+    let app = spawn_app_with(AppOptions { settings, ..AppOptions::default() }).await;
+    let mut first = TcpStream::connect(app.address).await.unwrap();
+    first.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
+    // The first connection is idle but open: a second client waits in the backlog.
+    let mut second = TcpStream::connect(app.address).await.unwrap();
+    second.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(300), read_response(&mut second)).await;
+    assert!(waited.is_err(), "second connection served while the first held the only slot");
+    drop(first);
+    let answer = read_to_close(&mut second).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish_then_run_returns() {
+    let mut app = spawn_app().await;
+    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let body = br#"{"user": "in flight"}"#;
+    let head = format!(
+        "POST /guid/{GUID} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // "100 Continue" proves the handler is running and waiting for the body.
+    let mut interim = [0u8; 25];
+    tokio::io::AsyncReadExt::read_exact(&mut stream, &mut interim).await.unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    app.begin_stop();
+    // The listener is closed once the accept loop has stopped.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while TcpStream::connect(app.address).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the listener was not closed");
+    stream.write_all(body).await.unwrap();
+    let response = read_to_close(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 201 "), "{response}");
+    app.stopped().await;
+    assert!(TcpStream::connect(app.address).await.is_err());
+    let record = app.state.store.get(&guidstore::Guid::parse(GUID).unwrap()).unwrap();
+    assert_eq!(record.metadata()["user"], "in flight");
+}
