@@ -6,13 +6,14 @@
 //! ```
 //!
 //! The store's clock is a `ManualClock` here only so the purge step can move time forward instead
-//! of waiting; an application leaves `Options::clock` alone (the system clock).
+//! of waiting; an application leaves `Options::clock` alone (the system clock). `main` is `pub` so
+//! that `tests/examples.rs` can run it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use guidstore::{Guid, IfMatch, ManualClock, NewRecord, Options, Patch, Store};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("guids.db");
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();

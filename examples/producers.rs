@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use guidstore::{NewRecord, Store};
+use guidstore::{NewRecord, Stats, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -40,8 +40,9 @@ fn parse_arg(arg: Option<String>, default: usize) -> Result<usize, String> {
     }
 }
 
-/// `threads` producers each create `writes_per_thread` records in a fresh store; prints one row.
-fn run(threads: usize, writes_per_thread: usize) -> Result<(), Box<dyn std::error::Error>> {
+/// `threads` producers each create `writes_per_thread` records in a fresh store; prints one row and
+/// returns the store's counters.
+pub fn run(threads: usize, writes_per_thread: usize) -> Result<Stats, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path().join("guids.db"))?;
     let started = Instant::now();
@@ -79,5 +80,5 @@ fn run(threads: usize, writes_per_thread: usize) -> Result<(), Box<dyn std::erro
     if failures > 0 {
         return Err(format!("{failures} writes failed").into());
     }
-    Ok(())
+    Ok(counters)
 }
