@@ -10,13 +10,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
-use guidstore::{Error, Guid, NewRecord, Options, Patch, Store};
+use guidstore::{Error, Guid, IfMatch, NewRecord, Options, Patch, Store};
 use hyper::Method;
 
 use crate::body::check_size;
 use crate::cli::Cli;
 use crate::error::CliError;
-use crate::if_match;
 use crate::remote::Remote;
 
 /// Expired records removed per purge transaction.
@@ -127,7 +126,8 @@ impl Endpoint {
                 let record = store.create(NewRecord::parse(&body, guid, store.now())?)?;
                 Ok(Output { json: record.to_json().as_bytes().to_vec(), etag: Some(record.etag()) })
             }
-            Endpoint::Missing => Err(CliError::Usage("internal: create on a missing database".to_owned())),
+            // `open` never gives `Missing` for a create (it creates the file).
+            Endpoint::Missing => Err(CliError::Unavailable("the database file does not exist".to_owned())),
             Endpoint::Remote { remote, .. } => {
                 let path = guid.map_or_else(|| "/guid".to_owned(), |guid| format!("/guid/{guid}"));
                 let answer = remote.send(Method::POST, &path, Some(body), None)?;
@@ -238,6 +238,11 @@ fn open_db(path: PathBuf, settings: &Settings) -> Result<Endpoint, CliError> {
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// `If-Match` for the library: the same text the HTTP header would carry.
+fn if_match(text: Option<&str>) -> Option<IfMatch> {
+    text.map(IfMatch::parse)
 }
 
 fn is_server_url(owner: &str) -> bool {

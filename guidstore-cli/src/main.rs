@@ -23,7 +23,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
-use guidstore::{Guid, IfMatch};
+use guidstore::Guid;
 
 use crate::body::BodyKind;
 use crate::cli::{Cli, Command};
@@ -121,11 +121,6 @@ fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
         Err(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(CliError::io("writing stdout", error)),
         _ => Ok(()),
     }
-}
-
-/// `If-Match` for the library: the same text the HTTP header would carry.
-pub(crate) fn if_match(text: Option<&str>) -> Option<IfMatch> {
-    text.map(IfMatch::parse)
 }
 
 #[cfg(test)]
