@@ -79,7 +79,7 @@ fn run(cli: Cli, target: Result<Target, CliError>) -> Result<(), CliError> {
         }
         Command::Update { guid, fields, unset, if_match } => {
             let guid = Guid::parse(&guid).map_err(guidstore::Error::from)?;
-            let body = body::build(&fields, &unset, BodyKind::Update(&guid), io::stdin().lock())?;
+            let body = body::build(&fields, &unset, BodyKind::Update, io::stdin().lock())?;
             Endpoint::with(target?, &options, false, |e| e.update(&guid, body, if_match.as_deref()))?
         }
         Command::Delete { guid, if_match } => {

@@ -60,6 +60,6 @@ pub use backend::{Backend, Transaction};
 pub use error::{Error, Result};
 pub use expiry::{Clock, DEFAULT_TTL_SECS, Expiry, ExpiryError, MAX_EXPIRE, ManualClock, SystemClock};
 pub use guid::{GUID_LEN, Guid, GuidError};
-pub use record::{IfMatch, Metadata, NewRecord, Patch, Record, merge_value};
+pub use record::{IfMatch, Metadata, NewRecord, Patch, Record, merge_value, parse_json, parse_json_object};
 pub use sqlite::{SqliteBackend, Synchronous};
 pub use store::{Options, Reply, Stats, Store, Write, WriteOutcome, lock_owner};

@@ -109,8 +109,21 @@ fn check_metadata(metadata: &Metadata) -> Result<()> {
     }
 }
 
+/// Parses JSON with the API's strict rules: invalid UTF-8, a duplicate key in any object, or
+/// nesting deeper than 128 levels is [`Error::InvalidJson`].
+pub fn parse_json(bytes: &[u8]) -> Result<Value> {
+    parse_strict(bytes).map_err(Error::InvalidJson)
+}
+
+/// Parses a JSON object with the rules of [`parse_json`]; any other JSON value is
+/// [`Error::InvalidJson`]. Front-ends use it to merge their own fields into a body before
+/// [`NewRecord::parse`] or [`Patch::parse`] check it.
+pub fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>> {
+    parse_object(body)
+}
+
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>> {
-    match parse_strict(body).map_err(Error::InvalidJson)? {
+    match parse_json(body)? {
         Value::Object(object) => Ok(object),
         other => Err(Error::InvalidJson(format!("expected an object, found {}", kind(&other)))),
     }

@@ -150,9 +150,11 @@ pub struct Stats {
     pub records: u64,
     /// Expired records removed by purges.
     pub purged: u64,
-    /// Write transactions committed.
+    /// Write transactions committed (one holds every write queued when it began, refused ones
+    /// included).
     pub commits: u64,
-    /// Writes committed (a commit holds one or more).
+    /// Writes that succeeded: records created, updated (a no-change patch included) or deleted.
+    /// Refused writes (conflicts, preconditions, not found) and purges are not counted.
     pub writes: u64,
     /// Storage operations that failed (not counting rejected input).
     pub storage_errors: u64,
