@@ -315,7 +315,13 @@ fn run_client(
         slots[index].pending = Some(expected.clone());
         let response: Response = match connection.request(method, &path, &headers, body_bytes.as_deref()) {
             Ok(r) => r,
-            Err(_) => {
+            Err(error) => {
+                if std::env::var_os("CRASH_TEST_DEBUG").is_some() {
+                    eprintln!(
+                        "client {client}: {method} {path}: no answer: {error} (stop={})",
+                        stop.load(Ordering::Relaxed)
+                    );
+                }
                 // No answer: the write may or may not have happened. Leave it pending.
                 uncertain[index] = true;
                 report.in_flight += 1;
