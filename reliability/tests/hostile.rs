@@ -1,0 +1,238 @@
+//! Hostile clients against a real `guidstore-server` process: slowloris headers, a 1 GiB
+//! `Content-Length`, an endless chunked body, 100,000 nested `[`, random bytes and truncated
+//! requests. Throughout, ordinary requests must keep getting prompt answers and the process must
+//! stay up. (10,000 idle connections: the `idle-connections` binary, see RELIABILITY.md.)
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use guidstore_reliability::http::{Connection, request_once};
+use guidstore_reliability::rng::Rng;
+use guidstore_reliability::server::{Server, ServerConfig, server_binary_for_tests};
+
+fn start(dir: &tempfile::TempDir, args: &[&str]) -> Server {
+    let config = ServerConfig::in_dir(server_binary_for_tests(), dir.path()).args(args.iter().copied());
+    Server::start(&config).expect("start guidstore-server")
+}
+
+/// A create and a read must be answered, each within `limit`.
+fn assert_serving(addr: SocketAddr, limit: Duration) {
+    let started = Instant::now();
+    let created = request_once(addr, "POST", "/guid", &[], Some(br#"{"user":"still-here"}"#)).expect("create answered");
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let location = created.header("location").expect("Location").to_owned();
+    let read = request_once(addr, "GET", &location, &[], None).expect("read answered");
+    assert_eq!(read.status, 200);
+    assert!(started.elapsed() < limit, "ordinary requests took {:?}", started.elapsed());
+}
+
+fn assert_alive(server: &mut Server) {
+    assert!(server.try_wait().expect("try_wait").is_none(), "server exited: {}", server.log());
+    assert_serving(server.addr(), Duration::from_secs(5));
+}
+
+/// Whether the peer has closed `stream` (EOF or reset), waiting at most `wait`.
+fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).expect("timeout");
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => continue, // a 408 or similar before the close
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn slowloris_headers_are_cut_off_after_the_header_timeout_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&dir, &["--header-timeout", "1s"]);
+    let addr = server.addr();
+    let slow_clients = 20;
+    let results: Vec<Option<Duration>> = std::thread::scope(|scope| {
+        let slow: Vec<_> = (0..slow_clients)
+            .map(|i| {
+                scope.spawn(move || {
+                    let mut stream = TcpStream::connect(addr).expect("connect");
+                    stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                    let started = Instant::now();
+                    let mut head = format!("GET /guid/{:032X} HTTP/1.1\r\nHost: 127.0.0.1\r\n", i).into_bytes();
+                    // Drip a header byte every 50 ms, forever (bounded: 8 s), never ending the head.
+                    head.extend(std::iter::repeat_n(b"X-Slow: a\r\n".iter().copied(), 1000).flatten());
+                    for byte in head {
+                        if started.elapsed() > Duration::from_secs(8) {
+                            return None;
+                        }
+                        if stream.write_all(&[byte]).is_err() {
+                            return Some(started.elapsed());
+                        }
+                        let mut buffer = [0u8; 1024];
+                        match stream.read(&mut buffer) {
+                            Ok(0) => return Some(started.elapsed()),
+                            Ok(_) => {}
+                            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                            Err(_) => return Some(started.elapsed()),
+                        }
+                    }
+                    None
+                })
+            })
+            .collect();
+        // Meanwhile, ordinary clients are served promptly.
+        for _ in 0..20 {
+            assert_serving(addr, Duration::from_secs(1));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        slow.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, closed_after) in results.iter().enumerate() {
+        let closed_after = closed_after.unwrap_or_else(|| panic!("slowloris client {i} was never cut off"));
+        assert!(
+            closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(4),
+            "slowloris client {i} cut off after {closed_after:?} (header timeout 1 s)"
+        );
+    }
+    // A connection that sends nothing at all is closed too.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(4)), "a silent connection was kept open");
+    assert_alive(&mut server);
+}
+
+#[test]
+fn a_one_gibibyte_content_length_gets_413_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&dir, &[]);
+    for path in ["/guid", "/guid/9094E4C980C74043A4B586B420E69DDF"] {
+        for method in ["POST", "PATCH"] {
+            if method == "PATCH" && path == "/guid" {
+                continue;
+            }
+            let mut connection = Connection::connect(server.addr(), Duration::from_secs(5)).unwrap();
+            let started = Instant::now();
+            let head = format!(
+                "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n{{\"user\":"
+            );
+            connection.send_raw(head.as_bytes()).unwrap();
+            let response = connection.read_response(false).expect("an answer without sending the body");
+            assert_eq!(response.status, 413, "{method} {path}");
+            assert_eq!(response.error_code().as_deref(), Some("payload_too_large"));
+            assert!(started.elapsed() < Duration::from_secs(1), "413 took {:?}", started.elapsed());
+        }
+    }
+    assert_alive(&mut server);
+}
+
+#[test]
+fn a_chunked_body_over_the_limit_gets_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&dir, &[]);
+    let mut connection = Connection::connect(server.addr(), Duration::from_secs(5)).unwrap();
+    let head = "POST /guid HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    connection.send_raw(head.as_bytes()).unwrap();
+    connection.send_raw(b"9\r\n{\"pad\":\"x\r\n").unwrap();
+    // 72 KiB of 8 KiB chunks, past the 64 KiB limit, and the body never ends: the server must
+    // answer without waiting for the rest.
+    let chunk = format!("2000\r\n{}\r\n", "a".repeat(0x2000));
+    for _ in 0..9 {
+        if connection.send_raw(chunk.as_bytes()).is_err() {
+            break; // the server answered and closed: fine
+        }
+    }
+    let started = Instant::now();
+    let response = connection.read_response(false).expect("an answer to the oversized chunked body");
+    assert_eq!(response.status, 413);
+    assert_eq!(response.error_code().as_deref(), Some("payload_too_large"));
+    assert!(started.elapsed() < Duration::from_secs(2), "413 took {:?}", started.elapsed());
+    // Just under the limit, chunked, is accepted.
+    let mut connection = Connection::connect(server.addr(), Duration::from_secs(5)).unwrap();
+    let body = format!("{{\"pad\":\"{}\"}}", "b".repeat(60_000));
+    let wire = format!(
+        "POST /guid HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    connection.send_raw(wire.as_bytes()).unwrap();
+    assert_eq!(connection.read_response(false).unwrap().status, 201);
+    assert_alive(&mut server);
+}
+
+#[test]
+fn deeply_nested_json_gets_400_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&dir, &["--max-body", "1048576"]);
+    let addr = server.addr();
+    let created = request_once(addr, "POST", "/guid", &[], Some(b"{}")).unwrap();
+    let location = created.header("location").unwrap().to_owned();
+    let brackets = vec![b'['; 100_000];
+    let mut objects = "{\"a\":".repeat(100_000).into_bytes();
+    objects.extend_from_slice(b"1");
+    objects.extend(std::iter::repeat_n(b'}', 100_000));
+    let mut in_object = b"{\"a\":".to_vec();
+    in_object.extend(std::iter::repeat_n(b'[', 100_000));
+    for body in [&brackets, &objects, &in_object] {
+        for (method, path) in [("POST", "/guid"), ("PATCH", location.as_str())] {
+            let response = request_once(addr, method, path, &[], Some(body)).expect("answered");
+            assert_eq!(response.status, 400, "{method} {path}");
+            assert_eq!(response.error_code().as_deref(), Some("invalid_json"));
+        }
+    }
+    assert_alive(&mut server);
+}
+
+#[test]
+fn random_bytes_and_truncated_requests_do_not_hurt_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&dir, &["--header-timeout", "1s"]);
+    let addr = server.addr();
+    let mut rng = Rng::new(0x5EED);
+    let good = [
+        "POST /guid HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n\r\n{\"user\":\"jay\"} ".to_owned(),
+        "GET /guid/9094E4C980C74043A4B586B420E69DDF HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+        "PATCH /guid/9094E4C980C74043A4B586B420E69DDF HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+            .to_owned(),
+    ];
+    let nasty: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n".to_vec(),
+        b"POST /guid HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(),
+        b"POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n".to_vec(),
+        b"POST /guid HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n".to_vec(),
+        format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100_000)).into_bytes(),
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(200_000)).into_bytes(),
+        b"GET /guid/%41%41 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        b"\x00\x01\x02\xff\xfe HTTP/1.1\r\n\r\n".to_vec(),
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00garbage".to_vec(),
+        b"GET /guid/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    ];
+    let mut payloads: Vec<Vec<u8>> = nasty;
+    for _ in 0..150 {
+        let len = rng.below(2048) as usize;
+        payloads.push(rng.bytes(len));
+    }
+    for _ in 0..150 {
+        let request = good[rng.below(good.len() as u64) as usize].as_bytes();
+        let cut = rng.below(request.len() as u64) as usize;
+        payloads.push(request[..cut].to_vec());
+    }
+    let mut answered_5xx = Vec::new();
+    for (i, payload) in payloads.iter().enumerate() {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = stream.write_all(payload);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        if answer.starts_with(b"HTTP/1.1 5") {
+            answered_5xx.push((i, String::from_utf8_lossy(&answer).into_owned()));
+        }
+        if i % 50 == 0 {
+            assert_alive(&mut server);
+        }
+    }
+    assert!(answered_5xx.is_empty(), "5xx answers to garbage: {answered_5xx:?}");
+    assert_alive(&mut server);
+    let metrics = request_once(addr, "GET", "/metrics", &[], None).unwrap();
+    assert_eq!(metrics.status, 200);
+}
