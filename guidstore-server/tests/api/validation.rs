@@ -160,3 +160,13 @@ async fn a_query_string_does_not_change_the_route() {
     app.create_at(GUID, "").await;
     assert_eq!(app.request("GET", &format!("/guid/{GUID}?x=1"), &[], "").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_hundred_thousand_nested_brackets_are_400_when_the_limit_allows_them() {
+    let settings = guidstore_server::Settings { max_body: 1 << 20, ..crate::helpers::AppOptions::default().settings };
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions { settings, ..Default::default() }).await;
+    for body in ["[".repeat(100_000), "{\"a\":".repeat(100_000)] {
+        app.post_guid(&body).await.assert_error(400, "invalid_json");
+    }
+    assert_eq!(app.request("GET", "/healthz", &[], "").await.status, 200);
+}
