@@ -85,24 +85,26 @@ fn serve(config: &Config) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
-    let store = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
-        let address = listener.local_addr().map_err(|error| format!("cannot read the bound address: {error}"))?;
-        let url = format!("http://{address}");
-        let store = Store::open_with(&config.db, config.store_options(&url))
-            .map_err(|error| format!("cannot open database {}: {error}", config.db.display()))?;
-        let store = Arc::new(store);
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(config.listen))
+        .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
+    let address = listener.local_addr().map_err(|error| format!("cannot read the bound address: {error}"))?;
+    let url = format!("http://{address}");
+    // Opened on the main thread, outside the runtime: no SQLite work on a runtime thread.
+    let store = Store::open_with(&config.db, config.store_options(&url))
+        .map_err(|error| format!("cannot open database {}: {error}", config.db.display()))?;
+    let store = Arc::new(store);
+    runtime.block_on(async {
         let shutdown = shutdown_signal().map_err(|error| format!("cannot install signal handlers: {error}"))?;
         let state = AppState::new(Arc::clone(&store), config.settings(), auth);
         println!("listening on {url}");
         log::info!("listening on {url}, database {}", config.db.display());
         run(listener, state, shutdown).await;
-        Ok::<_, String>(store)
+        Ok::<_, String>(())
     })?;
     // Stops whatever blocking reads are left, dropping their clones of the store.
     runtime.shutdown_timeout(Duration::from_secs(5));
+    log::info!("closing database {}: committing queued writes", config.db.display());
     match Arc::try_unwrap(store) {
         Ok(store) => match store.close() {
             Ok(()) => log::info!("database {} closed; shutdown complete", config.db.display()),

@@ -43,6 +43,17 @@ fn the_binary_prints_its_address_logs_requests_and_exits_0_on_sigterm() {
     let url = line.trim_end().strip_prefix("listening on ").unwrap_or_else(|| panic!("stdout: {line:?}")).to_owned();
     let address = url.strip_prefix("http://").unwrap().to_owned();
     assert_eq!(guidstore::lock_owner(&db).as_deref(), Some(url.as_str()));
+    let second = Command::new(env!("CARGO_BIN_EXE_guidstore-server"))
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--db")
+        .arg(&db)
+        .arg("--log-file")
+        .arg(dir.path().join("second.log"))
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(second.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&second.stderr).contains(&url), "{}", String::from_utf8_lossy(&second.stderr));
 
     let created = http(
         &address,
