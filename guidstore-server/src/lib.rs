@@ -106,9 +106,10 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
+        // Reap finished connection tasks so the set stays as small as the open connections.
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             permit = Arc::clone(&slots).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
@@ -135,7 +136,7 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
         let mut stopping = stopping.clone();
         connections.spawn(async move {
             let _permit = permit;
-            state.metrics.connection_opened();
+            let _open = state.metrics.connection_opened();
             let header_timeout = state.settings.header_timeout;
             let started = tokio::select! {
                 started = request_started(&stream, header_timeout) => started,
@@ -154,7 +155,6 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
             } else {
                 log::debug!("connection from {peer} closed: no request within {header_timeout:?}");
             }
-            state.metrics.connection_closed();
         });
     }
 

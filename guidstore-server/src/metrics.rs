@@ -123,15 +123,12 @@ impl Metrics {
         }
     }
 
-    /// Counts a connection being opened.
-    pub fn connection_opened(&self) {
+    /// Counts a connection being opened; it counts as closed when the guard is dropped (also
+    /// when its task is aborted).
+    pub fn connection_opened(&self) -> OpenConnection<'_> {
         self.connections_open.fetch_add(1, Ordering::Relaxed);
         self.connections_total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a connection being closed.
-    pub fn connection_closed(&self) {
-        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+        OpenConnection { metrics: self }
     }
 
     /// The Prometheus text exposition of these metrics and of the store's `stats`.
@@ -197,6 +194,18 @@ impl Metrics {
     }
 }
 
+/// An open connection, counted in `guidstore_http_connections_open` until dropped.
+#[derive(Debug)]
+pub struct OpenConnection<'a> {
+    metrics: &'a Metrics,
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
 }
@@ -238,6 +247,19 @@ mod tests {
         assert!(text.contains("guidstore_cache_hits_total 7\n"));
         assert!(text.contains("guidstore_records_purged_total 3\n"));
         assert!(!text.contains("route=\"/healthz\""));
+    }
+
+    #[test]
+    fn open_connections_are_counted_until_their_guard_drops() {
+        let metrics = Metrics::default();
+        let first = metrics.connection_opened();
+        let second = metrics.connection_opened();
+        drop(first);
+        let text = metrics.render(&Stats::default());
+        assert!(text.contains("guidstore_http_connections_open 1\n"), "{text}");
+        assert!(text.contains("guidstore_http_connections_total 2\n"), "{text}");
+        drop(second);
+        assert!(metrics.render(&Stats::default()).contains("guidstore_http_connections_open 0\n"));
     }
 
     #[test]
