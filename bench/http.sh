@@ -69,6 +69,7 @@ measure() {
     echo "$rps $p99"
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "prefilling $RECORDS records" >&2
 "$BIN/examples/bench_prefill" "$WORK/guids.db" "$RECORDS" >"$WORK/guids.txt"
 
@@ -129,6 +130,7 @@ if [[ "${RECORD:-0}" == 1 ]]; then
         echo "Servers pinned to core 0 (\`taskset -c 0\`), load from \`taskset -c 1 wrk -t1 -c$CONNECTIONS\`,"
         echo "$RECORDS records prefilled, request logging on (one info line per request to server.log)."
         echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -r);"
+        echo "load average before the run $LOAD_BEFORE (other jobs share the machine);"
         echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%d)."
         echo
         cat "$WORK/table.md"
@@ -136,7 +138,7 @@ if [[ "${RECORD:-0}" == 1 ]]; then
         echo "$summary"
         echo
         cat <<'NOTES'
-Where the time goes (`perf record -g` on the pinned server, see the commit history for the runs):
+Where the time goes (`perf record -g -p PID` on the pinned server during the runs):
 
 - GET: hyper's parsing and encoding and the socket system calls dominate, as in hello-world. The
   handler adds a cache lookup (no SQLite, no thread hop) and one access-log line. Logging is
