@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Contract test: schemathesis checks a live guidstore-server against docs/openapi.yaml.
 #
-#   bash tests/contract/run.sh            # bounded run (EXAMPLES=25 per operation, about a minute)
+#   bash tests/contract/run.sh            # bounded run (EXAMPLES=100 per operation, about 30 s)
 #   EXAMPLES=200 bash tests/contract/run.sh
 #
 # Installs schemathesis (pinned) into a venv under target/contract/ once and reuses it; builds
@@ -16,7 +16,7 @@ cd "$root"
 target=${CARGO_TARGET_DIR:-$root/target}
 venv="$target/contract/venv"
 schemathesis_version=4.32.5
-examples=${EXAMPLES:-25}
+examples=${EXAMPLES:-100}
 seed=${SEED:-20261125}
 
 if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$schemathesis_version"; then
