@@ -140,6 +140,8 @@ async fn other_methods_get_405_with_allow() {
         collection.assert_error(405, "method_not_allowed");
         assert_eq!(collection.header("allow"), Some("POST"));
     }
+    // The method is checked before the GUID.
+    app.request("PUT", "/guid/not-a-guid", &[], "").await.assert_error(405, "method_not_allowed");
     let head = app.request("HEAD", "/guid", &[], "").await;
     assert_eq!((head.status, head.header("allow")), (405, Some("POST")));
 }
