@@ -23,7 +23,7 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$schemathesis_version"; the
     echo "contract: installing schemathesis $schemathesis_version into $venv"
     if ! python3 -m venv "$venv" 2>/dev/null; then
         # Debian splits venv support out of python3.
-        apt-get install -y -qq python3-venv >/dev/null
+        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
         python3 -m venv "$venv"
     fi
     "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$schemathesis_version"
