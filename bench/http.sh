@@ -36,6 +36,7 @@ trap cleanup EXIT
 # start NAME COMMAND...: runs COMMAND pinned to core 0, sets SERVER_PID and URL.
 start() {
     local name=$1; shift
+    rm -f "$WORK/$name.out"
     taskset -c 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     SERVER_PID=$!
     for _ in $(seq 200); do
