@@ -8,7 +8,7 @@ runs=${1:-5000000}
 max_seconds=${2:-900}
 core=${3:-1}
 mkdir -p logs
-for target in guid_parse expiry_parse create_parse patch_parse; do
+for target in ${TARGETS:-guid_parse expiry_parse create_parse patch_parse if_match_parse}; do
     mkdir -p "corpus/$target"
     log="logs/$target.log"
     taskset -c "$core" cargo +nightly fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
