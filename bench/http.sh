@@ -95,10 +95,15 @@ start server "$BIN/guidstore-server" --listen 127.0.0.1:0 --db "$WORK/guids.db" 
     --log-level info --sync full
 measure get 2 >/dev/null
 declare -A rps p99
+# Each workload runs twice and keeps its better run, as the hello-world baseline does: other jobs
+# on a shared machine can only make a run slower.
 for mode in get post patch mix; do
-    echo "  $mode" >&2
-    read -r "rps[$mode]" "p99[$mode]" <<<"$(measure "$mode" "$DURATION")"
-    echo "    ${rps[$mode]} req/s" >&2
+    rps[$mode]=0
+    for run in 1 2; do
+        read -r run_rps run_p99 <<<"$(measure "$mode" "$DURATION")"
+        echo "  $mode run $run: $run_rps req/s" >&2
+        if ((run_rps > rps[$mode])); then rps[$mode]=$run_rps; p99[$mode]=$run_p99; fi
+    done
 done
 stop
 logged=$(grep -c ' /guid' "$WORK/server.log" || true)
@@ -108,7 +113,7 @@ ratio() { awk -v a="$1" -v b="$hello_rps" 'BEGIN { printf "%.2f", a / b }'; }
 {
     echo "| workload | req/s | p99 (ms) | × hello-world |"
     echo "|---|---:|---:|---:|"
-    echo "| hello-world baseline (hyper, 20-byte JSON; best of 2 runs) | $hello_rps | $hello_p99 | 1.00 |"
+    echo "| hello-world baseline (hyper, 20-byte JSON) | $hello_rps | $hello_p99 | 1.00 |"
     echo "| GET /guid/{guid} (random of $RECORDS live) | ${rps[get]} | ${p99[get]} | $(ratio "${rps[get]}") |"
     echo "| POST /guid (durable create, synchronous=FULL) | ${rps[post]} | ${p99[post]} | $(ratio "${rps[post]}") |"
     echo "| PATCH /guid/{guid} (durable update) | ${rps[patch]} | ${p99[patch]} | $(ratio "${rps[patch]}") |"
@@ -130,6 +135,7 @@ if [[ "${RECORD:-0}" == 1 ]]; then
         echo "Command: \`RECORD=1 bash bench/http.sh\` (${DURATION} s per run; \`DURATION=\` to change)."
         echo "Servers pinned to core 0 (\`taskset -c 0\`), load from \`taskset -c 1 wrk -t1 -c$CONNECTIONS\`,"
         echo "$RECORDS records prefilled, request logging on (one info line per request to server.log)."
+        echo "Every figure is the better of two ${DURATION} s runs (hello-world: one before and one after the server)."
         echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -r);"
         echo "load average before the run $LOAD_BEFORE (other jobs share the machine);"
         echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%d)."
@@ -152,8 +158,8 @@ Where the time goes (`perf record -g -p PID` on the pinned server during the run
   Group commit averaged about 31 writes per commit at 64 connections. The HTTP side of a write
   (parse, oneshot wake-up, response) is under half of the core.
 - The machine is a shared 2-core VM: other jobs (builds, fuzzers) ran during the measurements,
-  and figures move by ±25% between runs. The hello-world baseline is the best of two runs
-  (before and after the server), so the ratios err low.
+  and figures move by ±25% between runs; a run that coincides with a build can be far lower.
+  Hence the better of two runs for every row, the baseline included.
 
 NOTES
     } >"$section"
