@@ -144,22 +144,47 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
             let _permit = permit;
             let _open = state.metrics.connection_opened();
             let header_timeout = state.settings.header_timeout;
-            let started = tokio::select! {
-                started = request_started(&stream, header_timeout) => started,
-                _ = stopping.wait_for(|stopping| *stopping) => false,
+            let protocol = tokio::select! {
+                protocol = sniff_protocol(&stream, header_timeout) => protocol,
+                _ = stopping.wait_for(|stopping| *stopping) => None,
             };
-            if started {
-                let service_state = Arc::clone(&state);
-                let service = hyper::service::service_fn(move |request| {
-                    let state = Arc::clone(&service_state);
-                    async move { Ok::<_, Infallible>(routes::handle(state, peer, request).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
-                if let Err(error) = watcher.watch(connection).await {
-                    log::debug!("connection from {peer} ended: {error}");
-                }
-            } else {
+            let Some(protocol) = protocol else {
                 log::debug!("connection from {peer} closed: no request within {header_timeout:?}");
+                return;
+            };
+            let activity = Arc::new(Activity::new());
+            let service_state = Arc::clone(&state);
+            let service_activity = Arc::clone(&activity);
+            let service = hyper::service::service_fn(move |request| {
+                let state = Arc::clone(&service_state);
+                let request_guard = service_activity.begin();
+                async move {
+                    let response = routes::handle(state, peer, request).await;
+                    drop(request_guard);
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+            let mut connection = std::pin::pin!(connection);
+            loop {
+                // HTTP/1 idle connections are closed by hyper's header-read timeout; HTTP/2 has
+                // none, so an HTTP/2 connection without a request for `header_timeout` is dropped
+                // here (with no request in flight, nothing is lost).
+                let idle_check = activity.idle_deadline(header_timeout);
+                tokio::select! {
+                    result = &mut connection => {
+                        if let Err(error) = result {
+                            log::debug!("connection from {peer} ended: {error}");
+                        }
+                        break;
+                    }
+                    () = tokio::time::sleep_until(idle_check), if protocol == Protocol::Http2 => {
+                        if activity.is_idle(header_timeout) {
+                            log::debug!("HTTP/2 connection from {peer} closed: idle for {header_timeout:?}");
+                            break;
+                        }
+                    }
+                }
             }
         });
     }
@@ -177,27 +202,80 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
     let _ = purger.await;
 }
 
-/// Waits until the client has sent enough for hyper to pick HTTP/1 or HTTP/2, at most `timeout`.
-/// Without this, a connection that never sends a byte would wait forever in the version
-/// detection, before hyper's header-read timeout applies. `false`: closed or timed out.
-async fn request_started(stream: &TcpStream, timeout: Duration) -> bool {
+/// The protocol a client speaks, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Waits until the client has sent enough for hyper to pick HTTP/1 or HTTP/2, at most `timeout`,
+/// and says which. Without this, a connection that never sends a byte would wait forever in
+/// hyper's version detection, before its header-read timeout applies. `None`: closed or timed out.
+async fn sniff_protocol(stream: &TcpStream, timeout: Duration) -> Option<Protocol> {
     const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let deadline = Instant::now() + timeout;
     let mut buffer = [0u8; H2_PREFACE.len()];
     loop {
         let seen = match tokio::time::timeout_at(deadline, stream.peek(&mut buffer)).await {
-            Ok(Ok(0) | Err(_)) | Err(_) => return false,
+            Ok(Ok(0) | Err(_)) | Err(_) => return None,
             Ok(Ok(seen)) => seen,
         };
-        match buffer.get(..seen) {
-            Some(bytes) if seen < H2_PREFACE.len() && H2_PREFACE.starts_with(bytes) => {
-                // A partial HTTP/2 preface: peek again once more may have arrived.
-                if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5))).await.is_err() {
-                    return false;
-                }
-            }
-            _ => return true,
+        let bytes = buffer.get(..seen)?;
+        if !H2_PREFACE.starts_with(bytes) {
+            return Some(Protocol::Http1);
         }
+        if seen == H2_PREFACE.len() {
+            return Some(Protocol::Http2);
+        }
+        // A partial HTTP/2 preface: peek again once more may have arrived.
+        tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5))).await.ok()?;
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended.
+#[derive(Debug)]
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last_end: std::sync::Mutex<Instant>,
+}
+
+/// One request in flight; ends when dropped (also when the client goes away mid-request).
+struct RequestGuard(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { in_flight: std::sync::atomic::AtomicUsize::new(0), last_end: std::sync::Mutex::new(Instant::now()) }
+    }
+
+    fn begin(self: &Arc<Activity>) -> RequestGuard {
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        RequestGuard(Arc::clone(self))
+    }
+
+    fn last_end(&self) -> Instant {
+        *self.last_end.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// When the connection would have been idle for `timeout`, if nothing happens meanwhile.
+    fn idle_deadline(&self, timeout: Duration) -> Instant {
+        if self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            Instant::now() + timeout
+        } else {
+            self.last_end() + timeout
+        }
+    }
+
+    /// No request in flight and none ended within `timeout`.
+    fn is_idle(&self, timeout: Duration) -> bool {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 && self.last_end().elapsed() >= timeout
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        *self.0.last_end.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

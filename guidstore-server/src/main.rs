@@ -5,6 +5,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, IsTerminal};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,10 @@ use guidstore_server::routes::ACCESS_LOG;
 use guidstore_server::{AppState, Auth, run};
 use log::LevelFilter;
 use simplelog::{ColorChoice, CombinedLogger, ConfigBuilder, TermLogger, TerminalMode, WriteLogger};
+use tokio::net::{TcpListener, TcpSocket};
+
+/// Pending connections the kernel queues before `accept` (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// How often buffered log lines are written to server.log.
 const LOG_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -86,7 +91,7 @@ fn serve(config: &Config) -> Result<(), String> {
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(config.listen))
+        .block_on(async { bind(config.listen) })
         .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
     let address = listener.local_addr().map_err(|error| format!("cannot read the bound address: {error}"))?;
     let url = format!("http://{address}");
@@ -116,6 +121,16 @@ fn serve(config: &Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Binds with a listen backlog of [`LISTEN_BACKLOG`] (tokio's `bind` uses 128, which overflows
+/// when thousands of clients connect at once, and their SYNs are then retried only after 1 s).
+/// Must run inside the runtime.
+fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Completes on the first SIGINT or SIGTERM. The handlers are installed before it returns.

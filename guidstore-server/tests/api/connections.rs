@@ -201,3 +201,78 @@ async fn shutdown_lets_a_request_in_flight_finish_then_run_returns() {
     let record = app.state.store.get(&guidstore::Guid::parse(GUID).unwrap()).unwrap();
     assert_eq!(record.metadata()["user"], "in flight");
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_header_timeout() {
+    let settings = Settings { header_timeout: Duration::from_millis(300), ..AppOptions::default().settings };
+    let app = spawn_app_with(AppOptions { settings, ..AppOptions::default() }).await;
+    // One connection that never sends a request (preface and SETTINGS only; the client answers
+    // pings), one that goes idle after a request.
+    let mut ended = Vec::new();
+    for send_request in [false, true] {
+        let stream = TcpStream::connect(app.address).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+        let connection = tokio::spawn(connection);
+        if send_request {
+            let uri = format!("http://{}/healthz", app.address);
+            let response = sender.send_request(Request::get(uri).body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        ended.push((sender, connection));
+    }
+    for (_sender, connection) in ended {
+        let result = tokio::time::timeout(Duration::from_secs(5), connection).await;
+        assert!(result.is_ok(), "the idle HTTP/2 connection was not closed");
+    }
+    assert_eq!(app.request("GET", "/healthz", &[], "").await.status, 200);
+}
+
+#[tokio::test]
+async fn an_http2_request_in_progress_is_not_cut_by_the_idle_timeout() {
+    let settings = Settings { header_timeout: Duration::from_millis(200), ..AppOptions::default().settings };
+    let app = spawn_app_with(AppOptions { settings, ..AppOptions::default() }).await;
+    let stream = TcpStream::connect(app.address).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    // A streamed body whose second half arrives after more than the timeout.
+    let (mut body_sender, body) = channel_body();
+    let uri = format!("http://{}/guid/{GUID}", app.address);
+    let request = Request::post(uri).body(body).unwrap();
+    let response = tokio::spawn(async move { sender.send_request(request).await });
+    body_sender.send(b"{\"user\":").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    body_sender.send(b"\"slow\"}").await;
+    drop(body_sender);
+    let response = tokio::time::timeout(Duration::from_secs(5), response).await.unwrap().unwrap().unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+/// A request body fed from the test through a channel.
+fn channel_body() -> (BodySender, ChannelBody) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    (BodySender(sender), ChannelBody(receiver))
+}
+
+struct BodySender(tokio::sync::mpsc::Sender<Bytes>);
+
+impl BodySender {
+    async fn send(&mut self, data: &'static [u8]) {
+        self.0.send(Bytes::from_static(data)).await.unwrap();
+    }
+}
+
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|data| data.map(|data| Ok(hyper::body::Frame::data(data))))
+    }
+}
