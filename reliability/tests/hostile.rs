@@ -236,3 +236,41 @@ fn random_bytes_and_truncated_requests_do_not_hurt_the_server() {
     let metrics = request_once(addr, "GET", "/metrics", &[], None).unwrap();
     assert_eq!(metrics.status, 200);
 }
+
+#[test]
+fn an_http2_connection_that_never_sends_a_request_is_closed_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&dir, &["--header-timeout", "1s"]);
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let started = Instant::now();
+    let mut buffer = Vec::new();
+    let closed_after = loop {
+        assert!(started.elapsed() < Duration::from_secs(8), "an idle HTTP/2 connection was held for 8 s");
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => break started.elapsed(),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(_) => break started.elapsed(),
+        }
+        // Behave like a live client: acknowledge SETTINGS and answer PINGs, but never send a request.
+        while let Some(header) = buffer.get(..9) {
+            let length = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+            let (kind, flags) = (header[3], header[4]);
+            let Some(payload) = buffer.get(9..9 + length).map(<[u8]>::to_vec) else { break };
+            buffer.drain(..9 + length);
+            let reply = match (kind, flags & 1) {
+                (4, 0) => Some(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00".to_vec()),
+                (6, 0) => Some([&b"\x00\x00\x08\x06\x01\x00\x00\x00\x00"[..], &payload].concat()),
+                _ => None,
+            };
+            if let Some(reply) = reply {
+                let _ = stream.write_all(&reply);
+            }
+        }
+    };
+    assert!(closed_after < Duration::from_secs(4), "idle HTTP/2 connection closed after {closed_after:?}");
+    assert_alive(&mut server);
+}
