@@ -150,7 +150,9 @@ Where the time goes (`perf record -g -p PID` on the pinned server during the run
 - GET: hyper's parsing and encoding and the socket system calls dominate, as in hello-world. The
   handler adds a cache lookup (no SQLite, no thread hop) and one access-log line. Logging is
   buffered (64 KiB `BufWriter`, flushed every second by a separate thread, never truncating):
-  info vs warn level measured the same within noise (about 1-2%).
+  info vs warn level measured the same within noise (about 1-2%). Echoing request lines to
+  stderr as well (simplelog's terminal logger writes and flushes every line) cost 5-25% of GET
+  throughput with stderr on a pipe, so request lines go to server.log only.
 - POST / PATCH: the bottleneck is the store's durable commit cycle sharing core 0 with the HTTP
   side. The writer thread takes about 55% of the core, two thirds of it in the kernel: WAL page
   writes (random GUID keys dirty about one B-tree leaf page per record) and the fsync of
