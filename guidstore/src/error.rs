@@ -75,14 +75,40 @@ pub enum Error {
     },
     /// Storage is temporarily unable to write: read-only file or directory, disk full, busy.
     /// Reads may still work; retrying after the fault clears succeeds.
-    #[error("storage unavailable: {0}")]
+    #[error("storage unavailable: {}", describe(.0))]
     Unavailable(#[source] rusqlite::Error),
     /// Any other database failure.
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Db(#[source] rusqlite::Error),
     /// The store's writer has stopped (the store is closing or a thread failed).
     #[error("store is closed")]
     Closed,
+}
+
+/// A rusqlite error with SQLite's extended result code, which names the failing system call
+/// (e.g. `SQLITE_IOERR_WRITE`, `SQLITE_IOERR_FSYNC`, `SQLITE_READONLY_DBMOVED`).
+fn describe(error: &rusqlite::Error) -> String {
+    use rusqlite::ffi;
+    match error {
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            let name = match failure.extended_code {
+                ffi::SQLITE_IOERR_WRITE => " SQLITE_IOERR_WRITE",
+                ffi::SQLITE_IOERR_FSYNC => " SQLITE_IOERR_FSYNC",
+                ffi::SQLITE_IOERR_TRUNCATE => " SQLITE_IOERR_TRUNCATE",
+                ffi::SQLITE_IOERR_SHMOPEN => " SQLITE_IOERR_SHMOPEN",
+                ffi::SQLITE_IOERR_SHMSIZE => " SQLITE_IOERR_SHMSIZE",
+                ffi::SQLITE_FULL => " SQLITE_FULL",
+                ffi::SQLITE_READONLY => " SQLITE_READONLY",
+                ffi::SQLITE_READONLY_DBMOVED => " SQLITE_READONLY_DBMOVED",
+                ffi::SQLITE_CANTOPEN => " SQLITE_CANTOPEN",
+                ffi::SQLITE_BUSY => " SQLITE_BUSY",
+                _ => "",
+            };
+            let text = message.clone().unwrap_or_else(|| failure.to_string());
+            format!("{text} (extended code {}{name})", failure.extended_code)
+        }
+        other => other.to_string(),
+    }
 }
 
 fn owner_suffix(owner: &Option<String>) -> String {

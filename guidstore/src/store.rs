@@ -441,6 +441,10 @@ pub fn lock_owner(path: impl AsRef<Path>) -> Option<String> {
 fn writer_loop(shared: &Shared, receiver: &mpsc::Receiver<Job>, max_batch: usize) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
+        // The callers answered by the previous commit are waking up to queue their next writes:
+        // give them the processor once before taking the batch, so it holds more of them.
+        // (Measured: about 10% more 32-thread creates per second; nothing when no one waits.)
+        std::thread::yield_now();
         while batch.len() < max_batch {
             match receiver.try_recv() {
                 Ok(job) => batch.push(job),
