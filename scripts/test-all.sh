@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Every test of the project: the workspace's Rust tests, then the runnable examples.
-# This is the README's test command; .ci/run calls it after the lints.
+# Every test of the project: the workspace's Rust tests (unit, integration, property, hostile-client,
+# fault and one-cycle crash tests, the examples and walkthrough.sh), a short crash-durability run,
+# the HTTP contract tests (schemathesis), and smoke runs of the benchmarks and fuzz targets.
+# This is the README's test command; .ci/run calls it after the lints. Needs network access to
+# crates.io and PyPI the first time (schemathesis is installed into target/contract/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,3 +14,15 @@ cargo test --workspace --locked
 
 step "library benchmark, smoke run (figures are not checked here)"
 GUIDSTORE_BENCH_SECS=0.2 cargo bench -p guidstore --bench store --locked
+
+step "reliability: crash-test (kill -9 x3, SIGTERM x2), 2,000 idle connections"
+cargo build --locked -p guidstore-server -p guidstore-reliability
+target/debug/crash-test --cycles 3 --server target/debug/guidstore-server
+target/debug/crash-test --cycles 2 --sigterm --server target/debug/guidstore-server
+target/debug/idle-connections --connections 2000 --server target/debug/guidstore-server
+
+step "contract: schemathesis against docs/openapi.yaml"
+GUIDSTORE_SERVER_BIN=target/debug/guidstore-server bash tests/contract/run.sh
+
+step "fuzz targets still compile (stable toolchain; fuzzing itself: fuzz/run-all.sh)"
+cargo check --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check
