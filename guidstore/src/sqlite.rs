@@ -15,12 +15,17 @@ use crate::{Error, Expiry, Guid, Metadata, Record, Result};
 const APPLICATION_ID: i64 = 0x4755_4944;
 
 /// Schema migrations; `PRAGMA user_version` is the number applied.
+///
+/// Records live in a rowid table: new rows append to its last page, and the expiry index, ordered by
+/// (expire, rowid), appends too, so a create dirties one random page (in the GUID index) rather than
+/// two (a table keyed by GUID, and an expiry index ordered by (expire, GUID)).
 const MIGRATIONS: &[&str] = &["CREATE TABLE records (
-        guid     TEXT PRIMARY KEY NOT NULL,
+        id       INTEGER PRIMARY KEY,
+        guid     TEXT NOT NULL UNIQUE,
         expire   INTEGER NOT NULL,
         metadata TEXT NOT NULL,
         version  INTEGER NOT NULL
-    ) WITHOUT ROWID;
+    );
     CREATE INDEX records_by_expire ON records (expire);"];
 
 /// How SQLite syncs commits to disk (`PRAGMA synchronous`).
@@ -300,7 +305,7 @@ impl Transaction for SqliteTransaction<'_> {
     fn purge_expired(&mut self, now: u64, limit: usize) -> Result<u64> {
         let removed = self
             .connection
-            .prepare_cached("DELETE FROM records WHERE guid IN (SELECT guid FROM records WHERE expire <= ?1 LIMIT ?2)")?
+            .prepare_cached("DELETE FROM records WHERE id IN (SELECT id FROM records WHERE expire <= ?1 LIMIT ?2)")?
             .execute(params![now.min(i64::MAX as u64) as i64, limit.min(i64::MAX as usize) as i64])?;
         self.rows_written += removed as u64;
         Ok(removed as u64)
