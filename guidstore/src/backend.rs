@@ -9,7 +9,7 @@ use crate::{Guid, Record, Result};
 pub trait Transaction {
     /// The stored record with this GUID, expired or not.
     fn load(&mut self, guid: &Guid) -> Result<Option<Record>>;
-    /// Inserts the record, replacing any stored one with the same GUID.
+    /// Inserts the record, or updates the stored one with the same GUID in place.
     fn put(&mut self, record: &Record) -> Result<()>;
     /// Inserts the record unless a live one (`expire > now`) has its GUID; an expired one is
     /// replaced. Whether it was written.
