@@ -153,15 +153,21 @@ Where the time goes (`perf record -g -p PID` on the pinned server during the run
   info vs warn level measured the same within noise (about 1-2%). Echoing request lines to
   stderr as well (simplelog's terminal logger writes and flushes every line) cost 5-25% of GET
   throughput with stderr on a pipe, so request lines go to server.log only.
-- POST / PATCH: the bottleneck is the store's durable commit cycle sharing core 0 with the HTTP
-  side. The writer thread takes about 55% of the core, two thirds of it in the kernel: WAL page
-  writes (random GUID keys dirty about one B-tree leaf page per record) and the fsync of
-  synchronous=FULL; the checkpointer about 5%, switches between writer and tokio worker about 7%.
-  Group commit averaged about 31 writes per commit at 64 connections. The HTTP side of a write
-  (parse, oneshot wake-up, response) is under half of the core.
-- The machine is a shared 2-core VM: other jobs (builds, fuzzers) ran during the measurements,
-  and figures move by ±25% between runs; a run that coincides with a build can be far lower.
-  Hence the better of two runs for every row, the baseline included.
+- POST / PATCH (profile of a POST run, server on core 0, quiet machine): the tokio worker takes
+  about 54% of the core, 20 points of it in the `writev` of responses (loopback TCP, whose receive
+  side is charged to the sender); the writer thread about 46%, half of it writing WAL frames (two
+  `pwrite`s per page: every create dirties one random page of the GUID index) and 8 points in
+  fdatasync; the checkpointer under 1%. Group commit holds about 31 writes per commit at 64
+  connections. So a durable create costs about 70 µs of one core against hello-world's 13 µs:
+  the POST floor (0.25x, about 18k creates/s on one core) is missed on a quiet machine
+  (0.19-0.22x). Earlier runs that met it did so because other jobs slowed the baseline more
+  than the server. Changes that helped, in the library: rowid table (one random page per create
+  instead of two), upserts in place for updates (PATCH 8.7k -> 12.7-15.8k req/s), checkpoints on
+  their own thread every 10,000 rows. What is left would take halving the per-create system
+  calls (a WAL writer that coalesces frame writes, or fewer, larger responses).
+- The machine is a shared 2-core VM: figures move by 15-25% between runs; a run that coincides
+  with another job's build can be far lower. Hence the better of two runs for every row, the
+  baseline included, and the load average printed above.
 
 NOTES
     } >"$section"
