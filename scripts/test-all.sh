@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
 step "cargo test --workspace"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee "$log"
 
 step "library benchmark, smoke run (figures are not checked here)"
 GUIDSTORE_BENCH_SECS=0.2 cargo bench -p guidstore --bench store --locked
@@ -26,3 +29,6 @@ GUIDSTORE_SERVER_BIN=target/debug/guidstore-server bash tests/contract/run.sh
 
 step "fuzz targets still compile (stable toolchain; fuzzing itself: fuzz/run-all.sh)"
 cargo check --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check
+
+# One closing line over every cargo test binary (unit, integration, doc tests).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "test-all: %d passed, %d failed\n", passed, failed }' "$log"
