@@ -403,20 +403,33 @@ fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Retries of a lock found taken, and the pause between them (50 ms in all).
+const LOCK_ATTEMPTS: u32 = 10;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 fn acquire_lock(path: &Path, owner: Option<&str>) -> Result<(PathBuf, File)> {
     let lock_path = lock_path(path);
     let open_error = |source| Error::Open { path: path.to_owned(), source };
     let mut file =
         OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(open_error)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            let owner = Some(text.trim().to_owned()).filter(|t| !t.is_empty());
-            return Err(Error::Locked { path: path.to_owned(), owner });
+    // `lock_owner` holds a shared lock for an instant while it looks: a few short retries keep
+    // such a look from refusing an open; a real owner still holds the lock after them.
+    let mut attempts = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if attempts < LOCK_ATTEMPTS => {
+                attempts += 1;
+                std::thread::sleep(LOCK_RETRY_PAUSE);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let owner = Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+                return Err(Error::Locked { path: path.to_owned(), owner });
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(open_error(source)),
         }
-        Err(std::fs::TryLockError::Error(source)) => return Err(open_error(source)),
     }
     let text = owner.map_or_else(|| format!("pid {}", std::process::id()), str::to_owned);
     file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(text.as_bytes())).map_err(open_error)?;

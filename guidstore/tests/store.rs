@@ -257,6 +257,27 @@ fn a_second_store_on_the_same_file_is_refused_until_the_first_closes() {
 }
 
 #[test]
+fn looking_up_the_owner_does_not_stop_an_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probed.db");
+    Store::open(&path).unwrap().close().unwrap();
+    let probing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let prober = {
+        let (path, probing) = (path.clone(), std::sync::Arc::clone(&probing));
+        std::thread::spawn(move || {
+            while probing.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = guidstore::lock_owner(&path);
+            }
+        })
+    };
+    for _ in 0..20 {
+        Store::open(&path).unwrap().close().unwrap();
+    }
+    probing.store(false, std::sync::atomic::Ordering::Relaxed);
+    prober.join().unwrap();
+}
+
+#[test]
 fn cache_hits_do_not_outlive_writes_or_expiry() {
     let t = TestStore::new();
     let g = guid(G1);
