@@ -50,6 +50,7 @@ mod json;
 mod record;
 mod sqlite;
 mod store;
+mod vfs;
 
 /// The README's Rust code blocks, compiled and run as doctests so the README stays true.
 #[cfg(doctest)]

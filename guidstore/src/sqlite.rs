@@ -143,7 +143,13 @@ impl SqliteBackend {
     /// Opens (creating if needed) the database file at `path`, migrating its schema.
     pub fn open(path: &Path, synchronous: Synchronous, max_idle_readers: usize) -> Result<SqliteBackend> {
         let not_ours = |reason: String| Error::NotAGuidstoreDatabase { path: path.to_owned(), reason };
-        let writer = Connection::open(path).map_err(|e| match e.sqlite_error_code() {
+        // The write connection gathers each commit's WAL frames into one write (see `vfs`).
+        let writer = if crate::vfs::register() {
+            Connection::open_with_flags_and_vfs(path, OpenFlags::default(), crate::vfs::NAME)
+        } else {
+            Connection::open(path)
+        };
+        let writer = writer.map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::CannotOpen) => Error::Open {
                 path: path.to_owned(),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()),
