@@ -98,12 +98,16 @@ pub async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request<Inc
     let elapsed = started.elapsed();
     let status = response.status();
     state.metrics.record(route.label(), &method, status, elapsed);
+    // Milliseconds with three decimals, from integers: float formatting costs more than the rest
+    // of the line.
+    let micros = elapsed.as_micros();
     log::info!(
         target: ACCESS_LOG,
-        "{method} {} {} {:.3}ms {peer}",
+        "{method} {} {} {}.{:03}ms {peer}",
         uri.path(),
         status.as_u16(),
-        elapsed.as_secs_f64() * 1000.0
+        micros / 1000,
+        micros % 1000
     );
     response
 }

@@ -205,10 +205,6 @@ impl NewRecord {
         self.guid = Some(guid);
         self
     }
-
-    pub(crate) fn into_parts(self) -> (Option<Guid>, Option<Expiry>, Metadata) {
-        (self.guid, self.expire, self.metadata)
-    }
 }
 
 /// A validated update: JSON Merge Patch (RFC 7396) on the metadata, plus an optional new expiry.

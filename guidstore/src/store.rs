@@ -595,8 +595,8 @@ fn apply_inner(
 ) -> Result<(WriteOutcome, Option<CacheUpdate>)> {
     match write {
         Write::Create(new_record) => {
-            let (guid, expire, metadata) = new_record.clone().into_parts();
-            let expire = match expire {
+            let (guid, metadata) = (new_record.guid().copied(), new_record.metadata());
+            let expire = match new_record.expire() {
                 Some(expire) => Expiry::new_after(expire.as_secs(), now)?,
                 None => Expiry::after_ttl(now, shared.default_ttl),
             };
