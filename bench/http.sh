@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # HTTP benchmark of guidstore-server against a minimal hyper hello-world (the ceiling).
 #
-#   bash bench/http.sh            # 10 s per run; prints the table
+#   bash bench/http.sh            # 3 rounds of 5 s runs; prints the table
 #   RECORD=1 bash bench/http.sh   # also writes it into BENCHMARKS.md ("## HTTP server")
 #
 # Needs wrk (installed with apt-get if missing) and taskset (util-linux). Servers are pinned to
 # core 0 and wrk (one thread, 64 connections) to core 1; only 127.0.0.1 is targeted.
 # Workloads: GET of random live GUIDs (10,000 prefilled records), POST /guid (durable creates,
 # synchronous=FULL), PATCH, and a 90/10 GET/PATCH mix; request logging on (server.log, info).
+#
+# Paired runs: both servers stay up (idle when not measured), and every workload run comes right
+# after a hello-world run; its ratio is to that run. On a shared machine the speed of the core
+# drifts by tens of percent within minutes; a ratio of two adjacent runs is far steadier than one
+# of runs minutes apart. Each figure is the median over ROUNDS rounds.
 set -euo pipefail
 
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 RECORDS=${RECORDS:-10000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,22 +32,22 @@ command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; 
 cargo build --release -q -p guidstore-server --bin guidstore-server --example hello_world --example bench_prefill
 BIN="$ROOT/target/release"
 WORK=$(mktemp -d)
-SERVER_PID=""
+declare -A PIDS URLS
 cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# start NAME COMMAND...: runs COMMAND pinned to core 0, sets SERVER_PID and URL.
+# start NAME COMMAND...: runs COMMAND pinned to core 0; sets PIDS[NAME] and URLS[NAME].
 start() {
     local name=$1; shift
     rm -f "$WORK/$name.out"
     taskset -c 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    SERVER_PID=$!
+    PIDS[$name]=$!
     for _ in $(seq 200); do
         if grep -q '^listening on ' "$WORK/$name.out" 2>/dev/null; then
-            URL=$(sed -n 's/^listening on //p' "$WORK/$name.out")
+            URLS[$name]=$(sed -n 's/^listening on //p' "$WORK/$name.out")
             return
         fi
         sleep 0.05
@@ -49,79 +55,77 @@ start() {
     echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
 }
 
-# stop [EXPECTED_STATUS]: SIGTERM to the server; guidstore-server must exit 0.
+# stop NAME [EXPECTED_STATUS]: SIGTERM; guidstore-server must exit 0.
 stop() {
     local status=0
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || status=$?
-    SERVER_PID=""
-    if [[ "$status" != "${1:-0}" ]]; then echo "server exited with $status" >&2; exit 1; fi
+    kill -TERM "${PIDS[$1]}"
+    wait "${PIDS[$1]}" || status=$?
+    unset "PIDS[$1]"
+    if [[ "$status" != "${2:-0}" ]]; then echo "$1 exited with $status" >&2; exit 1; fi
 }
 
-# measure MODE SECONDS: prints "req/s p99_ms"; fails on errors.
+# measure SERVER MODE SECONDS: prints "req/s p99_ms"; fails on errors.
 measure() {
     local line
-    line=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$2"s --timeout 5s -s "$SCRIPT" "$URL" -- "$1" "$WORK/guids.txt" \
+    line=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s -s "$SCRIPT" "${URLS[$1]}" -- "$2" "$WORK/guids.txt" \
         | grep '^RESULT')
     read -r _ rps p99 bad errors <<<"$line"
     if [[ "$bad" != 0 || "$errors" != 0 ]]; then
-        echo "$1: $bad non-2xx responses, $errors socket errors" >&2; exit 1
+        echo "$2: $bad non-2xx responses, $errors socket errors" >&2; exit 1
     fi
     echo "$rps $p99"
 }
+
+# median of the arguments (numbers)
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "prefilling $RECORDS records" >&2
 "$BIN/examples/bench_prefill" "$WORK/guids.db" "$RECORDS" >"$WORK/guids.txt"
 
-# hello: measures the hello-world baseline into hello_rps / hello_p99, keeping the best run seen
-# (it runs before and after guidstore-server, so a noisy moment cannot flatter the ratios).
-hello_rps=0
-hello_p99=0
-hello() {
-    echo "hello-world baseline" >&2
-    start hello "$BIN/examples/hello_world" 127.0.0.1:0
-    measure hello 2 >/dev/null
-    local run_rps run_p99
-    read -r run_rps run_p99 <<<"$(measure hello "$DURATION")"
-    stop 143 # no signal handler: killed by SIGTERM
-    echo "  $run_rps req/s" >&2
-    if ((run_rps > hello_rps)); then hello_rps=$run_rps; hello_p99=$run_p99; fi
-}
-hello
-
-echo "guidstore-server" >&2
+start hello "$BIN/examples/hello_world" 127.0.0.1:0
 start server "$BIN/guidstore-server" --listen 127.0.0.1:0 --db "$WORK/guids.db" --log-file "$WORK/server.log" \
     --log-level info --sync full
-measure get 2 >/dev/null
-declare -A rps p99
-# Each workload runs twice and keeps its better run, as the hello-world baseline does: other jobs
-# on a shared machine can only make a run slower.
-for mode in get post patch mix; do
-    rps[$mode]=0
-    for run in 1 2; do
-        read -r run_rps run_p99 <<<"$(measure "$mode" "$DURATION")"
-        echo "  $mode run $run: $run_rps req/s" >&2
-        if ((run_rps > rps[$mode])); then rps[$mode]=$run_rps; p99[$mode]=$run_p99; fi
+measure hello hello 2 >/dev/null
+measure server get 2 >/dev/null
+
+MODES=(get post patch mix)
+declare -A RPS P99 RATIO
+for round in $(seq "$ROUNDS"); do
+    for mode in "${MODES[@]}"; do
+        read -r h_rps h_p99 <<<"$(measure hello hello "$DURATION")"
+        read -r w_rps w_p99 <<<"$(measure server "$mode" "$DURATION")"
+        ratio=$(awk -v a="$w_rps" -v b="$h_rps" 'BEGIN { printf "%.2f", a / b }')
+        echo "  round $round: hello $h_rps req/s, $mode $w_rps req/s: ${ratio}x" >&2
+        RPS[hello]+="$h_rps "; P99[hello]+="$h_p99 "
+        RPS[$mode]+="$w_rps "; P99[$mode]+="$w_p99 "; RATIO[$mode]+="$ratio "
     done
 done
-stop
+stop server
+stop hello 143 # no signal handler: killed by SIGTERM
 logged=$(grep -c ' /guid' "$WORK/server.log" || true)
-hello
 
-ratio() { awk -v a="$1" -v b="$hello_rps" 'BEGIN { printf "%.2f", a / b }'; }
+# row LABEL MODE: a table row of medians, with each round's ratio.
+row() {
+    # shellcheck disable=SC2086 # the lists are space-separated numbers
+    echo "| $1 | $(median ${RPS[$2]}) | $(median ${P99[$2]}) | $(median ${RATIO[$2]}) | ${RATIO[$2]% } |"
+}
+# shellcheck disable=SC2086
+hello_rps=$(median ${RPS[hello]})
 {
-    echo "| workload | req/s | p99 (ms) | × hello-world |"
-    echo "|---|---:|---:|---:|"
-    echo "| hello-world baseline (hyper, 20-byte JSON) | $hello_rps | $hello_p99 | 1.00 |"
-    echo "| GET /guid/{guid} (random of $RECORDS live) | ${rps[get]} | ${p99[get]} | $(ratio "${rps[get]}") |"
-    echo "| POST /guid (durable create, synchronous=FULL) | ${rps[post]} | ${p99[post]} | $(ratio "${rps[post]}") |"
-    echo "| PATCH /guid/{guid} (durable update) | ${rps[patch]} | ${p99[patch]} | $(ratio "${rps[patch]}") |"
-    echo "| 90% GET / 10% PATCH | ${rps[mix]} | ${p99[mix]} | $(ratio "${rps[mix]}") |"
+    echo "| workload | req/s | p99 (ms) | × hello-world | × hello-world, each round |"
+    echo "|---|---:|---:|---:|---|"
+    # shellcheck disable=SC2086
+    echo "| hello-world baseline (hyper, 20-byte JSON) | $hello_rps | $(median ${P99[hello]}) | 1.00 | |"
+    row "GET /guid/{guid} (random of $RECORDS live)" get
+    row "POST /guid (durable create, synchronous=FULL)" post
+    row "PATCH /guid/{guid} (durable update)" patch
+    row "90% GET / 10% PATCH" mix
 } >"$WORK/table.md"
 
-floor() { awk -v a="$1" -v b="$hello_rps" -v f="$2" 'BEGIN { exit !(a >= f * b) }' && echo met || echo MISSED; }
-summary="Floors: GET ≥ 0.65× hello-world: $(floor "${rps[get]}" 0.65); POST ≥ 0.25×: $(floor "${rps[post]}" 0.25). \
+# shellcheck disable=SC2086
+floor() { awk -v r="$(median ${RATIO[$1]})" -v f="$2" 'BEGIN { exit !(r >= f) }' && echo met || echo MISSED; }
+summary="Floors: GET ≥ 0.65× hello-world: $(floor get 0.65); POST ≥ 0.25×: $(floor post 0.25). \
 Request lines written to server.log during the runs: $logged."
 cat "$WORK/table.md"
 echo
@@ -132,10 +136,11 @@ if [[ "${RECORD:-0}" == 1 ]]; then
     {
         echo "## HTTP server"
         echo
-        echo "Command: \`RECORD=1 bash bench/http.sh\` (${DURATION} s per run; \`DURATION=\` to change)."
+        echo "Command: \`RECORD=1 bash bench/http.sh\` ($ROUNDS rounds of ${DURATION} s runs; \`ROUNDS=\`, \`DURATION=\` to change)."
         echo "Servers pinned to core 0 (\`taskset -c 0\`), load from \`taskset -c 1 wrk -t1 -c$CONNECTIONS\`,"
         echo "$RECORDS records prefilled, request logging on (one info line per request to server.log)."
-        echo "Every figure is the better of two ${DURATION} s runs (hello-world: one before and one after the server)."
+        echo "Both servers stay up; every workload run comes right after a hello-world run, and its ratio"
+        echo "is to that run. Figures are medians over the rounds; the last column has every round's ratio."
         echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -r);"
         echo "load average before the run $LOAD_BEFORE (other jobs share the machine);"
         echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%d)."
