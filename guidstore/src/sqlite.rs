@@ -73,13 +73,6 @@ struct Writer {
     checkpointer: Option<Checkpointer>,
 }
 
-/// The write connection's page cache, in KiB (SQLite's default is 2 MiB). Every create reads a
-/// random page of the GUID index; with 2 MiB only the index of about 40,000 records stays cached,
-/// and past that each create read a page back from the file (about one `pread` per create at
-/// 350,000 records). 64 MiB holds the index of about 1.4 million records; pages are allocated
-/// only as they are used.
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
-
 /// Rows written between two wake-ups of the checkpointer. Each row dirties about one page of the
 /// GUID index; the longer the interval, the more often the same pages are written again between
 /// two checkpoints, and a checkpoint copies each page once. 10,000 rows keep the WAL under about
@@ -178,7 +171,6 @@ impl SqliteBackend {
         configure(&writer)?;
         writer.pragma_update(None, "synchronous", synchronous.pragma())?;
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
-        writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         migrate(&writer).map_err(|e| match e {
             Error::Db(inner) if inner.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
                 not_ours("file is not a database".to_owned())
