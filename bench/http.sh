@@ -150,29 +150,35 @@ if [[ "${RECORD:-0}" == 1 ]]; then
         echo "$summary"
         echo
         cat <<'NOTES'
-Where the time goes (`perf record -g -p PID` on the pinned server during the runs):
+Where the time goes (`perf record -g -p PID`, `perf trace -s -p PID` on the pinned server):
 
 - GET: hyper's parsing and encoding and the socket system calls dominate, as in hello-world. The
   handler adds a cache lookup (no SQLite, no thread hop) and one access-log line. Logging is
-  buffered (64 KiB `BufWriter`, flushed every second by a separate thread, never truncating):
-  info vs warn level measured the same within noise (about 1-2%). Echoing request lines to
-  stderr as well (simplelog's terminal logger writes and flushes every line) cost 5-25% of GET
-  throughput with stderr on a pipe, so request lines go to server.log only.
-- POST / PATCH (profile of a POST run, server on core 0, quiet machine): the tokio worker takes
-  about 54% of the core, 20 points of it in the `writev` of responses (loopback TCP, whose receive
-  side is charged to the sender); the writer thread about 46%, half of it writing WAL frames (two
-  `pwrite`s per page: every create dirties one random page of the GUID index) and 8 points in
-  fdatasync; the checkpointer under 1%. Group commit holds about 31 writes per commit at 64
-  connections. So a durable create costs about 70 µs of one core against hello-world's 13 µs:
-  the POST floor (0.25x, about 18k creates/s on one core) is missed on a quiet machine
-  (0.19-0.22x). Earlier runs that met it did so because other jobs slowed the baseline more
-  than the server. Changes that helped, in the library: rowid table (one random page per create
-  instead of two), upserts in place for updates (PATCH 8.7k -> 12.7-15.8k req/s), checkpoints on
-  their own thread every 10,000 rows. What is left would take halving the per-create system
-  calls (a WAL writer that coalesces frame writes, or fewer, larger responses).
-- The machine is a shared 2-core VM: figures move by 15-25% between runs; a run that coincides
-  with another job's build can be far lower. Hence the better of two runs for every row, the
-  baseline included, and the load average printed above.
+  buffered (64 KiB `BufWriter`, flushed every second by a separate thread, never truncating).
+  Echoing request lines to stderr as well (simplelog's terminal logger writes and flushes every
+  line) cost 5-25% of GET throughput with stderr on a pipe, so request lines go to server.log only.
+- POST (profile of a POST run on core 0): the tokio worker takes about 55-60% of the core, 22
+  points of it in the `writev` of responses (loopback TCP, whose receive side and the wake-up of
+  wrk are charged to the sender); the writer thread 26-38% (SQLite's B-tree work, one `pwrite`
+  per commit, `fdatasync` about 7 points); the core is idle 10-14% of the time, while every
+  connection's request waits for an `fdatasync`. A durable create costs about 4x a hello-world
+  request: the floor sits at the edge of what the hardware gives, and a run's ratio moves with
+  the machine (see each round's ratio).
+- What moved POST, each change measured: the WAL now starts over after every checkpoint (it grew
+  by about 40 MB a second under creates, to 800 MB in 20 s, because a passive checkpoint never
+  caught up); the write connection writes a commit's WAL frames in one call through its own VFS
+  (SQLite writes two per page: 28,173 `pwrite` calls in 3 s became 1,206; the writer's share of
+  the core fell from 47% to 26%). Earlier: a rowid table (one random page per create instead of
+  two), updates in place, checkpoints on their own thread.
+- Tried and dropped: syncing on a separate thread and answering after the sync, so the next
+  batch is written during the flush (idle fell by 2-3 points, throughput did not move: the extra
+  thread's context switches ate it); a 64 MiB page cache for the writer (no more `pread` of index
+  pages, but SQLite scans the whole cache's hash table at every commit: 14% of the core at
+  300,000 records, POST fell from 15.7k to 10.2k req/s); `mmap_size` on the writer; glibc malloc
+  tunables; a larger or no checkpoint interval. With SQLite's default 2 MiB cache the writer
+  spends about 7% of the core in `pread` of index pages once the index outgrows it.
+- The machine is a shared 2-core VM whose speed drifts by tens of percent within minutes, hence
+  the paired runs and medians; the load average before the run is printed above.
 
 NOTES
     } >"$section"
