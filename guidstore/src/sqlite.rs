@@ -82,8 +82,9 @@ const CHECKPOINT_EVERY_ROWS: u64 = 10_000;
 /// A thread that copies the WAL into the database file, so that the writer does not wait for a
 /// checkpoint's I/O (auto-checkpointing is off on the write connection).
 ///
-/// Each run has two steps. A passive checkpoint copies what the WAL holds while the writer goes
-/// on. Then, holding the write gate so that no write transaction starts, a restart checkpoint
+/// Each run has two steps. Passive checkpoints copy what the WAL holds while the writer goes on
+/// (two passes, each followed by a sync of the database file). Then, holding the write gate so
+/// that no write transaction starts, a restart checkpoint
 /// copies the few frames committed meanwhile and waits for readers still on the old WAL: the next
 /// write then starts the WAL over from its beginning. Without that second step a steady write
 /// load never lets the WAL be fully copied, and it grows without bound (measured: 800 MB in 20 s
@@ -97,16 +98,30 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(connection: Connection, write_gate: Arc<Mutex<()>>) -> std::io::Result<Checkpointer> {
+    fn start(connection: Connection, database: &Path, write_gate: Arc<Mutex<()>>) -> std::io::Result<Checkpointer> {
         let (wake, woken) = mpsc::sync_channel::<()>(1);
         let runs = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&runs);
+        // Only checkpoints write the database file. SQLite syncs it only when a checkpoint has
+        // copied the whole WAL, that is in the gated step: syncing it first, outside the gate,
+        // leaves that step only the few pages it copies itself. Measured under POST load: writes
+        // held off 24-33 ms per run without these syncs, 7-11 ms with one pass, 2-7 ms with two.
+        let database = std::fs::File::open(database)?;
         let thread = std::thread::Builder::new().name("guidstore-checkpoint".to_owned()).spawn(move || {
             while woken.recv().is_ok() {
-                checkpoint(&connection, "PASSIVE");
+                // Twice: the second pass copies only what was committed during the first, so
+                // the gated step has less still to copy.
+                for _ in 0..2 {
+                    checkpoint(&connection, "PASSIVE");
+                    if let Err(error) = database.sync_data() {
+                        log::warn!("guidstore: syncing the database file before a checkpoint failed: {error}");
+                    }
+                }
                 let gate = lock(&write_gate);
+                let held = std::time::Instant::now();
                 checkpoint(&connection, "RESTART");
                 drop(gate);
+                log::debug!("guidstore: checkpoint held writes off for {:?}", held.elapsed());
                 counter.fetch_add(1, Ordering::Release);
             }
         })?;
@@ -181,7 +196,7 @@ impl SqliteBackend {
         configure(&checkpoint_connection)?;
         checkpoint_connection.pragma_update(None, "synchronous", synchronous.pragma())?;
         let write_gate = Arc::new(Mutex::new(()));
-        let checkpointer = Checkpointer::start(checkpoint_connection, Arc::clone(&write_gate))
+        let checkpointer = Checkpointer::start(checkpoint_connection, path, Arc::clone(&write_gate))
             .map_err(|source| Error::Open { path: path.to_owned(), source })?;
         let backend = SqliteBackend {
             path: Some(path.to_owned()),
