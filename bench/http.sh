@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # HTTP benchmark of guidstore-server against a minimal hyper hello-world (the ceiling).
 #
-#   bash bench/http.sh            # 3 rounds of 5 s runs; prints the table
+#   bash bench/http.sh            # 5 rounds of 5 s runs; prints the table
 #   RECORD=1 bash bench/http.sh   # also writes it into BENCHMARKS.md ("## HTTP server")
 #
 # Needs wrk (installed with apt-get if missing) and taskset (util-linux). Servers are pinned to
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 DURATION=${DURATION:-5}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-64}
 RECORDS=${RECORDS:-10000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

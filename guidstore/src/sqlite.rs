@@ -143,6 +143,11 @@ fn checkpoint(connection: &Connection, mode: &str) {
         Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
     });
     match result {
+        // A restart checkpoint that stays busy (a reader held on to the old WAL for the whole busy
+        // timeout) leaves the WAL to grow until the next run: worth a warning.
+        Ok((busy, frames, copied)) if busy != 0 && mode != "PASSIVE" => {
+            log::warn!("guidstore: {mode} checkpoint busy: {copied} of {frames} WAL frames copied, WAL not restarted")
+        }
         Ok((busy, frames, copied)) => {
             log::debug!("guidstore: {mode} checkpoint: {copied} of {frames} WAL frames copied (busy: {busy})")
         }

@@ -33,6 +33,9 @@ pub(crate) const NAME: &CStr = c"guidstore-wal";
 /// The largest buffer kept before it is written out.
 const BUFFER_LIMIT: usize = 8 << 20;
 
+/// The most buffer capacity kept between commits (a commit of about 250 pages fits).
+const KEPT_CAPACITY: usize = 1 << 20;
+
 /// The most bytes handed to the default VFS in one write: its `unixWrite` takes at most
 /// 128 KiB - 1 per call (it masks the length with `0x1ffff`).
 const WRITE_LIMIT: usize = 124 << 10;
@@ -64,13 +67,14 @@ const fn real_offset() -> usize {
     std::mem::size_of::<WalFile>().next_multiple_of(16)
 }
 
-struct Registered(Option<*mut ffi::sqlite3_vfs>);
-// SAFETY: the pointers are to VFS structures that live for the whole process and that SQLite
+/// The default VFS, which this one wraps.
+struct DefaultVfs(*mut ffi::sqlite3_vfs);
+// SAFETY: the pointer is to a VFS structure that lives for the whole process and that SQLite
 // itself shares between threads.
-unsafe impl Send for Registered {}
-unsafe impl Sync for Registered {}
+unsafe impl Send for DefaultVfs {}
+unsafe impl Sync for DefaultVfs {}
 
-static DEFAULT: OnceLock<Registered> = OnceLock::new();
+static DEFAULT: OnceLock<DefaultVfs> = OnceLock::new();
 
 /// Registers the VFS (once per process). Whether it is available; when it is not, connections
 /// should use the default VFS.
@@ -84,7 +88,7 @@ pub(crate) fn register() -> bool {
             if default.is_null() || (*default).szOsFile < 0 {
                 return false;
             }
-            DEFAULT.get_or_init(|| Registered(Some(default)));
+            DEFAULT.get_or_init(|| DefaultVfs(default));
             let mut vfs = std::ptr::read(default);
             vfs.zName = NAME.as_ptr();
             vfs.pNext = std::ptr::null_mut();
@@ -99,7 +103,7 @@ pub(crate) fn register() -> bool {
 }
 
 fn default_vfs() -> *mut ffi::sqlite3_vfs {
-    DEFAULT.get().and_then(|registered| registered.0).unwrap_or(std::ptr::null_mut())
+    DEFAULT.get().map_or(std::ptr::null_mut(), |default| default.0)
 }
 
 unsafe extern "C" fn open(
@@ -197,6 +201,8 @@ impl WalFile {
             offset += chunk.len() as i64;
         }
         self.buffer.clear();
+        // A big transaction (a purge) may have grown the buffer to BUFFER_LIMIT: do not keep it.
+        self.buffer.shrink_to(KEPT_CAPACITY);
         rc
     }
 
@@ -220,8 +226,8 @@ impl WalFile {
                 return rc;
             }
         }
-        if self.write_through || data.len() > BUFFER_LIMIT {
-            // SQLite's own writes are at most a page (64 KiB) or a WAL header.
+        if self.write_through {
+            // SQLite's own writes are at most a page (64 KiB): one call of the default VFS.
             return self.write_through(data.as_ptr().cast(), data.len() as c_int, offset);
         }
         if self.buffer.is_empty() {
