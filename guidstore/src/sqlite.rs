@@ -84,9 +84,9 @@ const CHECKPOINT_EVERY_ROWS: u64 = 10_000;
 ///
 /// Each run has two steps. Passive checkpoints copy what the WAL holds while the writer goes on
 /// (two passes, each followed by a sync of the database file). Then, holding the write gate so
-/// that no write transaction starts, a restart checkpoint
-/// copies the few frames committed meanwhile and waits for readers still on the old WAL: the next
-/// write then starts the WAL over from its beginning. Without that second step a steady write
+/// that no write transaction starts, a restart checkpoint copies the few frames committed
+/// meanwhile and waits for readers still on the old WAL: the next write then starts the WAL over
+/// from its beginning. Without that second step a steady write
 /// load never lets the WAL be fully copied, and it grows without bound (measured: 800 MB in 20 s
 /// of creates), slowing every read that has to search its index.
 struct Checkpointer {
