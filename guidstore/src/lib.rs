@@ -63,4 +63,4 @@ pub use expiry::{Clock, DEFAULT_TTL_SECS, Expiry, ExpiryError, MAX_EXPIRE, Manua
 pub use guid::{GUID_LEN, Guid, GuidError};
 pub use record::{IfMatch, Metadata, NewRecord, Patch, Record, merge_value, parse_json, parse_json_object};
 pub use sqlite::{SqliteBackend, Synchronous};
-pub use store::{Options, Reply, Stats, Store, Write, WriteOutcome, lock_owner};
+pub use store::{DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_BODY, DEFAULT_PURGE_BATCH, Options, Reply, Stats, Store, Write, WriteOutcome, lock_owner};

@@ -18,6 +18,16 @@ use crate::{
     Synchronous, SystemClock,
 };
 
+/// Records the cache holds unless told otherwise ([`Options::cache_capacity`], `--cache-capacity`).
+pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
+
+/// The largest request body, and the largest rendered record, in bytes, unless told otherwise
+/// (`--max-body` of the server and the CLI).
+pub const DEFAULT_MAX_BODY: usize = 65_536;
+
+/// Expired records removed per purge transaction unless told otherwise (`--purge-batch`).
+pub const DEFAULT_PURGE_BATCH: usize = 1_000;
+
 /// How to open a [`Store`]. `Options::default()` is what `guidstore-server` uses by default.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -33,7 +43,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            cache_capacity: 100_000,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
             synchronous: Synchronous::Full,
             default_ttl: DEFAULT_TTL_SECS,
             clock: Arc::new(SystemClock),
