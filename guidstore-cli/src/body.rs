@@ -58,7 +58,7 @@ pub fn build(fields: &Fields, unset: &[String], kind: BodyKind, stdin: impl Read
 pub fn check_size(body: &[u8]) -> Result<(), CliError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(CliError::Api {
-            code: "payload_too_large".to_owned(),
+            code: guidstore::Code::PayloadTooLarge,
             message: format!("request body is {} bytes; the limit is {MAX_BODY_BYTES}", body.len()),
         });
     }

@@ -28,7 +28,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guidstore::{Store, Write, WriteOutcome};
+use guidstore::Store;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -297,16 +297,5 @@ async fn purge_periodically(state: Arc<AppState>) {
 /// Removes every expired record, `batch` at a time (one transaction each, through the writer
 /// thread); how many were removed.
 pub async fn purge_expired(store: &Store, batch: usize) -> Result<u64, guidstore::Error> {
-    let batch = batch.max(1);
-    let mut total = 0;
-    loop {
-        let removed = match routes::write(store, Write::Purge { limit: batch }).await? {
-            WriteOutcome::Purged(removed) => removed,
-            _ => 0,
-        };
-        total += removed;
-        if removed < u64::try_from(batch).unwrap_or(u64::MAX) {
-            return Ok(total);
-        }
-    }
+    store.purge_all_expired_async(batch).await
 }

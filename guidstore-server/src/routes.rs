@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use guidstore::{Guid, IfMatch, NewRecord, Patch, Record, Store, Write, WriteOutcome};
+use guidstore::{Guid, IfMatch, NewRecord, Patch, Record, Store};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH, LOCATION};
@@ -143,22 +143,16 @@ async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>
             let if_match = if_match(request.headers());
             let body = read_body(request, state.settings.max_body).await?;
             let patch = Patch::parse(&body, &guid, state.store.now())?;
-            match write(&state.store, Write::Update { guid, patch, if_match }).await? {
-                WriteOutcome::Record(record) => Ok(record_response(StatusCode::OK, &record)),
-                other => Err(unexpected(other)),
-            }
+            let record = state.store.update_async(&guid, patch, if_match).await?;
+            Ok(record_response(StatusCode::OK, &record))
         }
         (Route::Item(segment), Method::DELETE) => {
             let guid = parse_guid(segment)?;
             let if_match = if_match(request.headers());
-            match write(&state.store, Write::Delete { guid, if_match }).await? {
-                WriteOutcome::Deleted => {
-                    let mut response = Response::new(Body::default());
-                    *response.status_mut() = StatusCode::NO_CONTENT;
-                    Ok(response)
-                }
-                other => Err(unexpected(other)),
-            }
+            state.store.delete_async(&guid, if_match).await?;
+            let mut response = Response::new(Body::default());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            Ok(response)
         }
         (Route::Item(_), method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_ITEM }),
         (Route::Healthz, Method::GET | Method::HEAD) => healthz(&state.store).await,
@@ -231,31 +225,13 @@ async fn get(store: &Arc<Store>, guid: Guid) -> Result<Arc<Record>, ApiError> {
 }
 
 async fn create(store: &Store, new_record: NewRecord) -> Result<Response<Body>, ApiError> {
-    match write(store, Write::Create(new_record)).await? {
-        WriteOutcome::Record(record) => {
-            let mut response = record_response(StatusCode::CREATED, &record);
-            let location = format!("/guid/{}", record.guid());
-            if let Ok(location) = HeaderValue::try_from(location) {
-                response.headers_mut().insert(LOCATION, location);
-            }
-            Ok(response)
-        }
-        other => Err(unexpected(other)),
+    let record = store.create_async(new_record).await?;
+    let mut response = record_response(StatusCode::CREATED, &record);
+    let location = format!("/guid/{}", record.guid());
+    if let Ok(location) = HeaderValue::try_from(location) {
+        response.headers_mut().insert(LOCATION, location);
     }
-}
-
-/// Submits a write to the store's writer thread and waits, without blocking, for its durable result.
-pub async fn write(store: &Store, write: Write) -> Result<WriteOutcome, guidstore::Error> {
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    store.submit(write, move |result| {
-        let _ = sender.send(result);
-    });
-    receiver.await.unwrap_or(Err(guidstore::Error::Closed))
-}
-
-fn unexpected(outcome: WriteOutcome) -> ApiError {
-    log::error!("the store answered a write with an unexpected outcome: {outcome:?}");
-    ApiError::Store(guidstore::Error::Closed)
+    Ok(response)
 }
 
 async fn healthz(store: &Arc<Store>) -> Result<Response<Body>, ApiError> {
