@@ -1,5 +1,6 @@
-//! Library benchmark: durable creates per second from 1 and 32 threads (group commit), and gets per
-//! second on cache hit and cache miss. Prints a table a reader can rerun:
+//! Library benchmark: durable creates per second from 1 and 32 threads (group commit), gets per
+//! second on cache hit and cache miss, and NDJSON import and export (records per second, SQLite).
+//! Prints a table a reader can rerun:
 //!
 //! ```text
 //! cargo bench -p guidstore --bench store
@@ -98,6 +99,30 @@ fn prefill(store: &Store, n: u64) -> Vec<Guid> {
     guids
 }
 
+/// NDJSON import then export of 100,000 records per second of phase duration, into and out of a
+/// fresh SQLite file: (imported/s, exported/s, records).
+fn import_export(dir: &tempfile::TempDir) -> (f64, f64, u64) {
+    // Import and export: 100,000 records per second of phase duration (300,000 by default).
+    let count = (phase_duration().as_secs_f64() * 100_000.0) as u64;
+    let input: String = (0..count)
+        .map(|i| {
+            format!(
+                "{{\"guid\":\"{}\",\"expire\":\"4000000000\",\"user\":\"bench user {i}\",\"team\":\"ops\",\"tags\":[\"a\",\"b\"]}}\n",
+                Guid::random()
+            )
+        })
+        .collect();
+    let target = open(dir, "import.db", Options::default());
+    let started = Instant::now();
+    let stats = target.import(input.as_bytes(), guidstore::OnConflict::Fail, |_| {}).expect("import");
+    let import = stats.created as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let exported = target.export(std::io::sink()).expect("export");
+    let export = exported as f64 / started.elapsed().as_secs_f64();
+    drop(target);
+    (import, export, stats.created)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and expects a quick run.
     if !std::env::args().any(|a| a == "--bench") {
@@ -106,6 +131,11 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     println!("guidstore library benchmark ({}s per phase)", phase_duration().as_secs_f64());
+    if std::env::var("GUIDSTORE_BENCH_ONLY").as_deref() == Ok("import") {
+        let (import, export, count) = import_export(&dir);
+        println!("import {import:.0} records/s, export {export:.0} records/s ({count} records)");
+        return;
+    }
 
     let sync = match std::env::var("GUIDSTORE_BENCH_SYNC").as_deref() {
         Ok("normal") => Synchronous::Normal,
@@ -131,6 +161,8 @@ fn main() {
     let miss = gets_per_second(&cold, &guids);
     drop(cold);
 
+    let (import, export, count) = import_export(&dir);
+
     println!();
     println!("| measurement | figure | detail |");
     println!("|---|---:|---|");
@@ -146,4 +178,9 @@ fn main() {
     );
     println!("| gets/s, cache miss (SQLite read), 1 thread | {miss:.0} | cache disabled |");
     println!("| ratio hit / miss | {:.1}x | |", hit / miss);
+    println!(
+        "| NDJSON import, records/s (SQLite, batches of {}) | {import:.0} | {count} records; floor 100,000 |",
+        guidstore::IMPORT_BATCH
+    );
+    println!("| NDJSON export, records/s (SQLite) | {export:.0} | {count} records |");
 }

@@ -38,6 +38,7 @@
 //! - `change`: [`Change`] and [`Op`]: a committed change with its revision.
 //! - `pending`: [`Pending`], the runtime-neutral answer to a write (a `Future`, or `wait()`).
 //! - `store`: [`Store`] and its [`Options`]: reads, the write API, the file lock.
+//! - `transfer`: [`Store::export`] and [`Store::import`] of NDJSON, [`OnConflict`].
 //! - `writer`: the writer thread, group commit, and the rules applied to each batch of writes.
 //! - `cache`: the LRU cache of records.
 //! - `backend`: the storage seam (`Backend`, `Transaction`); `backend::sqlite` is the embedded
@@ -54,6 +55,7 @@ mod json;
 mod pending;
 mod record;
 mod store;
+mod transfer;
 mod writer;
 
 /// The README's Rust code blocks, compiled and run as doctests so the README stays true.
@@ -73,3 +75,4 @@ pub use store::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_DB_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_POOL_SIZE, DEFAULT_PURGE_BATCH, Options,
     Stats, Store, lock_owner,
 };
+pub use transfer::{ExportError, IMPORT_BATCH, ImportError, ImportStats, OnConflict};

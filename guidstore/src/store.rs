@@ -198,7 +198,7 @@ impl Shared {
 /// caller after the commit is durable. Dropping the store (or [`Store::close`]) finishes queued
 /// writes, stops the writer and releases the file.
 pub struct Store {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     sender: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     lock_file: Option<(PathBuf, File)>,
@@ -396,7 +396,7 @@ impl Store {
 
     /// Hands `job` to the writer thread; if it has stopped, the job's completer is dropped, which
     /// answers [`Error::Closed`].
-    fn queue(&self, job: Job) {
+    pub(crate) fn queue(&self, job: Job) {
         if let Some(sender) = &self.sender {
             let _ = sender.send(job);
         }

@@ -18,7 +18,8 @@ use crate::backend::Transaction;
 use crate::cache::CacheUpdate;
 use crate::pending::Completer;
 use crate::store::Shared;
-use crate::{Change, Error, Expiry, Guid, IfMatch, NewRecord, Op, Patch, Record, Result};
+use crate::transfer::{ImportConflict, ImportRecord};
+use crate::{Change, Error, Expiry, Guid, IfMatch, ImportStats, NewRecord, OnConflict, Op, Patch, Record, Result};
 
 /// A write waiting for the writer thread, with the completer of its caller's [`Pending`](crate::Pending).
 pub(crate) enum Job {
@@ -46,6 +47,13 @@ pub(crate) enum Job {
         total: u64,
         done: Completer<u64>,
     },
+    /// Imports records (see `transfer`): all or nothing, answered with what it did or the first
+    /// conflict under [`OnConflict::Fail`].
+    Import {
+        records: Vec<ImportRecord>,
+        on_conflict: OnConflict,
+        done: Completer<std::result::Result<ImportStats, ImportConflict>>,
+    },
 }
 
 /// What applying one job produced, before the commit.
@@ -53,6 +61,7 @@ enum Outcome {
     Record(Arc<Record>),
     Deleted,
     Purged(u64),
+    Imported(std::result::Result<ImportStats, ImportConflict>),
     Failed(Error),
 }
 
@@ -115,6 +124,7 @@ fn fail(job: Job, error: Error) {
         Job::Create { done, .. } | Job::Update { done, .. } => done.complete(Err(error)),
         Job::Delete { done, .. } => done.complete(Err(error)),
         Job::Purge { done, .. } => done.complete(Err(error)),
+        Job::Import { done, .. } => done.complete(Err(error)),
     }
 }
 
@@ -154,6 +164,10 @@ fn plan(shared: &Shared, txn: &mut dyn Transaction, batch: &[Job], now: u64) -> 
         let guid = match job {
             Job::Create { new_record, .. } => Some(new_record.guid().copied().unwrap_or_else(Guid::random)),
             Job::Update { guid, .. } | Job::Delete { guid, .. } => Some(*guid),
+            Job::Import { records, .. } => {
+                guids.extend(records.iter().map(|record| record.guid));
+                None
+            }
             Job::Purge { .. } => None,
         };
         drawn.push(guid);
@@ -226,6 +240,15 @@ fn plan(shared: &Shared, txn: &mut dyn Transaction, batch: &[Job], now: u64) -> 
                 }
                 Outcome::Purged(removed)
             }
+            (Job::Import { records, on_conflict, .. }, _) => match import(&overlay, records, *on_conflict, now) {
+                Ok((stats, imported)) => {
+                    for (op, record) in imported {
+                        record_change(&mut overlay, op, *record.guid(), Some(record));
+                    }
+                    Outcome::Imported(Ok(stats))
+                }
+                Err(conflict) => Outcome::Imported(Err(conflict)),
+            },
             (Job::Create { .. }, None) => Outcome::Failed(Error::Closed),
         };
         plan.outcomes.push(outcome);
@@ -265,6 +288,50 @@ fn create(
             }
         }
     }
+}
+
+/// An import: what it does and the records it writes (creates, and replacements as updates),
+/// or its first conflict under [`OnConflict::Fail`], before anything is written.
+#[allow(clippy::type_complexity, reason = "one private call site")]
+fn import(
+    overlay: &Overlay,
+    records: &[ImportRecord],
+    on_conflict: OnConflict,
+    now: u64,
+) -> std::result::Result<(ImportStats, Vec<(Op, Arc<Record>)>), ImportConflict> {
+    let mut stats = ImportStats::default();
+    let mut written: HashMap<Guid, Arc<Record>> = HashMap::new();
+    let mut changes = Vec::with_capacity(records.len());
+    for import in records {
+        let guid = import.guid;
+        let expire = import.record.expire().unwrap_or_else(|| Expiry::after_ttl(now, 1));
+        let metadata = import.record.metadata();
+        let current = written.get(&guid).or_else(|| overlay.get(&guid)).filter(|r| !r.is_expired_at(now));
+        let op = match current {
+            Some(current) if current.expire() == expire && current.metadata() == metadata => {
+                stats.unchanged += 1;
+                continue;
+            }
+            None => Op::Create,
+            Some(_) => match on_conflict {
+                OnConflict::Skip => {
+                    stats.skipped += 1;
+                    continue;
+                }
+                OnConflict::Fail => return Err(ImportConflict { line: import.line, guid }),
+                OnConflict::Replace => Op::Update,
+            },
+        };
+        let version = new_version(current.map(|r| r.version()));
+        let record = Arc::new(Record::new(guid, expire, metadata.clone(), version));
+        match op {
+            Op::Create => stats.created += 1,
+            _ => stats.replaced += 1,
+        }
+        written.insert(guid, Arc::clone(&record));
+        changes.push((op, record));
+    }
+    Ok((stats, changes))
 }
 
 /// An update: whether it changes the record, and the record after it.
@@ -326,6 +393,7 @@ fn finish(shared: &Shared, batch: Vec<Job>, plan: Plan, requeued: &mut VecDeque<
             (job, Outcome::Failed(error)) => fail(job, error),
             (Job::Create { done, .. } | Job::Update { done, .. }, Outcome::Record(record)) => done.complete(Ok(record)),
             (Job::Delete { done, .. }, Outcome::Deleted) => done.complete(Ok(())),
+            (Job::Import { done, .. }, Outcome::Imported(result)) => done.complete(Ok(result)),
             (Job::Purge { limit, until_done, total, done }, Outcome::Purged(removed)) => {
                 let total = total + removed;
                 if until_done && removed >= limit as u64 {

@@ -234,7 +234,68 @@ fn concurrent_creates_of_one_guid_have_exactly_one_winner(kind: Kind) {
     }
 }
 
+fn export_writes_each_live_record_as_get_renders_it_in_guid_order(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
+    let mut expected = Vec::new();
+    for n in 0..25 {
+        expected.push(t.create(&format!(r#"{{"n":{n},"text":"é \" {n}"}}"#)).unwrap());
+    }
+    t.create(&format!(r#"{{"expire":{}}}"#, NOW + 5)).unwrap();
+    t.clock.advance(5);
+    expected.sort_by(|a, b| a.guid().cmp(b.guid()));
+    let mut out = Vec::new();
+    assert_eq!(t.store.export(&mut out).unwrap(), 25);
+    let lines: Vec<String> = expected.iter().map(|r| format!("{}\n", r.to_json())).collect();
+    assert_eq!(String::from_utf8(out).unwrap(), lines.concat());
+}
+
+fn import_creates_records_skips_expired_ones_and_is_idempotent(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
+    let input = format!(
+        "{}\n\n{}\n{}\n",
+        format_args!(r#"{{"guid":"{G1}","expire":"{}","user":"Jay"}}"#, NOW + 100),
+        format_args!(r#"{{"guid":"00000000000000000000000000000002","expire":{},"n":[1,2]}}"#, NOW + 100),
+        format_args!(r#"{{"guid":"00000000000000000000000000000003","expire":"{}"}}"#, NOW),
+    );
+    let mut seen = Vec::new();
+    let stats = t.store.import(input.as_bytes(), guidstore::OnConflict::Fail, |s| seen.push(*s)).unwrap();
+    assert_eq!((stats.lines, stats.created, stats.expired, stats.unchanged), (4, 2, 1, 0));
+    assert_eq!(seen.last(), Some(&stats));
+    assert_eq!(
+        t.store.get(&guid(G1)).unwrap().to_json(),
+        format!(r#"{{"guid":"{G1}","expire":"{}","user":"Jay"}}"#, NOW + 100)
+    );
+    let again = t.store.import(input.as_bytes(), guidstore::OnConflict::Fail, |_| {}).unwrap();
+    assert_eq!((again.created, again.unchanged, again.expired), (0, 2, 1));
+    let creates = log(&t.store).iter().filter(|(_, op, _, _)| op == "create").count();
+    assert_eq!(creates, 2);
+}
+
+fn import_conflicts_follow_the_rule_and_a_bad_line_writes_nothing_of_its_batch(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
+    let stored = t.create(&format!(r#"{{"guid":"{G1}","user":"old"}}"#)).unwrap();
+    let line = |user: &str| format!(r#"{{"guid":"{G1}","expire":"{}","user":"{user}"}}"#, NOW + 100);
+    let other = format!(r#"{{"guid":"00000000000000000000000000000002","expire":"{}"}}"#, NOW + 100);
+    let input = format!("{other}\n{}\n", line("new"));
+    let error = t.store.import(input.as_bytes(), guidstore::OnConflict::Fail, |_| {}).unwrap_err();
+    assert!(matches!(error, guidstore::ImportError::Conflict { line: 2, .. }), "{error}");
+    assert!(t.store.get(&guid("00000000000000000000000000000002")).is_err(), "the batch was written");
+    let skipped = t.store.import(input.as_bytes(), guidstore::OnConflict::Skip, |_| {}).unwrap();
+    assert_eq!((skipped.created, skipped.skipped), (1, 1));
+    assert_eq!(t.store.get(&guid(G1)).unwrap().to_json(), stored.to_json());
+    let replaced = t.store.import(input.as_bytes(), guidstore::OnConflict::Replace, |_| {}).unwrap();
+    assert_eq!((replaced.replaced, replaced.unchanged), (1, 1));
+    assert_eq!(t.store.get(&guid(G1)).unwrap().metadata()["user"], "new");
+    let bad = format!(r#"{{"guid":"00000000000000000000000000000004","expire":"{}"}}"#, NOW + 100) + "\n{\"guid\":1}\n";
+    let error = t.store.import(bad.as_bytes(), guidstore::OnConflict::Fail, |_| {}).unwrap_err();
+    assert_eq!(error.to_string().split(':').next(), Some("line 2"), "{error}");
+    assert!(t.store.get(&guid("00000000000000000000000000000004")).is_err(), "the bad line's batch was written");
+}
+
 on_every_backend!(
+    export_writes_each_live_record_as_get_renders_it_in_guid_order,
+    import_creates_records_skips_expired_ones_and_is_idempotent,
+    import_conflicts_follow_the_rule_and_a_bad_line_writes_nothing_of_its_batch,
     create_then_get_returns_the_same_record,
     create_without_guid_or_expire_draws_a_guid_and_uses_the_default_ttl,
     create_over_a_live_guid_is_already_exists_and_changes_nothing,
@@ -482,4 +543,27 @@ fn an_update_that_would_grow_the_record_past_the_limit_changes_nothing(kind: Kin
     assert_eq!(error.code(), "payload_too_large");
     assert_eq!(store.get(record.guid()).unwrap().to_json(), record.to_json());
     assert_eq!(store.revision().unwrap(), 1);
+}
+
+#[test]
+fn a_registry_moves_between_every_backend_byte_for_byte() {
+    let kinds = [Kind::Sqlite, Kind::Postgres, Kind::Mysql, Kind::Sqlite];
+    let Some(stores): Option<Vec<TestStore>> = kinds.iter().map(|kind| TestStore::on(*kind)).collect() else { return };
+    for n in 0..2_500 {
+        let body = format!(
+            r#"{{"user":"u{n}","n":{n},"f":1.5e3,"big":12345678901234567890,"nested":{{"é":[null,true,"\\ \""]}}}}"#
+        );
+        stores[0].create(&body).unwrap();
+    }
+    let mut exported = Vec::new();
+    stores[0].store.export(&mut exported).unwrap();
+    let mut current = exported.clone();
+    for target in &stores[1..] {
+        let stats = target.store.import(current.as_slice(), guidstore::OnConflict::Fail, |_| {}).unwrap();
+        assert_eq!(stats.created, 2_500);
+        let mut next = Vec::new();
+        target.store.export(&mut next).unwrap();
+        assert_eq!(String::from_utf8_lossy(&next), String::from_utf8_lossy(&exported), "after {:?}", target.db.kind());
+        current = next;
+    }
 }

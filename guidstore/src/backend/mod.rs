@@ -61,6 +61,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// otherwise. Returns only after the commit is durable.
     fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()>;
 
+    /// Up to `limit` records live at `now` with GUIDs after `after`, in GUID order.
+    fn scan(&self, after: Option<&Guid>, now: u64, limit: usize) -> Result<Vec<Record>>;
+
     /// The revision of the newest committed change (0 when none).
     fn revision(&self) -> Result<u64>;
 
@@ -123,7 +126,6 @@ pub(crate) fn sql_int(value: u64) -> i64 {
 /// What a batch of changes leaves in the records table: the last change of each GUID decides
 /// whether its row is written (`upserts`) or removed (`deletes`). Set-based backends write these
 /// with one statement each.
-#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code, reason = "no network backend built"))]
 pub(crate) struct FinalStates<'a> {
     pub(crate) upserts: Vec<&'a Arc<Record>>,
     pub(crate) deletes: Vec<Guid>,

@@ -22,6 +22,9 @@ use crate::{Change, Error, Guid, Record, Result, StorageError};
 /// Schema migrations; `guidstore_meta.schema_version` is the number applied.
 const MIGRATIONS: &[&str] = &[include_str!("../../migrations/mysql/0001_initial.sql")];
 
+/// Rows per multi-row statement (a statement has at most 65,535 placeholders).
+const ROWS_PER_STATEMENT: usize = 1_000;
+
 /// The named lock held while migrating.
 const MIGRATION_LOCK: &str = "guidstore_migrate";
 
@@ -245,14 +248,18 @@ impl Transaction for MysqlTransaction<'_> {
         if guids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid IN ({})",
-            guid_list(guids.iter().copied())
-        );
         let conn = &mut *self.conn;
-        let rows: Vec<RecordRow> = self
-            .runtime
-            .run("loading records", async { conn.query(sql).await.map_err(|e| my_error("loading records", e)) })?;
+        let rows: Vec<RecordRow> = self.runtime.run("loading records", async {
+            let mut rows = Vec::with_capacity(guids.len());
+            for chunk in guids.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid IN ({})",
+                    guid_list(chunk.iter().copied())
+                );
+                rows.extend(conn.query::<RecordRow, _>(sql).await.map_err(|e| my_error("loading records", e))?);
+            }
+            Ok(rows)
+        })?;
         rows.into_iter().map(record_from_row).collect()
     }
 
@@ -364,6 +371,20 @@ impl Backend for MysqlBackend {
         let failed = matches!(&result, Err(Error::Storage(storage)) if storage.is_transient());
         self.release(conn, failed);
         result
+    }
+
+    fn scan(&self, after: Option<&Guid>, now: u64, limit: usize) -> Result<Vec<Record>> {
+        let after = after.map_or("", Guid::as_str);
+        let rows: Vec<RecordRow> = self.with_conn("scanning records", async |conn| {
+            conn.exec(
+                "SELECT guid, expire, metadata, version FROM guidstore_records
+                 WHERE guid > ? AND expire > ? ORDER BY guid LIMIT ?",
+                (after, sql_int(now), sql_int(limit as u64)),
+            )
+            .await
+            .map_err(|e| my_error("scanning records", e))
+        })?;
+        rows.into_iter().map(record_from_row).collect()
     }
 
     fn revision(&self) -> Result<u64> {

@@ -380,6 +380,24 @@ impl Backend for PostgresBackend {
         result
     }
 
+    fn scan(&self, after: Option<&Guid>, now: u64, limit: usize) -> Result<Vec<Record>> {
+        let rows = self.with_client("scanning records", async |client| {
+            let statement = client
+                .prepare_cached(
+                    "SELECT guid, expire, metadata, version FROM guidstore_records
+                     WHERE guid > $1 AND expire > $2 ORDER BY guid LIMIT $3",
+                )
+                .await
+                .map_err(|e| pg_error("preparing", e))?;
+            let after = after.map_or("", Guid::as_str);
+            client
+                .query(&statement, &[&after, &sql_int(now), &sql_int(limit as u64)])
+                .await
+                .map_err(|e| pg_error("scanning records", e))
+        })?;
+        rows.iter().map(record_from_row).collect()
+    }
+
     fn revision(&self) -> Result<u64> {
         self.with_client("reading the revision", async |client| {
             let statement = client

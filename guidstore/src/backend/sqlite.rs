@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::backend::{Backend, ChangeRow, Transaction, sql_int, stored_change, stored_guid, stored_record};
+use crate::backend::{
+    Backend, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
+};
 use crate::{Change, Error, Guid, Record, Result, StorageError};
 
 /// `PRAGMA application_id` of a guidstore database: "GUID" in ASCII.
@@ -361,33 +363,41 @@ struct SqliteTransaction<'c> {
 }
 
 impl SqliteTransaction<'_> {
-    fn save(&mut self, change: &Change) -> rusqlite::Result<()> {
-        match change.record() {
-            Some(record) => {
-                self.connection
-                    .prepare_cached(
-                        "INSERT INTO records (guid, expire, metadata, version) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (guid) DO UPDATE SET
-                             expire = excluded.expire, metadata = excluded.metadata, version = excluded.version",
-                    )?
-                    .execute(params![
-                        record.guid(),
-                        sql_int(record.expire().as_secs()),
-                        record.metadata_json(),
-                        record.version() as i64
-                    ])?;
-            }
-            None => {
-                self.connection.prepare_cached("DELETE FROM records WHERE guid = ?1")?.execute([change.guid()])?;
-            }
+    /// Writes the rows `changes` leave in `records`, in GUID order: the batch's random GUIDs
+    /// then descend the GUID index in order, touching each of its pages once, not at random.
+    fn save_records(&mut self, changes: &[Change]) -> rusqlite::Result<()> {
+        let mut states = FinalStates::of(changes);
+        states.upserts.sort_unstable_by_key(|record| *record.guid());
+        states.deletes.sort_unstable();
+        let mut upsert = self.connection.prepare_cached(
+            "INSERT INTO records (guid, expire, metadata, version) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (guid) DO UPDATE SET
+                 expire = excluded.expire, metadata = excluded.metadata, version = excluded.version",
+        )?;
+        for record in &states.upserts {
+            upsert.execute(params![
+                record.guid(),
+                sql_int(record.expire().as_secs()),
+                record.metadata_json(),
+                record.version() as i64
+            ])?;
         }
-        let record = change.record();
-        self.connection
-            .prepare_cached(
-                "INSERT INTO changes (revision, op, guid, at, expire, metadata, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
+        let mut delete = self.connection.prepare_cached("DELETE FROM records WHERE guid = ?1")?;
+        for guid in &states.deletes {
+            delete.execute([guid])?;
+        }
+        self.rows_written += (states.upserts.len() + states.deletes.len()) as u64;
+        Ok(())
+    }
+
+    /// Appends `changes` to the change log.
+    fn save_changes(&mut self, changes: &[Change]) -> rusqlite::Result<()> {
+        let mut insert = self.connection.prepare_cached(
+            "INSERT INTO changes (revision, op, guid, at, expire, metadata, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for change in changes {
+            let record = change.record();
+            insert.execute(params![
                 sql_int(change.revision()),
                 change.op().as_str(),
                 change.guid(),
@@ -396,7 +406,8 @@ impl SqliteTransaction<'_> {
                 record.map(|record| record.metadata_json()),
                 record.map(|record| record.version() as i64),
             ])?;
-        self.rows_written += 2;
+        }
+        self.rows_written += changes.len() as u64;
         Ok(())
     }
 }
@@ -429,9 +440,8 @@ impl Transaction for SqliteTransaction<'_> {
 
     fn apply(&mut self, changes: &[Change]) -> Result<()> {
         let Some(last) = changes.last() else { return Ok(()) };
-        for change in changes {
-            self.save(change).db()?;
-        }
+        self.save_changes(changes).db()?;
+        self.save_records(changes).db()?;
         self.connection
             .prepare_cached("UPDATE guidstore_meta SET revision = ?1 WHERE id = 1")
             .and_then(|mut statement| statement.execute([sql_int(last.revision())]))
@@ -484,6 +494,33 @@ impl Backend for SqliteBackend {
             }
         }
         outcome
+    }
+
+    fn scan(&self, after: Option<&Guid>, now: u64, limit: usize) -> Result<Vec<Record>> {
+        self.with_reader(|connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT guid, expire, metadata, version FROM records
+                     WHERE guid > ?1 AND expire > ?2 ORDER BY guid LIMIT ?3",
+                )
+                .db()?;
+            let after = after.map_or("", Guid::as_str);
+            let rows = statement
+                .query_map(params![after, sql_int(now), sql_int(limit as u64)], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                })
+                .db()?;
+            rows.map(|row| {
+                let (guid, expire, metadata, version) = row.db()?;
+                stored_record(stored_guid(&guid)?, expire, &metadata, version)
+            })
+            .collect()
+        })
     }
 
     fn revision(&self) -> Result<u64> {

@@ -1,0 +1,266 @@
+//! Moving a registry between stores: [`Store::export`] writes every live record as one line of
+//! JSON (NDJSON, exactly as GET renders it), and [`Store::import`] reads such lines back in large
+//! batches, one transaction each. `export | import` moves a registry between any two backends.
+//!
+//! Import rules: a line is a record `{"guid": …, "expire": …, …metadata}` under the API's rules
+//! (`guid` and `expire` required). A record whose `expire` has passed is skipped. A GUID that a
+//! live record already has is not a conflict when the content (expiry and metadata) is the same;
+//! otherwise [`OnConflict`] decides. A bad line stops the import with its line number, before
+//! anything of its batch is written; earlier batches stay committed, and running the import again
+//! is harmless (their records are then unchanged).
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::pending::{Pending, pending};
+use crate::record::parse_json_object;
+use crate::writer::Job;
+use crate::{Error, Expiry, Guid, NewRecord, Record, Result, Store};
+
+/// What an import does with a record whose GUID a live record with other content already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnConflict {
+    /// Keep the stored record (counted as skipped).
+    #[default]
+    Skip,
+    /// Replace it with the imported one (an update).
+    Replace,
+    /// Stop the import with an error; nothing of that batch is written.
+    Fail,
+}
+
+/// What an import did so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportStats {
+    /// Lines read (blank lines included).
+    pub lines: u64,
+    /// Records created.
+    pub created: u64,
+    /// Live records replaced ([`OnConflict::Replace`]).
+    pub replaced: u64,
+    /// Records already present with the same content.
+    pub unchanged: u64,
+    /// Conflicting records kept as they were ([`OnConflict::Skip`]).
+    pub skipped: u64,
+    /// Records whose `expire` had passed, not imported.
+    pub expired: u64,
+}
+
+impl ImportStats {
+    fn add(&mut self, other: &ImportStats) {
+        self.created += other.created;
+        self.replaced += other.replaced;
+        self.unchanged += other.unchanged;
+        self.skipped += other.skipped;
+        self.expired += other.expired;
+    }
+}
+
+/// Why an import stopped. Batches before the one named here are committed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A line is not a valid record (its batch was not written).
+    #[error("line {line}: {error}")]
+    Line {
+        /// The line number, from 1.
+        line: u64,
+        /// What is wrong with it.
+        error: Error,
+    },
+    /// A record conflicts with a stored one and the rule is [`OnConflict::Fail`].
+    #[error("line {line}: a live record with GUID {guid} and other content exists (use skip or replace)")]
+    Conflict {
+        /// The line number, from 1.
+        line: u64,
+        /// The GUID.
+        guid: Guid,
+    },
+    /// Reading the input failed.
+    #[error("reading the input: {0}")]
+    Read(#[source] std::io::Error),
+    /// The store failed to write a batch.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Writing the output failed (a closed pipe, a full disk).
+    #[error("writing the output: {0}")]
+    Write(#[source] std::io::Error),
+    /// The store failed to read.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// A conflicting record met under [`OnConflict::Fail`]: its line and GUID.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ImportConflict {
+    pub(crate) line: u64,
+    pub(crate) guid: Guid,
+}
+
+/// Records read per page of an export.
+const EXPORT_PAGE: usize = 1_000;
+
+/// Records written per import transaction.
+pub const IMPORT_BATCH: usize = 10_000;
+
+/// One record of an import, parsed, with its line number.
+#[derive(Debug, Clone)]
+pub(crate) struct ImportRecord {
+    pub(crate) line: u64,
+    pub(crate) guid: Guid,
+    pub(crate) record: NewRecord,
+}
+
+/// Parses one line of an import: a record as GET renders it. `None` for a blank line.
+fn parse_line(text: &str) -> Result<Option<(Guid, Expiry, NewRecord)>> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut object = parse_json_object(text.as_bytes())?;
+    let guid = match object.shift_remove("guid") {
+        Some(Value::String(text)) => Guid::parse(&text)?,
+        Some(_) => return Err(crate::GuidError::NotAString.into()),
+        None => return Err(Error::InvalidJson("a record needs a guid".to_owned())),
+    };
+    // Checked against time 0 here: whether it has passed decides "skip", not "invalid".
+    let expire = match object.shift_remove("expire") {
+        Some(value) => Expiry::from_json(&value, 0)?,
+        None => return Err(Error::InvalidJson("a record needs an expire".to_owned())),
+    };
+    let record = NewRecord::new(Some(guid), Some(expire), object)?;
+    Ok(Some((guid, expire, record)))
+}
+
+impl Store {
+    /// Writes every live record to `out` as one line of JSON, exactly as GET renders it, in GUID
+    /// order, reading a page of records at a time (memory stays constant whatever the size).
+    /// Returns how many were written. Records changed while the export runs may appear as they
+    /// were or as they are.
+    pub fn export(&self, mut out: impl Write) -> Result<u64, ExportError> {
+        let mut after: Option<Guid> = None;
+        let mut count = 0;
+        loop {
+            let page = self.scan(after.as_ref(), EXPORT_PAGE)?;
+            for record in &page {
+                out.write_all(record.to_json().as_bytes()).map_err(ExportError::Write)?;
+                out.write_all(b"\n").map_err(ExportError::Write)?;
+            }
+            count += page.len() as u64;
+            match page.last() {
+                Some(last) if page.len() == EXPORT_PAGE => after = Some(*last.guid()),
+                _ => break,
+            }
+        }
+        out.flush().map_err(ExportError::Write)?;
+        Ok(count)
+    }
+
+    /// Up to `limit` live records with GUIDs after `after`, in GUID order.
+    pub fn scan(&self, after: Option<&Guid>, limit: usize) -> Result<Vec<Arc<Record>>> {
+        let records = self.shared.backend.scan(after, self.now(), limit)?;
+        Ok(records.into_iter().map(Arc::new).collect())
+    }
+
+    /// Imports NDJSON records from `input` in batches of [`IMPORT_BATCH`], one transaction each,
+    /// calling `progress` after each batch. The next batch is parsed while the previous one is
+    /// written. See the module's rules.
+    pub fn import(
+        &self,
+        input: impl BufRead,
+        on_conflict: OnConflict,
+        mut progress: impl FnMut(&ImportStats),
+    ) -> Result<ImportStats, ImportError> {
+        let mut stats = ImportStats::default();
+        let mut batch = Vec::with_capacity(IMPORT_BATCH);
+        let mut in_flight: Option<Pending<std::result::Result<ImportStats, ImportConflict>>> = None;
+        let mut finish = |in_flight: Option<Pending<_>>, stats: &mut ImportStats| -> Result<(), ImportError> {
+            if let Some(pending) = in_flight {
+                match pending.wait()? {
+                    Ok(done) => stats.add(&done),
+                    Err(ImportConflict { line, guid }) => return Err(ImportError::Conflict { line, guid }),
+                }
+                progress(stats);
+            }
+            Ok(())
+        };
+        for (index, line) in input.lines().enumerate() {
+            let line_number = index as u64 + 1;
+            let text = line.map_err(ImportError::Read)?;
+            stats.lines = line_number;
+            match parse_line(&text) {
+                Ok(Some((guid, expire, record))) => {
+                    if expire.is_expired_at(self.now()) {
+                        stats.expired += 1;
+                    } else {
+                        batch.push(ImportRecord { line: line_number, guid, record });
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    // The batch in flight is written; this one is not.
+                    finish(in_flight.take(), &mut stats)?;
+                    return Err(ImportError::Line { line: line_number, error });
+                }
+            }
+            if batch.len() >= IMPORT_BATCH {
+                finish(in_flight.take(), &mut stats)?;
+                in_flight = Some(self.import_batch(std::mem::take(&mut batch), on_conflict));
+            }
+        }
+        finish(in_flight.take(), &mut stats)?;
+        if !batch.is_empty() {
+            finish(Some(self.import_batch(batch, on_conflict)), &mut stats)?;
+        } else if stats.lines == 0 {
+            progress(&stats);
+        }
+        Ok(stats)
+    }
+
+    fn import_batch(
+        &self,
+        records: Vec<ImportRecord>,
+        on_conflict: OnConflict,
+    ) -> Pending<std::result::Result<ImportStats, ImportConflict>> {
+        let (done, result) = pending();
+        self.queue(Job::Import { records, on_conflict, done });
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_records_as_get_renders_them() {
+        let (guid, expire, record) =
+            parse_line(r#"{"guid":"9094E4C980C74043A4B586B420E69DDF","expire":"1427736345","user":"Jay"}"#)
+                .unwrap()
+                .unwrap();
+        assert_eq!(guid.as_str(), "9094E4C980C74043A4B586B420E69DDF");
+        assert_eq!(expire.as_secs(), 1_427_736_345);
+        assert_eq!(record.metadata()["user"], "Jay");
+        assert!(parse_line("  ").unwrap().is_none());
+        let codes: Vec<_> = [
+            r#"{"expire":"1"}"#,
+            r#"{"guid":"9094E4C980C74043A4B586B420E69DDF"}"#,
+            r#"{"guid":"x","expire":"1"}"#,
+            r#"{"guid":"9094E4C980C74043A4B586B420E69DDF","expire":"1","user":""}"#,
+            r#"[1]"#,
+            "{",
+        ]
+        .iter()
+        .map(|line| parse_line(line).unwrap_err().code().as_str())
+        .collect();
+        assert_eq!(
+            codes,
+            ["invalid_json", "invalid_json", "invalid_guid", "invalid_metadata", "invalid_json", "invalid_json"]
+        );
+    }
+}
