@@ -53,6 +53,11 @@ pub(crate) fn pending<T>() -> (Completer<T>, Pending<T>) {
 }
 
 impl<T> Pending<T> {
+    /// A result that is already known.
+    pub(crate) fn ready(result: Result<T>) -> Pending<T> {
+        Pending { slot: Arc::new(Slot { state: Mutex::new(State::Done(result)), done: Condvar::new() }) }
+    }
+
     /// Blocks the calling thread until the result is known.
     pub fn wait(self) -> Result<T> {
         let mut state = self.slot.lock();

@@ -16,6 +16,7 @@ use crate::backend::location::Location;
 use crate::backend::sqlite::SqliteBackend;
 use crate::backend::{Backend, NetworkSettings};
 use crate::cache::Cache;
+use crate::coherence::Coherence;
 use crate::pending::{Pending, pending};
 use crate::writer::{Job, writer_loop};
 use crate::{
@@ -38,6 +39,10 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 /// How long a call to a network database may take unless told otherwise ([`Options::timeout`]).
 pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often a store on a shared database reads the change log when nothing else asks it to
+/// ([`Options::tail_interval`]).
+pub const DEFAULT_TAIL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How to open a [`Store`]. `Options::default()` is what `guidstore-server` uses by default.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -51,6 +56,7 @@ pub struct Options {
     owner: Option<String>,
     pool_size: usize,
     timeout: Duration,
+    tail_interval: Duration,
 }
 
 impl Default for Options {
@@ -66,6 +72,7 @@ impl Default for Options {
             owner: None,
             pool_size: DEFAULT_POOL_SIZE,
             timeout: DEFAULT_DB_TIMEOUT,
+            tail_interval: DEFAULT_TAIL_INTERVAL,
         }
     }
 }
@@ -128,6 +135,14 @@ impl Options {
         self
     }
 
+    /// On a shared database: how often the change log is read when no read or notification asks
+    /// for it (default [`DEFAULT_TAIL_INTERVAL`]). It bounds how far behind the cache can fall for
+    /// reads that accept staleness, and how late the change feed learns of other processes' writes.
+    pub fn tail_interval(mut self, interval: Duration) -> Options {
+        self.tail_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
     #[cfg_attr(
         not(any(feature = "postgres", feature = "mysql")),
         allow(dead_code, reason = "no network backend built")
@@ -165,12 +180,18 @@ pub struct Stats {
     pub writes: u64,
     /// Storage operations that failed (not counting rejected input).
     pub storage_errors: u64,
+    /// The revision up to which the change log is reflected in the cache.
+    pub applied_revision: u64,
+    /// Freshness rounds run (reads of the change log) on a shared database.
+    pub sync_rounds: u64,
 }
 
 /// What the store's callers and its writer thread share.
 pub(crate) struct Shared {
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) cache: Cache,
+    /// On a shared database, the tailer that keeps `cache` current.
+    pub(crate) coherence: Option<Coherence>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) default_ttl: u64,
     pub(crate) max_record_bytes: usize,
@@ -277,9 +298,13 @@ impl Store {
 
     /// A store over `backend`: starts its writer thread.
     fn start(backend: impl Backend, options: Options) -> Result<Store> {
+        let applied = backend.revision()?;
+        let cache = Cache::new(options.cache_capacity, applied, backend.is_shared());
+        let coherence = backend.is_shared().then(|| Coherence::new(options.tail_interval));
         let shared = Arc::new(Shared {
             backend: Box::new(backend),
-            cache: Cache::new(options.cache_capacity),
+            cache,
+            coherence,
             clock: options.clock,
             default_ttl: options.default_ttl,
             max_record_bytes: options.max_record_bytes,
@@ -295,7 +320,9 @@ impl Store {
             .name("guidstore-writer".to_owned())
             .spawn(move || writer_loop(&writer_shared, &receiver, max_batch))
             .map_err(|source| Error::open("<writer thread>", source))?;
-        Ok(Store { shared, sender: Some(sender), writer: Some(writer), lock_file: None })
+        let store = Store { shared, sender: Some(sender), writer: Some(writer), lock_file: None };
+        Coherence::start(&store.shared)?;
+        Ok(store)
     }
 
     /// The current time by the store's clock (Unix seconds).
@@ -303,10 +330,20 @@ impl Store {
         self.shared.clock.now()
     }
 
-    /// The live record with this GUID.
+    /// The live record with this GUID, as of now: on a shared database, after a freshness round
+    /// (see [`Store::sync`]), so that it reflects every write acknowledged before the call, by any
+    /// process.
     ///
-    /// Errors: [`Error::NotFound`] when there is none (never created, deleted or expired).
+    /// Errors: [`Error::NotFound`] when there is none (never created, deleted or expired);
+    /// [`Code::Unavailable`](crate::Code::Unavailable) when the database cannot be reached.
     pub fn get(&self, guid: &Guid) -> Result<Arc<Record>> {
+        self.sync()?;
+        self.get_current(guid)
+    }
+
+    /// The live record with this GUID as of the last [`Store::sync`]: from the cache, or else read
+    /// from storage (and cached). Without a shared database every call is current.
+    pub fn get_current(&self, guid: &Guid) -> Result<Arc<Record>> {
         let now = self.now();
         let ticket = match self.shared.cache.get(guid, now) {
             Ok(record) => return Ok(record),
@@ -323,10 +360,42 @@ impl Store {
         }
     }
 
-    /// The live record with this GUID if the cache holds it: no disk I/O, no blocking on storage.
-    /// `None` means "ask [`Store::get`]", not "absent".
+    /// The live record with this GUID if the cache holds it: no I/O, no blocking. `None` means
+    /// "ask [`Store::get_current`]", not "absent". On a shared database it is current as of the
+    /// last [`Store::sync`].
     pub fn get_cached(&self, guid: &Guid) -> Option<Arc<Record>> {
         self.shared.cache.peek_live(guid, self.now())
+    }
+
+    /// Whether other processes may write to the same database (PostgreSQL, MySQL).
+    pub fn is_shared(&self) -> bool {
+        self.shared.coherence.is_some()
+    }
+
+    /// Brings the cache up to date with every change committed before the call, by any process:
+    /// one freshness round shared by every caller waiting at the time. Without a shared database
+    /// the cache is always current and this returns at once.
+    ///
+    /// Errors: [`Code::Unavailable`](crate::Code::Unavailable) when the change log cannot be read.
+    pub fn sync(&self) -> Result<()> {
+        self.sync_async().wait()
+    }
+
+    /// [`Store::sync`] without blocking.
+    pub fn sync_async(&self) -> Pending<()> {
+        match &self.shared.coherence {
+            Some(coherence) => coherence.sync(),
+            None => Pending::ready(Ok(())),
+        }
+    }
+
+    /// How far the cache may be behind the database: the time since the last freshness round
+    /// began (`None` before the first). Always zero without a shared database.
+    pub fn staleness(&self) -> Option<Duration> {
+        match &self.shared.coherence {
+            Some(coherence) => coherence.staleness(),
+            None => Some(Duration::ZERO),
+        }
     }
 
     /// Creates a record; returns it after the commit is durable.
@@ -436,6 +505,8 @@ impl Store {
             commits: shared.commits.load(Ordering::Relaxed),
             writes: shared.writes.load(Ordering::Relaxed),
             storage_errors: shared.storage_errors.load(Ordering::Relaxed),
+            applied_revision: shared.cache.applied(),
+            sync_rounds: shared.coherence.as_ref().map_or(0, Coherence::rounds),
         }
     }
 
@@ -456,6 +527,9 @@ impl Store {
             && writer.join().is_err()
         {
             log::error!("guidstore: writer thread panicked");
+        }
+        if let Some(coherence) = &self.shared.coherence {
+            coherence.stop();
         }
         let result = self.shared.backend.close();
         if let Some((path, file)) = self.lock_file.take() {

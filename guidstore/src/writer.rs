@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
 use crate::backend::Transaction;
-use crate::cache::CacheUpdate;
 use crate::pending::Completer;
 use crate::store::Shared;
 use crate::transfer::{ImportConflict, ImportRecord};
@@ -384,10 +383,7 @@ fn finish(shared: &Shared, batch: Vec<Job>, plan: Plan, requeued: &mut VecDeque<
     shared.writes.fetch_add(writes as u64, Ordering::Relaxed);
     shared.purged.fetch_add(purged, Ordering::Relaxed);
     // The cache learns of the writes before any caller is answered.
-    shared.cache.apply(plan.changes.iter().map(|change| match change.record() {
-        Some(record) => CacheUpdate::Put(Arc::clone(record)),
-        None => CacheUpdate::Remove(*change.guid()),
-    }));
+    shared.cache.apply_local(&plan.changes);
     for (job, outcome) in batch.into_iter().zip(plan.outcomes) {
         match (job, outcome) {
             (job, Outcome::Failed(error)) => fail(job, error),

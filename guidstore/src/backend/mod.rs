@@ -57,6 +57,19 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// The stored record with this GUID, expired or not.
     fn load(&self, guid: &Guid) -> Result<Option<Record>>;
 
+    /// Whether other processes may write to the same database (a network database), so that
+    /// this process learns of their changes only from the change log.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Calls `wake` whenever another process may have committed a change (PostgreSQL
+    /// `LISTEN`/`NOTIFY`), so that the tailer need not wait for its next poll. Backends without
+    /// notifications ignore it.
+    fn listen(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
+
     /// Runs `work` in one transaction: committed durably if `work` returns `Ok`, rolled back
     /// otherwise. Returns only after the commit is durable.
     fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()>;

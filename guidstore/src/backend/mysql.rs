@@ -341,6 +341,10 @@ impl Backend for MysqlBackend {
         row.map(record_from_row).transpose()
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
         let mut conn = self
             .runtime

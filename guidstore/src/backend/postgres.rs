@@ -9,6 +9,7 @@
 //! commit. Migrations (`guidstore/migrations/postgres/`) run under an advisory lock, so processes
 //! starting together migrate once.
 
+use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
@@ -31,6 +32,8 @@ const MIGRATION_LOCK: i64 = 0x4755_4944;
 pub(crate) struct PostgresBackend {
     runtime: DbRuntime,
     pool: Pool,
+    /// The connection settings, for the `LISTEN` connection.
+    config: tokio_postgres::Config,
     /// The URL without its password, for messages.
     name: String,
 }
@@ -90,7 +93,8 @@ impl PostgresBackend {
         // The server gives up on a statement the client has stopped waiting for.
         config.options(format!("-c statement_timeout={}", settings.timeout.as_millis()));
         config.application_name("guidstore");
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size.max(2))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -100,7 +104,7 @@ impl PostgresBackend {
             .build()
             .map_err(|e| StorageError::permanent(format!("PostgreSQL connection pool: {e}")))?;
         let runtime = DbRuntime::new("guidstore-postgres", settings.timeout)?;
-        let backend = PostgresBackend { runtime, pool, name };
+        let backend = PostgresBackend { runtime, pool, config, name };
         backend.connect_and_migrate()?;
         Ok(backend)
     }
@@ -173,6 +177,42 @@ impl PostgresBackend {
             drop(Object::take(client));
         }
         result
+    }
+}
+
+/// The channel on which every commit notifies listeners.
+const CHANNEL: &str = "guidstore_changes";
+
+/// Connects, listens on [`CHANNEL`] and calls `wake` for every notification until the connection
+/// ends.
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    wake: &(dyn Fn() + Send + Sync),
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let statement = format!("LISTEN {CHANNEL}");
+    let listening = client.batch_execute(&statement);
+    let mut listening = std::pin::pin!(listening);
+    let mut subscribed = false;
+    loop {
+        let message = std::future::poll_fn(|context| {
+            if !subscribed && let std::task::Poll::Ready(result) = listening.as_mut().poll(context) {
+                subscribed = true;
+                if let Err(error) = result {
+                    return std::task::Poll::Ready(Some(Err(error)));
+                }
+                // Changes may have been committed before LISTEN took effect.
+                wake();
+            }
+            connection.poll_message(context)
+        })
+        .await;
+        match message {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => wake(),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(error),
+            None => return Ok(()),
+        }
     }
 }
 
@@ -338,6 +378,10 @@ impl Backend for PostgresBackend {
         })
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
         let mut taken = None;
         let started = self.runtime.run("starting a transaction", async {
@@ -396,6 +440,22 @@ impl Backend for PostgresBackend {
                 .map_err(|e| pg_error("scanning records", e))
         })?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    fn listen(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let config = self.config.clone();
+        let name = self.name.clone();
+        self.runtime.spawn(async move {
+            // One connection of its own, outside the pool, held for as long as the store is open;
+            // when it breaks, the tailer's polling goes on and the connection is made again.
+            loop {
+                match listen_once(&config, &*wake).await {
+                    Ok(()) => log::debug!("guidstore: LISTEN connection to {name} closed"),
+                    Err(error) => log::debug!("guidstore: LISTEN connection to {name} failed: {error}"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
 
     fn revision(&self) -> Result<u64> {

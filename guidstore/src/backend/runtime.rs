@@ -46,6 +46,15 @@ impl DbRuntime {
     }
 }
 
+impl DbRuntime {
+    /// Starts `future` on the runtime without waiting for it; it ends with the runtime.
+    pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(future);
+        }
+    }
+}
+
 impl Drop for DbRuntime {
     fn drop(&mut self) {
         // Connection tasks may be blocked on a database that stopped answering: do not wait.

@@ -1,64 +1,93 @@
-//! [`Cache`]: the LRU cache of recently used records in front of the backend.
+//! [`Cache`]: the LRU cache of recently used records in front of the backend, kept in step with
+//! the change log.
 //!
-//! Invariants: an entry is inserted only from a committed write or a completed read; every write
-//! updates or removes the entries it touches; a read that raced with a write does not insert (the
-//! write sequence number changed); expiry is checked against the clock on every hit.
+//! Changes reach the cache two ways: this process's own commits ([`Cache::apply_local`], at once,
+//! before the writer answers), and — on a database shared with other processes — the change log
+//! as the tailer reads it, in revision order ([`Cache::apply_log`]). `applied` is the revision up to
+//! which the log has been applied: every change at or below it is reflected here.
+//!
+//! Invariants:
+//! - An entry is inserted only from a committed change or a completed read.
+//! - A read that raced with any change does not insert (`epoch` moved): it may hold an older record.
+//! - A change never overwrites a newer one: a local commit ahead of the tailer is remembered in
+//!   `ahead` until the tailer passes it, and the tailer skips older changes of that GUID; a local
+//!   commit the tailer has already passed is not applied again.
+//! - Expiry is checked against the clock on every hit.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
 
-use crate::{Guid, Record};
+use crate::{Change, Guid, Record};
 
 /// A token taken before a backend read, to be handed back when filling the cache with its result.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReadTicket(u64);
 
 pub(crate) struct Cache {
-    inner: Option<Mutex<Inner>>,
+    inner: Mutex<Inner>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 struct Inner {
-    entries: LruCache<Guid, Arc<Record>>,
-    /// Incremented by every batch of writes; reads started before it may not fill the cache.
-    write_sequence: u64,
+    /// `None` when caching is disabled (capacity 0); the revision bookkeeping goes on.
+    entries: Option<LruCache<Guid, Arc<Record>>>,
+    /// Incremented by every change applied; reads started before it may not fill the cache.
+    epoch: u64,
+    /// Every change of the log up to this revision is reflected in the cache.
+    applied: u64,
+    /// Whether other processes write to the same database (then the tailer moves `applied`).
+    shared: bool,
+    /// Local commits applied before the tailer reached them: GUID → revision.
+    ahead: HashMap<Guid, u64>,
 }
 
-/// A change a committed write makes to the cache.
-#[derive(Debug)]
-pub(crate) enum CacheUpdate {
-    Put(Arc<Record>),
-    Remove(Guid),
+impl Inner {
+    fn put_or_remove(&mut self, change: &Change) {
+        let Some(entries) = &mut self.entries else { return };
+        match change.record() {
+            Some(record) => {
+                entries.put(*change.guid(), Arc::clone(record));
+            }
+            None => {
+                entries.pop(change.guid());
+            }
+        }
+    }
 }
 
 impl Cache {
-    /// A cache of `capacity` records; 0 disables caching.
-    pub(crate) fn new(capacity: usize) -> Cache {
+    /// A cache of `capacity` records (0 disables caching), whose log starts after `applied`.
+    /// `shared`: other processes write to the database too.
+    pub(crate) fn new(capacity: usize, applied: u64, shared: bool) -> Cache {
+        let entries = NonZeroUsize::new(capacity).map(LruCache::new);
         Cache {
-            inner: NonZeroUsize::new(capacity)
-                .map(|capacity| Mutex::new(Inner { entries: LruCache::new(capacity), write_sequence: 0 })),
+            inner: Mutex::new(Inner { entries, epoch: 0, applied, shared, ahead: HashMap::new() }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> Option<MutexGuard<'_, Inner>> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the LRU inconsistent in a way that matters
         // here (entries are whole Arcs), so a poisoned lock is used as is.
-        self.inner.as_ref().map(|m| m.lock().unwrap_or_else(|poison| poison.into_inner()))
+        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// A live cached record, or `None` (and the ticket for filling the cache after a read).
     pub(crate) fn get(&self, guid: &Guid, now: u64) -> Result<Arc<Record>, ReadTicket> {
-        let Some(mut inner) = self.lock() else {
+        let mut inner = self.lock();
+        let ticket = ReadTicket(inner.epoch);
+        let Some(entries) = &mut inner.entries else {
+            drop(inner);
             self.misses.fetch_add(1, Ordering::Relaxed);
-            return Err(ReadTicket(0));
+            return Err(ticket);
         };
-        match inner.entries.get(guid) {
+        match entries.get(guid) {
             Some(record) if !record.is_expired_at(now) => {
                 let record = Arc::clone(record);
                 drop(inner);
@@ -67,9 +96,8 @@ impl Cache {
             }
             found => {
                 if found.is_some() {
-                    inner.entries.pop(guid);
+                    entries.pop(guid);
                 }
-                let ticket = ReadTicket(inner.write_sequence);
                 drop(inner);
                 self.misses.fetch_add(1, Ordering::Relaxed);
                 Err(ticket)
@@ -79,37 +107,77 @@ impl Cache {
 
     /// A live cached record without counting a miss when there is none.
     pub(crate) fn peek_live(&self, guid: &Guid, now: u64) -> Option<Arc<Record>> {
-        let mut inner = self.lock()?;
-        let record = inner.entries.get(guid).filter(|r| !r.is_expired_at(now)).cloned()?;
+        let mut inner = self.lock();
+        let record = inner.entries.as_mut()?.get(guid).filter(|r| !r.is_expired_at(now)).cloned()?;
         drop(inner);
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(record)
     }
 
-    /// Caches the result of a read, unless a write has happened since `ticket` was taken.
+    /// Caches the result of a read, unless a change has been applied since `ticket` was taken.
     pub(crate) fn fill(&self, ticket: ReadTicket, record: &Arc<Record>) {
-        if let Some(mut inner) = self.lock()
-            && inner.write_sequence == ticket.0
+        let mut inner = self.lock();
+        if inner.epoch == ticket.0
+            && let Some(entries) = &mut inner.entries
         {
-            inner.entries.put(*record.guid(), Arc::clone(record));
+            entries.put(*record.guid(), Arc::clone(record));
         }
     }
 
-    /// Applies the effects of one committed batch of writes.
-    pub(crate) fn apply(&self, updates: impl IntoIterator<Item = CacheUpdate>) {
-        if let Some(mut inner) = self.lock() {
-            inner.write_sequence = inner.write_sequence.wrapping_add(1);
-            for update in updates {
-                match update {
-                    CacheUpdate::Put(record) => {
-                        inner.entries.put(*record.guid(), record);
-                    }
-                    CacheUpdate::Remove(guid) => {
-                        inner.entries.pop(&guid);
-                    }
-                }
+    /// Applies this process's own committed changes (in revision order). Unshared, they are the
+    /// whole log. Shared, a change the tailer has already passed is skipped (it applied that one
+    /// and maybe later ones); the others are applied and remembered until the tailer passes them.
+    pub(crate) fn apply_local(&self, changes: &[Change]) {
+        let Some(last) = changes.last() else { return };
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        for change in changes {
+            if inner.shared && change.revision() <= inner.applied {
+                continue;
+            }
+            inner.put_or_remove(change);
+            if inner.shared {
+                inner.ahead.insert(*change.guid(), change.revision());
             }
         }
+        if !inner.shared {
+            inner.applied = inner.applied.max(last.revision());
+        }
+    }
+
+    /// Applies changes read from the log, which must continue it: the first is `applied() + 1`
+    /// and they are consecutive. A change older than a local commit of its GUID applied ahead of
+    /// the log is skipped.
+    pub(crate) fn apply_log(&self, changes: &[Change]) {
+        let Some(last) = changes.last() else { return };
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        for change in changes {
+            let newer_local = inner.ahead.get(change.guid()).is_some_and(|local| *local >= change.revision());
+            if !newer_local {
+                inner.put_or_remove(change);
+            }
+        }
+        inner.applied = inner.applied.max(last.revision());
+        let applied = inner.applied;
+        inner.ahead.retain(|_, revision| *revision > applied);
+    }
+
+    /// Forgets every entry and continues the log after `applied` (the tailer fell behind the
+    /// log's retention window, so some changes can no longer be read).
+    pub(crate) fn reset(&self, applied: u64) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        if let Some(entries) = &mut inner.entries {
+            entries.clear();
+        }
+        inner.ahead.clear();
+        inner.applied = applied;
+    }
+
+    /// The revision up to which the log is reflected.
+    pub(crate) fn applied(&self) -> u64 {
+        self.lock().applied
     }
 
     pub(crate) fn hits(&self) -> u64 {
@@ -121,25 +189,38 @@ impl Cache {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().map_or(0, |inner| inner.entries.len())
+        self.lock().entries.as_ref().map_or(0, LruCache::len)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Expiry, Metadata};
+    use crate::{Expiry, Metadata, Op};
+
+    fn record_of(guid: Guid, n: i64) -> Arc<Record> {
+        let metadata: Metadata = [("n".to_owned(), n.into())].into_iter().collect();
+        Arc::new(Record::new(guid, Expiry::new_after(100, 0).unwrap(), metadata, n as u64))
+    }
 
     fn record(expire: u64) -> Arc<Record> {
         Arc::new(Record::new(Guid::random(), Expiry::new_after(expire, 0).unwrap(), Metadata::new(), 1))
     }
 
+    fn put(revision: u64, record: &Arc<Record>) -> Change {
+        Change::put(revision, Op::Update, 0, Arc::clone(record))
+    }
+
+    fn n_of(cache: &Cache, guid: &Guid) -> Option<i64> {
+        cache.get(guid, 0).ok().and_then(|r| r.metadata()["n"].as_i64())
+    }
+
     #[test]
     fn a_read_that_raced_a_write_does_not_fill() {
-        let cache = Cache::new(8);
+        let cache = Cache::new(8, 0, false);
         let rec = record(100);
         let ticket = cache.get(rec.guid(), 10).unwrap_err();
-        cache.apply([CacheUpdate::Remove(*rec.guid())]);
+        cache.apply_local(&[Change::remove(1, Op::Delete, 0, *rec.guid())]);
         cache.fill(ticket, &rec);
         assert!(cache.get(rec.guid(), 10).is_err());
         let ticket = cache.get(rec.guid(), 10).unwrap_err();
@@ -149,9 +230,9 @@ mod tests {
 
     #[test]
     fn expired_entries_are_not_served() {
-        let cache = Cache::new(8);
+        let cache = Cache::new(8, 0, false);
         let rec = record(100);
-        cache.apply([CacheUpdate::Put(Arc::clone(&rec))]);
+        cache.apply_local(&[put(1, &rec)]);
         assert!(cache.get(rec.guid(), 99).is_ok());
         assert!(cache.get(rec.guid(), 100).is_err());
         assert_eq!(cache.len(), 0);
@@ -159,23 +240,60 @@ mod tests {
     }
 
     #[test]
-    fn capacity_zero_disables_the_cache() {
-        let cache = Cache::new(0);
+    fn capacity_zero_disables_the_cache_but_not_the_revision() {
+        let cache = Cache::new(0, 0, false);
         let rec = record(100);
-        cache.apply([CacheUpdate::Put(Arc::clone(&rec))]);
+        cache.apply_local(&[put(7, &rec)]);
         assert!(cache.get(rec.guid(), 10).is_err());
-        assert_eq!(cache.len(), 0);
+        assert_eq!((cache.len(), cache.applied()), (0, 7));
     }
 
     #[test]
     fn least_recently_used_is_evicted() {
-        let cache = Cache::new(2);
+        let cache = Cache::new(2, 0, false);
         let (a, b, c) = (record(100), record(100), record(100));
-        cache.apply([CacheUpdate::Put(a.clone()), CacheUpdate::Put(b.clone())]);
+        cache.apply_local(&[put(1, &a), put(2, &b)]);
         assert!(cache.get(a.guid(), 0).is_ok());
-        cache.apply([CacheUpdate::Put(c.clone())]);
+        cache.apply_local(&[put(3, &c)]);
         assert!(cache.get(b.guid(), 0).is_err());
         assert!(cache.get(a.guid(), 0).is_ok());
         assert!(cache.get(c.guid(), 0).is_ok());
+    }
+
+    #[test]
+    fn the_tailer_never_overwrites_a_newer_local_commit() {
+        let cache = Cache::new(8, 8, true);
+        let guid = Guid::random();
+        // This process commits revision 10 before the tailer has read 9 (another process's).
+        cache.apply_local(&[put(10, &record_of(guid, 10))]);
+        cache.apply_log(&[put(9, &record_of(guid, 9))]);
+        assert_eq!(n_of(&cache, &guid), Some(10));
+        cache.apply_log(&[put(10, &record_of(guid, 10))]);
+        cache.apply_log(&[put(11, &record_of(guid, 11))]);
+        assert_eq!((n_of(&cache, &guid), cache.applied()), (Some(11), 11));
+        // A delete ahead of the log is not undone by an older create from the log.
+        cache.apply_local(&[Change::remove(13, Op::Delete, 0, guid)]);
+        cache.apply_log(&[put(12, &record_of(guid, 12))]);
+        assert_eq!(n_of(&cache, &guid), None);
+    }
+
+    #[test]
+    fn a_local_commit_the_tailer_has_passed_is_not_applied_again() {
+        let cache = Cache::new(8, 0, true);
+        let guid = Guid::random();
+        cache.apply_log(&[put(1, &record_of(guid, 1)), Change::remove(2, Op::Delete, 0, guid)]);
+        // The writer answers late for revision 1: the log already shows its GUID deleted.
+        cache.apply_local(&[put(1, &record_of(guid, 1))]);
+        assert_eq!(n_of(&cache, &guid), None);
+    }
+
+    #[test]
+    fn a_reset_forgets_everything() {
+        let cache = Cache::new(8, 0, true);
+        let rec = record(100);
+        cache.apply_log(&[put(1, &rec)]);
+        cache.reset(50);
+        assert!(cache.get(rec.guid(), 0).is_err());
+        assert_eq!(cache.applied(), 50);
     }
 }

@@ -209,3 +209,17 @@ macro_rules! on_every_backend {
         }
     };
 }
+
+/// Like [`on_every_backend!`], for the backends several processes share: `postgres::name` and
+/// `mysql::name`.
+#[macro_export]
+macro_rules! on_shared_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $( #[test] fn $name() { super::$name($crate::support::Kind::Postgres) } )*
+        }
+        mod mysql {
+            $( #[test] fn $name() { super::$name($crate::support::Kind::Mysql) } )*
+        }
+    };
+}
