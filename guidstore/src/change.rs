@@ -88,4 +88,39 @@ impl Change {
     pub fn record(&self) -> Option<&Arc<Record>> {
         self.record.as_ref()
     }
+
+    /// The change as the change feed renders it, one line of JSON:
+    /// `{"rev":17,"op":"update","guid":"…","at":"1700000000","record":{…}}` (`record` only after
+    /// a create or update, exactly as GET renders it).
+    pub fn to_json(&self) -> String {
+        let mut json =
+            format!(r#"{{"rev":{},"op":"{}","guid":"{}","at":"{}""#, self.revision, self.op, self.guid, self.at);
+        if let Some(record) = &self.record {
+            json.push_str(r#","record":"#);
+            json.push_str(record.to_json());
+        }
+        json.push('}');
+        json
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Expiry, Metadata};
+
+    #[test]
+    fn events_render_as_the_feed_documents_them() {
+        let guid = Guid::parse("9094E4C980C74043A4B586B420E69DDF").unwrap();
+        let metadata: Metadata = [("user".to_owned(), "Jay".into())].into_iter().collect();
+        let record = Arc::new(Record::new(guid, Expiry::new_after(1_800_000_000, 0).unwrap(), metadata, 1));
+        assert_eq!(
+            Change::put(17, Op::Create, 1_700_000_000, record).to_json(),
+            r#"{"rev":17,"op":"create","guid":"9094E4C980C74043A4B586B420E69DDF","at":"1700000000","record":{"guid":"9094E4C980C74043A4B586B420E69DDF","expire":"1800000000","user":"Jay"}}"#
+        );
+        assert_eq!(
+            Change::remove(18, Op::Expire, 5, guid).to_json(),
+            r#"{"rev":18,"op":"expire","guid":"9094E4C980C74043A4B586B420E69DDF","at":"5"}"#
+        );
+    }
 }

@@ -192,8 +192,9 @@ fn tail(shared: &Shared) -> Result<()> {
         let changes = shared.backend.changes_after(applied, PAGE)?;
         let consecutive =
             changes.iter().zip(applied + 1..).take_while(|(change, expected)| change.revision() == *expected).count();
-        if consecutive > 0 {
-            shared.cache.apply_log(&changes[..consecutive]);
+        if let Some(applied) = changes.get(..consecutive).filter(|applied| !applied.is_empty()) {
+            shared.cache.apply_log(applied);
+            shared.feed.publish(applied);
             gap_since = None;
         }
         if consecutive == changes.len() {

@@ -213,6 +213,15 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A change-feed position older than the oldest change the log still holds: the consumer
+    /// must read the registry again.
+    #[error("changes after revision {after} are no longer kept (the oldest kept is {oldest}); read the registry again")]
+    EventsTruncated {
+        /// The revision asked for.
+        after: u64,
+        /// The oldest revision kept.
+        oldest: u64,
+    },
     /// A storage URL that cannot be used: malformed, an unknown scheme, or a backend this build
     /// does not include.
     #[error("invalid database URL {url}: {reason}")]
@@ -287,6 +296,7 @@ impl Error {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::PreconditionFailed(_) => Code::PreconditionFailed,
             Error::RecordTooLarge { .. } => Code::PayloadTooLarge,
+            Error::EventsTruncated { .. } => Code::EventsTruncated,
             Error::Locked { .. } | Error::Closed => Code::Unavailable,
             Error::Storage(error) if error.is_transient() => Code::Unavailable,
             Error::InvalidUrl { .. }

@@ -36,6 +36,8 @@
 //! - `json`: strict JSON parsing (duplicate keys and deep nesting rejected).
 //! - `error`: [`Error`], its stable [`Code`], and the driver-neutral [`StorageError`].
 //! - `change`: [`Change`] and [`Op`]: a committed change with its revision.
+//! - `feed`: the change feed's fan-out to waiting consumers ([`Store::events_after`],
+//!   [`Store::wait_for_changes_after`]).
 //! - `pending`: [`Pending`], the runtime-neutral answer to a write (a `Future`, or `wait()`).
 //! - `store`: [`Store`] and its [`Options`]: reads, the write API, the file lock.
 //! - `transfer`: [`Store::export`] and [`Store::import`] of NDJSON, [`OnConflict`].
@@ -53,6 +55,7 @@ mod change;
 mod coherence;
 mod error;
 mod expiry;
+mod feed;
 mod guid;
 mod json;
 mod pending;

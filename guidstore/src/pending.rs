@@ -103,6 +103,13 @@ impl<T> Completer<T> {
     }
 }
 
+impl<T> Completer<T> {
+    /// Whether nobody waits for the result any more (its `Pending` was dropped).
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.slot.as_ref().is_none_or(|slot| Arc::strong_count(slot) == 1)
+    }
+}
+
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {

@@ -17,6 +17,7 @@ use crate::backend::sqlite::SqliteBackend;
 use crate::backend::{Backend, NetworkSettings};
 use crate::cache::Cache;
 use crate::coherence::Coherence;
+use crate::feed::Feed;
 use crate::pending::{Pending, pending};
 use crate::writer::{Job, writer_loop};
 use crate::{
@@ -192,6 +193,8 @@ pub(crate) struct Shared {
     pub(crate) cache: Cache,
     /// On a shared database, the tailer that keeps `cache` current.
     pub(crate) coherence: Option<Coherence>,
+    /// The change feed's fan-out to waiting consumers.
+    pub(crate) feed: Feed,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) default_ttl: u64,
     pub(crate) max_record_bytes: usize,
@@ -305,6 +308,7 @@ impl Store {
             backend: Box::new(backend),
             cache,
             coherence,
+            feed: Feed::new(applied),
             clock: options.clock,
             default_ttl: options.default_ttl,
             max_record_bytes: options.max_record_bytes,
@@ -480,6 +484,72 @@ impl Store {
     /// log holds them (see [`Store::oldest_revision`] for how far back it reaches).
     pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
         self.shared.count_error(self.shared.backend.changes_after(after, limit))
+    }
+
+    /// Up to `limit` changes after revision `after`, in revision order, for a consumer of the
+    /// change feed: from memory when they are recent, else from the change log. An empty answer
+    /// means none yet ([`Store::wait_for_changes_after`] waits for one).
+    ///
+    /// Errors: [`Error::EventsTruncated`] when changes after `after` have been trimmed from the log.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let limit = limit.max(1);
+        if let Some(recent) = self.shared.feed.recent_after(after, limit) {
+            return Ok(recent);
+        }
+        if let Some(oldest) = self.oldest_revision()?
+            && after + 1 < oldest
+        {
+            return Err(Error::EventsTruncated { after, oldest });
+        }
+        self.changes_after(after, limit)
+    }
+
+    /// Resolves once this process has learnt of a change after revision `after` (at once if it
+    /// has). Waiting costs no query: one tail per process wakes every consumer.
+    pub fn wait_for_changes_after(&self, after: u64) -> Pending<()> {
+        if let Some(coherence) = &self.shared.coherence
+            && self.shared.feed.newest() <= after
+        {
+            // A consumer ahead of this process (it read the log itself) asks for a round soon.
+            coherence.wake();
+        }
+        self.shared.feed.wait_after(after)
+    }
+
+    /// The newest revision this process has published to the change feed.
+    pub fn feed_revision(&self) -> u64 {
+        self.shared.feed.newest()
+    }
+
+    /// Consumers waiting on the change feed now, and changes published to it since open.
+    pub fn feed_counts(&self) -> (usize, u64) {
+        self.shared.feed.counts()
+    }
+
+    /// Trims the change log: removes changes older than `max_age` (by their commit time), and
+    /// all but the newest `max_count`, in batches of 10,000 (writes go on between them). The
+    /// newest change is always kept. Returns how many were removed.
+    pub fn trim_changes(&self, max_age: Option<Duration>, max_count: Option<u64>) -> Result<u64> {
+        const BATCH: usize = 10_000;
+        let newest = self.revision()?;
+        let mut limits = Vec::new();
+        if let Some(age) = max_age {
+            limits.push((newest, self.now().saturating_sub(age.as_secs())));
+        }
+        if let Some(count) = max_count {
+            limits.push((newest.saturating_sub(count.max(1)) + 1, u64::MAX));
+        }
+        let mut total = 0;
+        for (below, before_at) in limits {
+            loop {
+                let removed = self.shared.count_error(self.shared.backend.trim_changes(below, before_at, BATCH))?;
+                total += removed;
+                if removed < BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
     }
 
     /// The revision of the oldest change still in the change log (`None` when it is empty).

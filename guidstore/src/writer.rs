@@ -384,6 +384,12 @@ fn finish(shared: &Shared, batch: Vec<Job>, plan: Plan, requeued: &mut VecDeque<
     shared.purged.fetch_add(purged, Ordering::Relaxed);
     // The cache learns of the writes before any caller is answered.
     shared.cache.apply_local(&plan.changes);
+    match &shared.coherence {
+        // The tailer publishes every process's changes, in order, this one's included.
+        Some(coherence) if !plan.changes.is_empty() => coherence.wake(),
+        Some(_) => {}
+        None => shared.feed.publish(&plan.changes),
+    }
     for (job, outcome) in batch.into_iter().zip(plan.outcomes) {
         match (job, outcome) {
             (job, Outcome::Failed(error)) => fail(job, error),

@@ -122,7 +122,37 @@ fn a_store_that_falls_behind_a_trimmed_log_starts_its_cache_over(kind: Kind) {
     assert_eq!(b.get(&guid()).unwrap().to_json(), updated.to_json());
 }
 
+fn a_consumer_of_one_store_sees_the_changes_made_through_another_in_order(kind: Kind) {
+    // Without notifications (MariaDB), the poll interval is how soon a store learns of another's
+    // commit.
+    let Some((_db, _clock, stores)) = stores(kind, 2, || Options::default().tail_interval(Duration::from_millis(20)))
+    else {
+        return;
+    };
+    let stores: Vec<Arc<Store>> = stores.into_iter().map(Arc::new).collect();
+    let consumer = {
+        let store = Arc::clone(&stores[1]);
+        std::thread::spawn(move || {
+            let (mut after, mut seen) = (0, Vec::new());
+            while seen.len() < 100 {
+                store.wait_for_changes_after(after).wait().unwrap();
+                for change in store.events_after(after, 7).unwrap() {
+                    assert_eq!(change.revision(), after + 1);
+                    after = change.revision();
+                    seen.push(change.record().unwrap().metadata()["n"].as_i64().unwrap());
+                }
+            }
+            seen
+        })
+    };
+    for n in 0..100 {
+        stores[0].create(body(&format!(r#"{{"n":{n}}}"#))).unwrap();
+    }
+    assert_eq!(consumer.join().unwrap(), (0..100).collect::<Vec<i64>>());
+}
+
 on_shared_backends!(
+    a_consumer_of_one_store_sees_the_changes_made_through_another_in_order,
     every_read_sees_the_writes_acknowledged_before_it_on_any_store,
     creates_of_one_guid_racing_on_several_stores_have_one_winner,
     revisions_are_dense_and_in_commit_order_across_stores,

@@ -292,7 +292,41 @@ fn import_conflicts_follow_the_rule_and_a_bad_line_writes_nothing_of_its_batch(k
     assert!(t.store.get(&guid("00000000000000000000000000000004")).is_err(), "the bad line's batch was written");
 }
 
+fn the_feed_wakes_consumers_and_serves_changes_in_order_until_trimmed(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
+    let t = Arc::new(t);
+    let waiting = t.store.wait_for_changes_after(0);
+    let writer = {
+        let t = Arc::clone(&t);
+        std::thread::spawn(move || t.create(&format!(r#"{{"guid":"{G1}","expire":{}}}"#, NOW + 10)).unwrap())
+    };
+    waiting.wait().unwrap();
+    let created = writer.join().unwrap();
+    t.patch(&guid(G1), r#"{"a":1}"#, None).unwrap();
+    t.clock.advance(10);
+    t.store.purge_all_expired(10).unwrap();
+    // On a shared database the feed learns of changes from the log: a sync brings it up to date.
+    t.store.sync().unwrap();
+    let events: Vec<String> = t.store.events_after(0, 100).unwrap().iter().map(|c| c.to_json()).collect();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(
+        events[0],
+        format!(r#"{{"rev":1,"op":"create","guid":"{G1}","at":"{NOW}","record":{}}}"#, created.to_json())
+    );
+    assert!(events[1].starts_with(r#"{"rev":2,"op":"update""#), "{}", events[1]);
+    assert_eq!(events[2], format!(r#"{{"rev":3,"op":"expire","guid":"{G1}","at":"{}"}}"#, NOW + 10));
+    assert_eq!(t.store.events_after(1, 1).unwrap()[0].revision(), 2);
+    assert!(t.store.events_after(3, 10).unwrap().is_empty());
+    // Trimming keeps the newest change; a consumer behind the oldest kept is told so.
+    assert_eq!(t.store.trim_changes(None, Some(1)).unwrap(), 2);
+    assert_eq!(t.store.oldest_revision().unwrap(), Some(3));
+    assert_eq!(t.store.changes_after(0, 10).unwrap().len(), 1);
+    t.clock.advance(3600);
+    assert_eq!(t.store.trim_changes(Some(std::time::Duration::from_secs(60)), None).unwrap(), 0);
+}
+
 on_every_backend!(
+    the_feed_wakes_consumers_and_serves_changes_in_order_until_trimmed,
     export_writes_each_live_record_as_get_renders_it_in_guid_order,
     import_creates_records_skips_expired_ones_and_is_idempotent,
     import_conflicts_follow_the_rule_and_a_bad_line_writes_nothing_of_its_batch,

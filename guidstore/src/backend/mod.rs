@@ -86,6 +86,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// The revision of the oldest change the log still holds (`None` when it is empty).
     fn oldest_revision(&self) -> Result<Option<u64>>;
 
+    /// Removes up to `limit` changes with `revision < below` and `at < before_at` from the change
+    /// log, oldest first; how many were removed. It must not hold up writes for long.
+    fn trim_changes(&self, below: u64, before_at: u64, limit: usize) -> Result<u64>;
+
     /// How many records are live (`expire > now`).
     fn count_live(&self, now: u64) -> Result<u64>;
 

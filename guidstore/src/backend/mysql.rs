@@ -424,6 +424,19 @@ impl Backend for MysqlBackend {
         })
     }
 
+    fn trim_changes(&self, below: u64, before_at: u64, limit: usize) -> Result<u64> {
+        // Old rows only: no conflict with the inserts of write transactions, no global lock.
+        self.with_conn("trimming the change log", async |conn| {
+            conn.exec_drop(
+                "DELETE FROM guidstore_changes WHERE revision < ? AND at < ? ORDER BY revision LIMIT ?",
+                (sql_int(below), sql_int(before_at), sql_int(limit as u64)),
+            )
+            .await
+            .map_err(|e| my_error("trimming the change log", e))?;
+            Ok(conn.affected_rows())
+        })
+    }
+
     fn count_live(&self, now: u64) -> Result<u64> {
         self.with_conn("counting records", async |conn| {
             let count: Option<i64> = conn

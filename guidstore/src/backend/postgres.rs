@@ -502,6 +502,21 @@ impl Backend for PostgresBackend {
         })
     }
 
+    fn trim_changes(&self, below: u64, before_at: u64, limit: usize) -> Result<u64> {
+        // Old rows only: no conflict with the inserts of write transactions, no global lock.
+        self.with_client("trimming the change log", async |client| {
+            client
+                .execute(
+                    "DELETE FROM guidstore_changes WHERE revision IN
+                         (SELECT revision FROM guidstore_changes WHERE revision < $1 AND at < $2
+                          ORDER BY revision LIMIT $3)",
+                    &[&sql_int(below), &sql_int(before_at), &sql_int(limit as u64)],
+                )
+                .await
+                .map_err(|e| pg_error("trimming the change log", e))
+        })
+    }
+
     fn count_live(&self, now: u64) -> Result<u64> {
         self.with_client("counting records", async |client| {
             let row = client

@@ -554,6 +554,24 @@ impl Backend for SqliteBackend {
         })
     }
 
+    fn trim_changes(&self, below: u64, before_at: u64, limit: usize) -> Result<u64> {
+        // On the write connection, as a write transaction of its own between the writer's.
+        let writer = lock(&self.writer);
+        let gate = lock(&self.write_gate);
+        let removed = writer
+            .connection
+            .prepare_cached(
+                "DELETE FROM changes WHERE revision IN
+                     (SELECT revision FROM changes WHERE revision < ?1 AND at < ?2 ORDER BY revision LIMIT ?3)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![sql_int(below), sql_int(before_at), sql_int(limit as u64)])
+            })
+            .db();
+        drop(gate);
+        Ok(removed? as u64)
+    }
+
     fn count_live(&self, now: u64) -> Result<u64> {
         self.with_reader(|connection| {
             let count: i64 = connection
