@@ -3,11 +3,12 @@
 //!
 //! Library errors keep their stable [`guidstore::Error::code`]; [`status_of`] maps codes to
 //! statuses. A 5xx body never carries the cause: the cause goes to the log (see `routes.rs`).
+//! It builds its responses with `response`; it knows nothing of routing.
 
 use hyper::StatusCode;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 
-use crate::routes::{Body, json_response};
+use crate::response::{Body, json_response};
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,8 @@
 //! Modules:
 //! - `config`: [`Config`](config::Config), the clap flags and environment variables.
 //! - `routes`: routing and handlers; the hyper service.
+//! - `response`: the response body type and the JSON, record and `HEAD` responses.
+//! - `store_io`: the async bridge to the synchronous store (blocking reads, writer-thread writes).
 //! - `error`: [`ApiError`](error::ApiError) and the one mapping from error codes to statuses.
 //! - `auth`: optional bearer-token authentication.
 //! - `metrics`: request counters and histograms, Prometheus rendering.
@@ -21,14 +23,16 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod response;
 pub mod routes;
+pub mod store_io;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guidstore::{Store, Write, WriteOutcome};
+use guidstore::Store;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -39,6 +43,7 @@ use tokio::time::Instant;
 
 pub use auth::Auth;
 pub use metrics::Metrics;
+pub use store_io::purge_expired;
 
 /// Limits and intervals of the server (see [`config::Config`] for their meaning and defaults).
 #[derive(Debug, Clone)]
@@ -286,27 +291,10 @@ async fn purge_periodically(state: Arc<AppState>) {
     loop {
         interval.tick().await;
         let started = std::time::Instant::now();
-        match purge_expired(&state.store, state.settings.purge_batch).await {
+        match store_io::purge_expired(&state.store, state.settings.purge_batch).await {
             Ok(0) => log::debug!("purge: no expired records"),
             Ok(removed) => log::info!("purge: removed {removed} expired records in {:?}", started.elapsed()),
             Err(error) => log::error!("purge failed: {error}"),
-        }
-    }
-}
-
-/// Removes every expired record, `batch` at a time (one transaction each, through the writer
-/// thread); how many were removed.
-pub async fn purge_expired(store: &Store, batch: usize) -> Result<u64, guidstore::Error> {
-    let batch = batch.max(1);
-    let mut total = 0;
-    loop {
-        let removed = match routes::write(store, Write::Purge { limit: batch }).await? {
-            WriteOutcome::Purged(removed) => removed,
-            _ => 0,
-        };
-        total += removed;
-        if removed < u64::try_from(batch).unwrap_or(u64::MAX) {
-            return Ok(total);
         }
     }
 }
