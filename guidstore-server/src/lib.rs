@@ -1,12 +1,14 @@
 //! guidstore-server: an asynchronous REST server (hyper 1 + tokio) over the `guidstore` library,
 //! implementing the HTTP contract of `docs/API.md`.
 //!
-//! [`run`] serves a bound listener until a shutdown future completes; it never binds a port, opens
-//! the database or installs a logger itself (`main.rs` does). The store is shared as `Arc<Store>`
-//! in [`AppState`].
+//! [`Application::build`] turns a [`Config`](config::Config) into a bound, ready server: `main.rs`
+//! and every test harness start the server through it. [`run`] serves a bound listener until a
+//! shutdown future completes; it never binds a port, opens the database or installs a logger
+//! itself. The store is shared as `Arc<Store>` in [`AppState`].
 //!
 //! Modules:
-//! - `config`: [`Config`](config::Config), the clap flags and environment variables.
+//! - `config`: [`Config`](config::Config), the clap flags and environment variables, and their defaults.
+//! - `startup`: [`Application`], the one builder of a server (listener, store, state).
 //! - `server`: [`run`], the accept loop (`Listener`), one connection (`Handler`), the purge task.
 //! - `routes`: routing and handlers; the hyper service.
 //! - `response`: the response body type and the JSON, record and `HEAD` responses.
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod response;
 pub mod routes;
 pub mod server;
+pub mod startup;
 pub mod store_io;
 
 use std::sync::Arc;
@@ -37,6 +40,7 @@ use guidstore::Store;
 pub use auth::Auth;
 pub use metrics::Metrics;
 pub use server::run;
+pub use startup::{Application, ApplicationBuilder, StartupError, Stopped};
 pub use store_io::purge_expired;
 
 /// Limits and intervals of the server (see [`config::Config`] for their meaning and defaults).
@@ -57,15 +61,9 @@ pub struct Settings {
 }
 
 impl Default for Settings {
+    /// The settings of the default [`Config`](config::Config): the defaults are written once.
     fn default() -> Settings {
-        Settings {
-            max_body: 65_536,
-            max_connections: 16_384,
-            header_timeout: Duration::from_secs(10),
-            shutdown_timeout: Duration::from_secs(10),
-            purge_interval: Duration::from_secs(60),
-            purge_batch: 1000,
-        }
+        config::Config::default().settings()
     }
 }
 
