@@ -7,7 +7,7 @@
 //!   idle check;
 //! - `purge_periodically` is the background task that purges expired records.
 //!
-//! Nothing here binds a port, opens the store or reads configuration (`main.rs` does), and
+//! Nothing here binds a port, opens the store or reads configuration (`startup.rs` does), and
 //! nothing here knows routes (`routes.rs`).
 
 use std::convert::Infallible;
