@@ -57,7 +57,7 @@ pub fn check_size(body: &[u8]) -> Result<(), CliError> {
     let limit = guidstore::DEFAULT_MAX_BODY;
     if body.len() > limit {
         return Err(CliError::Api {
-            code: "payload_too_large".to_owned(),
+            code: guidstore::Code::PayloadTooLarge,
             message: format!("request body is {} bytes; the limit is {limit}", body.len()),
         });
     }

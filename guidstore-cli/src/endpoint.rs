@@ -181,16 +181,7 @@ impl Endpoint {
     /// HTTP API has no purge route.
     pub fn purge(&self) -> Result<u64, CliError> {
         match self {
-            Endpoint::Local(store) => {
-                let mut total = 0;
-                loop {
-                    let removed = store.purge_expired(guidstore::DEFAULT_PURGE_BATCH)?;
-                    total += removed;
-                    if removed < guidstore::DEFAULT_PURGE_BATCH as u64 {
-                        return Ok(total);
-                    }
-                }
-            }
+            Endpoint::Local(store) => Ok(store.purge_all_expired(guidstore::DEFAULT_PURGE_BATCH)?),
             Endpoint::Missing => Ok(0),
             Endpoint::Remote { remote, held: None } => Err(CliError::Usage(format!(
                 "purge works on a database file (--db); the HTTP API of {} has no purge route",

@@ -3,6 +3,8 @@
 
 use std::io;
 
+use guidstore::Code;
+
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: store, server or I/O failure.
@@ -24,7 +26,7 @@ pub enum CliError {
     #[error("{message}")]
     Api {
         /// The machine code from the body (`not_found`, ...).
-        code: String,
+        code: Code,
         /// The human message from the body.
         message: String,
     },
@@ -46,10 +48,10 @@ pub enum CliError {
 
 impl CliError {
     /// The machine code printed after `error:`: the API's codes, plus `usage` and `io`.
-    pub fn code(&self) -> &str {
+    pub fn code(&self) -> &'static str {
         match self {
-            CliError::Store(error) => error.code(),
-            CliError::Api { code, .. } => code,
+            CliError::Store(error) => error.code().as_str(),
+            CliError::Api { code, .. } => code.as_str(),
             CliError::Usage(_) => "usage",
             CliError::Unavailable(_) => "unavailable",
             CliError::Io { .. } => "io",
@@ -58,7 +60,12 @@ impl CliError {
 
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
-        exit_code(self.code())
+        match self {
+            CliError::Store(error) => exit_code(error.code()),
+            CliError::Api { code, .. } => exit_code(*code),
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Unavailable(_) | CliError::Io { .. } => EXIT_FAILURE,
+        }
     }
 
     /// An I/O error with what was being done.
@@ -67,15 +74,23 @@ impl CliError {
     }
 }
 
-/// The exit code of a machine code: 2 for bad input, 3 for `not_found`, 4 for conflicts, 1 for
-/// everything else (storage, server, I/O, and codes this build does not know).
-pub fn exit_code(code: &str) -> u8 {
+/// The exit code of an API code: 2 for bad input, 3 for `not_found`, 4 for conflicts, 1 for
+/// failures of the store or server.
+pub fn exit_code(code: Code) -> u8 {
     match code {
-        "not_found" => EXIT_NOT_FOUND,
-        "already_exists" | "precondition_failed" => EXIT_CONFLICT,
-        "usage" | "invalid_guid" | "invalid_expire" | "invalid_metadata" | "invalid_json" | "guid_mismatch"
-        | "guid_immutable" | "payload_too_large" | "method_not_allowed" | "unauthorized" => EXIT_USAGE,
-        _ => EXIT_FAILURE,
+        Code::NotFound => EXIT_NOT_FOUND,
+        Code::AlreadyExists | Code::PreconditionFailed => EXIT_CONFLICT,
+        Code::InvalidGuid
+        | Code::InvalidExpire
+        | Code::InvalidMetadata
+        | Code::InvalidJson
+        | Code::GuidMismatch
+        | Code::GuidImmutable
+        | Code::PayloadTooLarge
+        | Code::MethodNotAllowed
+        | Code::Unauthorized
+        | Code::EventsTruncated => EXIT_USAGE,
+        Code::Unavailable | Code::Internal => EXIT_FAILURE,
     }
 }
 
@@ -86,6 +101,7 @@ mod tests {
     #[test]
     fn every_api_code_has_its_documented_exit_code() {
         let cases = [
+            ("events_truncated", 2),
             ("invalid_guid", 2),
             ("invalid_expire", 2),
             ("invalid_metadata", 2),
@@ -95,19 +111,20 @@ mod tests {
             ("payload_too_large", 2),
             ("method_not_allowed", 2),
             ("unauthorized", 2),
-            ("usage", 2),
             ("not_found", 3),
             ("already_exists", 4),
             ("precondition_failed", 4),
             ("internal", 1),
             ("unavailable", 1),
-            ("io", 1),
-            ("", 1),
-            ("something_new", 1),
         ];
         for (code, expected) in cases {
-            assert_eq!(exit_code(code), expected, "{code}");
+            let parsed = Code::parse(code).unwrap();
+            assert_eq!(exit_code(parsed), expected, "{code}");
+            assert_eq!(CliError::Api { code: parsed, message: String::new() }.exit_code(), expected, "{code}");
         }
+        assert_eq!(cases.len(), Code::ALL.len());
+        assert_eq!(CliError::Usage(String::new()).exit_code(), 2);
+        assert_eq!(CliError::io("x", io::Error::other("y")).exit_code(), 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use guidstore::Code;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH};
@@ -128,18 +129,18 @@ fn unreachable(base: &str, error: &(dyn std::error::Error + 'static)) -> CliErro
 fn api_error(status: StatusCode, body: &[u8]) -> CliError {
     let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let field = |name: &str| parsed.as_ref().and_then(|v| v.get(name)).and_then(|v| v.as_str()).map(str::to_owned);
-    let code = field("error").unwrap_or_else(|| {
-        match status {
-            StatusCode::UNAUTHORIZED => "unauthorized",
-            StatusCode::NOT_FOUND => "not_found",
-            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-            StatusCode::CONFLICT => "already_exists",
-            StatusCode::PRECONDITION_FAILED => "precondition_failed",
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-            _ => "internal",
-        }
-        .to_owned()
+    // A code this build does not know (a newer server) counts as `internal`: a failure of the
+    // server, exit code 1; its message is still shown.
+    let code = field("error").map(|text| Code::parse(&text).unwrap_or(Code::Internal)).unwrap_or(match status {
+        StatusCode::UNAUTHORIZED => Code::Unauthorized,
+        StatusCode::NOT_FOUND => Code::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
+        StatusCode::CONFLICT => Code::AlreadyExists,
+        StatusCode::GONE => Code::EventsTruncated,
+        StatusCode::PRECONDITION_FAILED => Code::PreconditionFailed,
+        StatusCode::PAYLOAD_TOO_LARGE => Code::PayloadTooLarge,
+        StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+        _ => Code::Internal,
     });
     let message = field("message").unwrap_or_else(|| format!("the server answered {status}"));
     CliError::Api { code, message }

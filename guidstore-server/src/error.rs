@@ -1,10 +1,12 @@
 //! [`ApiError`]: every way a request can fail, and the one place that turns a failure into an HTTP
 //! status and a JSON error body (`{"error": code, "message": text}`).
 //!
-//! Library errors keep their stable [`guidstore::Error::code`]; [`status_of`] maps codes to
-//! statuses. A 5xx body never carries the cause: the cause goes to the log (see `routes.rs`).
-//! It builds its responses with `response`; it knows nothing of routing.
+//! Library errors keep their stable [`guidstore::Code`]; [`status_of`] maps every code to a
+//! status with an exhaustive `match`, so a new code cannot silently become a 500. A 5xx body never
+//! carries the cause: the cause goes to the log (see `routes.rs`). It builds its responses with
+//! `response`; it knows nothing of routing.
 
+use guidstore::Code;
 use hyper::StatusCode;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 
@@ -47,35 +49,39 @@ pub enum ApiError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// The HTTP status of an error code: the single mapping from the library's codes (and the
-/// server's own) to statuses.
-pub fn status_of(code: &str) -> StatusCode {
+/// The HTTP status of an error code: the single mapping from the stable codes to statuses.
+pub fn status_of(code: Code) -> StatusCode {
     match code {
-        "invalid_guid" | "invalid_expire" | "invalid_metadata" | "invalid_json" | "guid_mismatch"
-        | "guid_immutable" => StatusCode::BAD_REQUEST,
-        "unauthorized" => StatusCode::UNAUTHORIZED,
-        "not_found" => StatusCode::NOT_FOUND,
-        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
-        "already_exists" => StatusCode::CONFLICT,
-        "precondition_failed" => StatusCode::PRECONDITION_FAILED,
-        "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::InvalidGuid
+        | Code::InvalidExpire
+        | Code::InvalidMetadata
+        | Code::InvalidJson
+        | Code::GuidMismatch
+        | Code::GuidImmutable => StatusCode::BAD_REQUEST,
+        Code::Unauthorized => StatusCode::UNAUTHORIZED,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Code::AlreadyExists => StatusCode::CONFLICT,
+        Code::EventsTruncated => StatusCode::GONE,
+        Code::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl ApiError {
     /// The stable machine code of the error body.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
             ApiError::Store(error) => error.code(),
-            ApiError::UnknownPath(_) => "not_found",
-            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::BodyRead(_) => "invalid_json",
-            ApiError::Unhealthy(_) => "unavailable",
-            ApiError::Task(_) => "internal",
+            ApiError::UnknownPath(_) => Code::NotFound,
+            ApiError::MethodNotAllowed { .. } => Code::MethodNotAllowed,
+            ApiError::PayloadTooLarge { .. } => Code::PayloadTooLarge,
+            ApiError::Unauthorized => Code::Unauthorized,
+            ApiError::BodyRead(_) => Code::InvalidJson,
+            ApiError::Unhealthy(_) => Code::Unavailable,
+            ApiError::Task(_) => Code::Internal,
         }
     }
 
@@ -95,7 +101,7 @@ impl ApiError {
 
     /// The response: status, JSON body, and `Allow` / `WWW-Authenticate` where they apply.
     pub fn into_response(self) -> hyper::Response<Body> {
-        let body = serde_json::json!({ "error": self.code(), "message": self.message() }).to_string();
+        let body = serde_json::json!({ "error": self.code().as_str(), "message": self.message() }).to_string();
         let mut response = json_response(self.status(), body.into());
         let headers = response.headers_mut();
         match &self {
@@ -131,7 +137,7 @@ mod tests {
     fn internal() -> guidstore::Error {
         guidstore::Error::Open {
             path: "/secret/path.db".into(),
-            source: std::io::Error::other("SELECT secret FROM records"),
+            source: std::io::Error::other("SELECT secret FROM records").into(),
         }
     }
 
@@ -156,7 +162,7 @@ mod tests {
             (ApiError::Unhealthy(guidstore::Error::Closed), 503, "unavailable"),
         ];
         for (error, status, code) in cases {
-            assert_eq!((error.status().as_u16(), error.code()), (status, code), "{error:?}");
+            assert_eq!((error.status().as_u16(), error.code().as_str()), (status, code), "{error:?}");
         }
     }
 

@@ -12,7 +12,8 @@
 //! - `server`: [`run`], the accept loop (`Listener`), one connection (`Handler`), the purge task.
 //! - `routes`: routing and handlers; the hyper service.
 //! - `response`: the response body type and the JSON, record and `HEAD` responses.
-//! - `store_io`: the async bridge to the synchronous store (blocking reads, writer-thread writes).
+//! - `store_io`: the async bridge to the store's blocking calls (reads that miss the cache, the
+//!   health check) and the purge.
 //! - `error`: [`ApiError`](error::ApiError) and the one mapping from error codes to statuses.
 //! - `auth`: optional bearer-token authentication.
 //! - `metrics`: request counters and histograms, Prometheus rendering.

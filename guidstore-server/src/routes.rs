@@ -2,8 +2,9 @@
 //! `Result<Response, ApiError>`. [`handle`] is the whole hyper service: it never fails, times the
 //! request, counts it, and writes the access-log line.
 //!
-//! Bodies are parsed by the library (`NewRecord::parse`, `Patch::parse`); the store is reached
-//! through `store_io` (never on a runtime worker thread); responses are built by `response`.
+//! Bodies are parsed by the library (`NewRecord::parse`, `Patch::parse`); writes await the store's
+//! `Pending` futures, blocking reads go through `store_io` (never on a runtime worker thread);
+//! responses are built by `response`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -140,13 +141,13 @@ async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>
             let if_match = if_match(request.headers());
             let body = read_body(request, state.settings.max_body).await?;
             let patch = Patch::parse(&body, &guid, state.store.now())?;
-            let record = store_io::update(&state.store, guid, patch, if_match).await?;
+            let record = state.store.update_async(&guid, patch, if_match).await?;
             Ok(record_response(StatusCode::OK, &record))
         }
         (Route::Item(segment), Method::DELETE) => {
             let guid = parse_guid(segment)?;
             let if_match = if_match(request.headers());
-            store_io::delete(&state.store, guid, if_match).await?;
+            state.store.delete_async(&guid, if_match).await?;
             let mut response = Response::new(Body::default());
             *response.status_mut() = StatusCode::NO_CONTENT;
             Ok(response)
@@ -216,7 +217,7 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Ap
 }
 
 async fn create(store: &Store, new_record: NewRecord) -> Result<Response<Body>, ApiError> {
-    let record = store_io::create(store, new_record).await?;
+    let record = store.create_async(new_record).await?;
     let mut response = record_response(StatusCode::CREATED, &record);
     let location = format!("/guid/{}", record.guid());
     if let Ok(location) = HeaderValue::try_from(location) {

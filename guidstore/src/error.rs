@@ -1,13 +1,176 @@
-//! [`Error`]: the one error type of the library, with a stable machine [`code`](Error::code) for
-//! every variant. Front-ends map codes to their own vocabulary (HTTP status, exit code); the library
-//! picks none.
+//! [`Error`]: the one error type of the library, and [`Code`], the stable machine code of every
+//! error. Front-ends map codes to their own vocabulary (HTTP status, exit code, metrics label) with
+//! an exhaustive `match` on [`Code`]; the library picks none.
+//!
+//! No storage driver's type appears here: a storage failure is a [`StorageError`], which says
+//! whether it is transient and keeps its cause for the log.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::{ExpiryError, Guid, GuidError};
 
+/// The stable machine code of an error, as the HTTP API's error bodies and the CLI's messages
+/// spell it (`invalid_guid`, `not_found`, ...).
+///
+/// Some codes are produced only by front-ends (`method_not_allowed`, `unauthorized`); they are
+/// listed here so that every front-end shares one vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// A GUID that is not 32 uppercase hexadecimal characters.
+    InvalidGuid,
+    /// An `expire` that breaks the rules.
+    InvalidExpire,
+    /// Metadata that breaks a rule.
+    InvalidMetadata,
+    /// A body that is not a JSON object.
+    InvalidJson,
+    /// A body `guid` that differs from the path's.
+    GuidMismatch,
+    /// An update that tries to change the GUID.
+    GuidImmutable,
+    /// No live record (or no resource).
+    NotFound,
+    /// A live record already has the GUID.
+    AlreadyExists,
+    /// The resource does not support the method.
+    MethodNotAllowed,
+    /// A body, or a record after an update, larger than the limit.
+    PayloadTooLarge,
+    /// An `If-Match` precondition failed.
+    PreconditionFailed,
+    /// Missing or wrong credentials.
+    Unauthorized,
+    /// A change-feed position older than the oldest change kept.
+    EventsTruncated,
+    /// Storage is temporarily unable to answer; retrying later can succeed.
+    Unavailable,
+    /// Any other failure.
+    Internal,
+}
+
+impl Code {
+    /// Every code, in documentation order.
+    pub const ALL: [Code; 15] = [
+        Code::InvalidGuid,
+        Code::InvalidExpire,
+        Code::InvalidMetadata,
+        Code::InvalidJson,
+        Code::GuidMismatch,
+        Code::GuidImmutable,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::MethodNotAllowed,
+        Code::PayloadTooLarge,
+        Code::PreconditionFailed,
+        Code::Unauthorized,
+        Code::EventsTruncated,
+        Code::Unavailable,
+        Code::Internal,
+    ];
+
+    /// The code as written in error bodies: `invalid_guid`, `not_found`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidGuid => "invalid_guid",
+            Code::InvalidExpire => "invalid_expire",
+            Code::InvalidMetadata => "invalid_metadata",
+            Code::InvalidJson => "invalid_json",
+            Code::GuidMismatch => "guid_mismatch",
+            Code::GuidImmutable => "guid_immutable",
+            Code::NotFound => "not_found",
+            Code::AlreadyExists => "already_exists",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::PreconditionFailed => "precondition_failed",
+            Code::Unauthorized => "unauthorized",
+            Code::EventsTruncated => "events_truncated",
+            Code::Unavailable => "unavailable",
+            Code::Internal => "internal",
+        }
+    }
+
+    /// The code written as `text`, if it is one (for a client reading an error body).
+    pub fn parse(text: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|code| code.as_str() == text)
+    }
+
+    /// Whether the code blames the request (bad input, a state conflict, missing credentials)
+    /// rather than the service (`unavailable`, `internal`).
+    pub fn is_client_error(self) -> bool {
+        !matches!(self, Code::Unavailable | Code::Internal)
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Code {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<str> for Code {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+/// A failure of the storage engine (SQLite, PostgreSQL, MySQL), with no driver type in its
+/// signature. Cheap to clone: every write of a failed group commit gets a copy.
+#[derive(Debug, Clone)]
+pub struct StorageError {
+    transient: bool,
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StorageError {
+    /// A fault that may clear by itself (connection lost, disk full, read-only, busy, timeout).
+    pub fn transient(message: impl Into<String>) -> StorageError {
+        StorageError { transient: true, message: message.into(), source: None }
+    }
+
+    /// A fault that retrying will not clear (corrupt data, a bug, an unexpected schema).
+    pub fn permanent(message: impl Into<String>) -> StorageError {
+        StorageError { transient: false, message: message.into(), source: None }
+    }
+
+    /// The same error, keeping `source` as its cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> StorageError {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
 /// Every failure the library reports.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// A GUID that is not 32 uppercase hexadecimal characters.
     #[error(transparent)]
@@ -41,6 +204,24 @@ pub enum Error {
     /// An `If-Match` precondition did not match the record's current entity-tag.
     #[error("record {0} does not match the given entity-tag")]
     PreconditionFailed(Guid),
+    /// A record that would render to more bytes than the store accepts
+    /// ([`Options::max_record_bytes`](crate::Options::max_record_bytes)); nothing was written.
+    #[error("the record would be {size} bytes, more than the limit of {limit}")]
+    RecordTooLarge {
+        /// The size the record would have, in bytes of JSON.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A storage URL that cannot be used: malformed, an unknown scheme, or a backend this build
+    /// does not include.
+    #[error("invalid database URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL, with any password replaced by `***`.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The database file is in use by another process's [`Store`](crate::Store).
     #[error("database {path} is in use by another process{}", owner_suffix(.owner))]
     Locked {
@@ -49,10 +230,10 @@ pub enum Error {
         /// What the owner wrote in the lock file: a server writes its URL.
         owner: Option<String>,
     },
-    /// The file exists but is not a guidstore database (another SQLite schema, or not SQLite at all).
+    /// The database exists but is not a guidstore database (another schema, or not a database).
     #[error("{path} is not a guidstore database: {reason}")]
     NotAGuidstoreDatabase {
-        /// The database file.
+        /// The database (a file path, or a redacted URL).
         path: PathBuf,
         /// What was found instead.
         reason: String,
@@ -60,7 +241,7 @@ pub enum Error {
     /// The database was written by a newer guidstore (its schema version is unknown here).
     #[error("database schema version {found} is newer than this guidstore supports ({supported})")]
     UnsupportedSchema {
-        /// The version in the file.
+        /// The version in the database.
         found: i64,
         /// The newest version this build knows.
         supported: i64,
@@ -71,44 +252,15 @@ pub enum Error {
         /// The database file.
         path: PathBuf,
         /// The underlying cause.
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
-    /// Storage is temporarily unable to write: read-only file or directory, disk full, busy.
-    /// Reads may still work; retrying after the fault clears succeeds.
-    #[error("storage unavailable: {}", describe(.0))]
-    Unavailable(#[source] rusqlite::Error),
-    /// Any other database failure.
-    #[error("database error: {}", describe(.0))]
-    Db(#[source] rusqlite::Error),
+    /// The storage engine failed: transient faults (read-only, disk full, connection lost, timeout)
+    /// are `unavailable`, the rest `internal`.
+    #[error("storage error: {0}")]
+    Storage(#[from] StorageError),
     /// The store's writer has stopped (the store is closing or a thread failed).
     #[error("store is closed")]
     Closed,
-}
-
-/// A rusqlite error with SQLite's extended result code, which names the failing system call
-/// (e.g. `SQLITE_IOERR_WRITE`, `SQLITE_IOERR_FSYNC`, `SQLITE_READONLY_DBMOVED`).
-fn describe(error: &rusqlite::Error) -> String {
-    use rusqlite::ffi;
-    match error {
-        rusqlite::Error::SqliteFailure(failure, message) => {
-            let name = match failure.extended_code {
-                ffi::SQLITE_IOERR_WRITE => " SQLITE_IOERR_WRITE",
-                ffi::SQLITE_IOERR_FSYNC => " SQLITE_IOERR_FSYNC",
-                ffi::SQLITE_IOERR_TRUNCATE => " SQLITE_IOERR_TRUNCATE",
-                ffi::SQLITE_IOERR_SHMOPEN => " SQLITE_IOERR_SHMOPEN",
-                ffi::SQLITE_IOERR_SHMSIZE => " SQLITE_IOERR_SHMSIZE",
-                ffi::SQLITE_FULL => " SQLITE_FULL",
-                ffi::SQLITE_READONLY => " SQLITE_READONLY",
-                ffi::SQLITE_READONLY_DBMOVED => " SQLITE_READONLY_DBMOVED",
-                ffi::SQLITE_CANTOPEN => " SQLITE_CANTOPEN",
-                ffi::SQLITE_BUSY => " SQLITE_BUSY",
-                _ => "",
-            };
-            let text = message.clone().unwrap_or_else(|| failure.to_string());
-            format!("{text} (extended code {}{name})", failure.extended_code)
-        }
-        other => other.to_string(),
-    }
 }
 
 fn owner_suffix(owner: &Option<String>) -> String {
@@ -122,50 +274,61 @@ fn owner_suffix(owner: &Option<String>) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The stable machine code of this error, as used in API error bodies and CLI messages:
-    /// `invalid_guid`, `invalid_expire`, `invalid_metadata`, `invalid_json`, `guid_mismatch`,
-    /// `guid_immutable`, `not_found`, `already_exists`, `precondition_failed`, `unavailable`,
-    /// or `internal` for everything else.
-    pub fn code(&self) -> &'static str {
+    /// The stable machine code of this error.
+    pub fn code(&self) -> Code {
         match self {
-            Error::InvalidGuid(_) => "invalid_guid",
-            Error::InvalidExpire(_) => "invalid_expire",
-            Error::InvalidMetadata(_) => "invalid_metadata",
-            Error::InvalidJson(_) => "invalid_json",
-            Error::GuidMismatch { .. } => "guid_mismatch",
-            Error::GuidImmutable(_) => "guid_immutable",
-            Error::NotFound(_) => "not_found",
-            Error::AlreadyExists(_) => "already_exists",
-            Error::PreconditionFailed(_) => "precondition_failed",
-            Error::Unavailable(_) | Error::Locked { .. } | Error::Closed => "unavailable",
-            Error::NotAGuidstoreDatabase { .. }
+            Error::InvalidGuid(_) => Code::InvalidGuid,
+            Error::InvalidExpire(_) => Code::InvalidExpire,
+            Error::InvalidMetadata(_) => Code::InvalidMetadata,
+            Error::InvalidJson(_) => Code::InvalidJson,
+            Error::GuidMismatch { .. } => Code::GuidMismatch,
+            Error::GuidImmutable(_) => Code::GuidImmutable,
+            Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::PreconditionFailed(_) => Code::PreconditionFailed,
+            Error::RecordTooLarge { .. } => Code::PayloadTooLarge,
+            Error::Locked { .. } | Error::Closed => Code::Unavailable,
+            Error::Storage(error) if error.is_transient() => Code::Unavailable,
+            Error::InvalidUrl { .. }
+            | Error::NotAGuidstoreDatabase { .. }
             | Error::UnsupportedSchema { .. }
             | Error::Open { .. }
-            | Error::Db(_) => "internal",
+            | Error::Storage(_) => Code::Internal,
         }
     }
 
     /// Whether the error is the caller's fault (bad input or a state conflict), as opposed to a
     /// failure of storage.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self.code(), "unavailable" | "internal")
+        self.code().is_client_error()
     }
 
-    /// Classifies a rusqlite error: faults that clear by themselves (read-only, disk full, busy,
-    /// locked) become [`Error::Unavailable`], the rest [`Error::Db`].
-    pub(crate) fn from_db(error: rusqlite::Error) -> Error {
-        use rusqlite::ErrorCode::*;
-        match error.sqlite_error_code() {
-            Some(ReadOnly | DiskFull | DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure) => {
-                Error::Unavailable(error)
-            }
-            _ => Error::Db(error),
-        }
+    /// An [`Error::Open`] for `path`.
+    pub(crate) fn open(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Open { path: path.into(), source: Arc::new(source) }
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(error: rusqlite::Error) -> Error {
-        Error::from_db(error)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_through_their_text() {
+        for code in Code::ALL {
+            assert_eq!(Code::parse(code.as_str()), Some(code));
+            assert_eq!(code, code.as_str());
+        }
+        assert_eq!(Code::parse("something_new"), None);
+        assert_eq!(Code::parse(""), None);
+    }
+
+    #[test]
+    fn storage_errors_are_unavailable_only_when_transient() {
+        assert_eq!(Error::from(StorageError::transient("disk full")).code(), Code::Unavailable);
+        assert_eq!(Error::from(StorageError::permanent("corrupt")).code(), Code::Internal);
+        let with_source = StorageError::transient("connect").with_source(std::io::Error::other("refused"));
+        assert_eq!(with_source.to_string(), "connect: refused");
+        assert!(std::error::Error::source(&with_source).is_some());
     }
 }

@@ -34,33 +34,38 @@
 //! - `expiry`: [`Expiry`] and the [`Clock`] ([`SystemClock`], [`ManualClock`]).
 //! - `record`: [`Record`], [`NewRecord`], [`Patch`] (RFC 7396), [`IfMatch`].
 //! - `json`: strict JSON parsing (duplicate keys and deep nesting rejected).
-//! - `error`: [`Error`], with a stable [`Error::code`].
-//! - `store`: [`Store`], its [`Options`], the writer thread and group commit.
+//! - `error`: [`Error`], its stable [`Code`], and the driver-neutral [`StorageError`].
+//! - `change`: [`Change`] and [`Op`]: a committed change with its revision.
+//! - `pending`: [`Pending`], the runtime-neutral answer to a write (a `Future`, or `wait()`).
+//! - `store`: [`Store`] and its [`Options`]: reads, the write API, the file lock.
+//! - `writer`: the writer thread, group commit, and the rules applied to each batch of writes.
 //! - `cache`: the LRU cache of records.
-//! - `backend`: the [`Backend`] / [`Transaction`] seam for storage engines.
-//! - `sqlite`: [`SqliteBackend`], the embedded default.
+//! - `backend`: the storage seam (`Backend`, `Transaction`); `backend::sqlite` is the embedded
+//!   SQLite storage and `backend::vfs` the VFS shim its write connection uses.
 #![deny(missing_docs)]
 
 mod backend;
 mod cache;
+mod change;
 mod error;
 mod expiry;
 mod guid;
 mod json;
+mod pending;
 mod record;
-mod sqlite;
 mod store;
-mod vfs;
+mod writer;
 
 /// The README's Rust code blocks, compiled and run as doctests so the README stays true.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-pub use backend::{Backend, Transaction};
-pub use error::{Error, Result};
+pub use backend::sqlite::Synchronous;
+pub use change::{Change, Op};
+pub use error::{Code, Error, Result, StorageError};
 pub use expiry::{Clock, DEFAULT_TTL_SECS, Expiry, ExpiryError, MAX_EXPIRE, ManualClock, SystemClock};
 pub use guid::{GUID_LEN, Guid, GuidError};
+pub use pending::Pending;
 pub use record::{IfMatch, Metadata, NewRecord, Patch, Record, merge_value, parse_json, parse_json_object};
-pub use sqlite::{SqliteBackend, Synchronous};
-pub use store::{DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_BODY, DEFAULT_PURGE_BATCH, Options, Reply, Stats, Store, Write, WriteOutcome, lock_owner};
+pub use store::{DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_BODY, DEFAULT_PURGE_BATCH, Options, Stats, Store, lock_owner};

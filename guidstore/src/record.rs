@@ -351,7 +351,7 @@ mod tests {
     }
 
     fn code(result: Result<impl fmt::Debug>) -> &'static str {
-        result.map(|_| "ok").unwrap_or_else(|e| e.code())
+        result.map(|_| "ok").unwrap_or_else(|e| e.code().as_str())
     }
 
     #[test]

@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use crate::backend::{Backend, Transaction};
-use crate::cache::{Cache, CacheUpdate};
+use crate::backend::Backend;
+use crate::backend::sqlite::SqliteBackend;
+use crate::cache::Cache;
+use crate::pending::{Pending, pending};
+use crate::writer::{Job, writer_loop};
 use crate::{
-    Clock, DEFAULT_TTL_SECS, Error, Expiry, Guid, IfMatch, NewRecord, Patch, Record, Result, SqliteBackend,
-    Synchronous, SystemClock,
+    Change, Clock, DEFAULT_TTL_SECS, Error, Guid, IfMatch, NewRecord, Patch, Record, Result, Synchronous, SystemClock,
 };
 
 /// Records the cache holds unless told otherwise ([`Options::cache_capacity`], `--cache-capacity`).
@@ -37,6 +39,7 @@ pub struct Options {
     clock: Arc<dyn Clock>,
     readers: usize,
     max_batch: usize,
+    max_record_bytes: usize,
     owner: Option<String>,
 }
 
@@ -49,6 +52,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             readers: 8,
             max_batch: 1024,
+            max_record_bytes: DEFAULT_MAX_BODY,
             owner: None,
         }
     }
@@ -91,60 +95,19 @@ impl Options {
         self
     }
 
+    /// The largest record, in bytes of its JSON rendering, that an update may leave (default
+    /// [`DEFAULT_MAX_BODY`]): a larger result is [`Error::RecordTooLarge`] and changes nothing.
+    pub fn max_record_bytes(mut self, bytes: usize) -> Options {
+        self.max_record_bytes = bytes;
+        self
+    }
+
     /// Text written into the database's lock file while this store holds it, shown to whoever
     /// finds the file in use (a server writes its URL). Default: `pid N`.
     pub fn owner(mut self, owner: impl Into<String>) -> Options {
         self.owner = Some(owner.into());
         self
     }
-}
-
-/// What a write produced.
-#[derive(Debug, Clone)]
-pub enum WriteOutcome {
-    /// The record as created or updated.
-    Record(Arc<Record>),
-    /// The record was deleted.
-    Deleted,
-    /// This many expired records were removed.
-    Purged(u64),
-}
-
-/// A write for the writer thread, for callers that want to be answered by callback
-/// ([`Store::submit`]) rather than by blocking.
-#[derive(Debug, Clone)]
-pub enum Write {
-    /// Create a record; answered with [`WriteOutcome::Record`].
-    Create(NewRecord),
-    /// Merge-patch a live record; answered with [`WriteOutcome::Record`].
-    Update {
-        /// The record.
-        guid: Guid,
-        /// The change.
-        patch: Patch,
-        /// A precondition on its current entity-tag.
-        if_match: Option<IfMatch>,
-    },
-    /// Delete a live record; answered with [`WriteOutcome::Deleted`].
-    Delete {
-        /// The record.
-        guid: Guid,
-        /// A precondition on its current entity-tag.
-        if_match: Option<IfMatch>,
-    },
-    /// Remove up to `limit` expired records; answered with [`WriteOutcome::Purged`].
-    Purge {
-        /// The most records removed.
-        limit: usize,
-    },
-}
-
-/// A callback answering a submitted write, called on the writer thread after the commit.
-pub type Reply = Box<dyn FnOnce(Result<WriteOutcome>) + Send + 'static>;
-
-struct Job {
-    write: Write,
-    reply: Reply,
 }
 
 /// Counters of a store since it was opened (except `records`, read from storage).
@@ -170,15 +133,17 @@ pub struct Stats {
     pub storage_errors: u64,
 }
 
-struct Shared {
-    backend: Box<dyn Backend>,
-    cache: Cache,
-    clock: Arc<dyn Clock>,
-    default_ttl: u64,
-    purged: AtomicU64,
-    commits: AtomicU64,
-    writes: AtomicU64,
-    storage_errors: AtomicU64,
+/// What the store's callers and its writer thread share.
+pub(crate) struct Shared {
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) cache: Cache,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) default_ttl: u64,
+    pub(crate) max_record_bytes: usize,
+    pub(crate) purged: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) storage_errors: AtomicU64,
 }
 
 impl Shared {
@@ -225,7 +190,7 @@ impl Store {
         let path = path.as_ref();
         let lock_file = acquire_lock(path, options.owner.as_deref())?;
         let backend = SqliteBackend::open(path, options.synchronous, options.readers)?;
-        let mut store = Store::with_backend(backend, options)?;
+        let mut store = Store::start(backend, options)?;
         store.lock_file = Some(lock_file);
         Ok(store)
     }
@@ -237,16 +202,17 @@ impl Store {
 
     /// A store in memory: nothing survives it.
     pub fn open_in_memory_with(options: Options) -> Result<Store> {
-        Store::with_backend(SqliteBackend::open_in_memory()?, options)
+        Store::start(SqliteBackend::open_in_memory()?, options)
     }
 
-    /// A store over any [`Backend`].
-    pub fn with_backend(backend: impl Backend, options: Options) -> Result<Store> {
+    /// A store over `backend`: starts its writer thread.
+    fn start(backend: impl Backend, options: Options) -> Result<Store> {
         let shared = Arc::new(Shared {
             backend: Box::new(backend),
             cache: Cache::new(options.cache_capacity),
             clock: options.clock,
             default_ttl: options.default_ttl,
+            max_record_bytes: options.max_record_bytes,
             purged: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             writes: AtomicU64::new(0),
@@ -258,7 +224,7 @@ impl Store {
         let writer = std::thread::Builder::new()
             .name("guidstore-writer".to_owned())
             .spawn(move || writer_loop(&writer_shared, &receiver, max_batch))
-            .map_err(|source| Error::Open { path: PathBuf::from("<writer thread>"), source })?;
+            .map_err(|source| Error::open("<writer thread>", source))?;
         Ok(Store { shared, sender: Some(sender), writer: Some(writer), lock_file: None })
     }
 
@@ -298,49 +264,88 @@ impl Store {
     /// Errors: [`Error::AlreadyExists`] if a live record has the GUID (nothing changes);
     /// [`Error::InvalidExpire`] if the requested expiry has passed by the time it is written.
     pub fn create(&self, record: NewRecord) -> Result<Arc<Record>> {
-        self.write_blocking(Write::Create(record)).and_then(expect_record)
+        self.create_async(record).wait()
+    }
+
+    /// [`Store::create`] without blocking: the result is known once the commit is durable.
+    pub fn create_async(&self, new_record: NewRecord) -> Pending<Arc<Record>> {
+        let (done, result) = pending();
+        self.queue(Job::Create { new_record, done });
+        result
     }
 
     /// Merge-patches the live record `guid`, if `if_match` (when given) matches its entity-tag.
     /// A patch that changes nothing leaves the version (and so the entity-tag) as it was.
     ///
-    /// Errors: [`Error::NotFound`], [`Error::PreconditionFailed`], [`Error::InvalidMetadata`].
+    /// Errors: [`Error::NotFound`], [`Error::PreconditionFailed`], [`Error::InvalidMetadata`],
+    /// [`Error::RecordTooLarge`].
     pub fn update(&self, guid: &Guid, patch: Patch, if_match: Option<IfMatch>) -> Result<Arc<Record>> {
-        self.write_blocking(Write::Update { guid: *guid, patch, if_match }).and_then(expect_record)
+        self.update_async(guid, patch, if_match).wait()
+    }
+
+    /// [`Store::update`] without blocking.
+    pub fn update_async(&self, guid: &Guid, patch: Patch, if_match: Option<IfMatch>) -> Pending<Arc<Record>> {
+        let (done, result) = pending();
+        self.queue(Job::Update { guid: *guid, patch, if_match, done });
+        result
     }
 
     /// Deletes the live record `guid`, if `if_match` (when given) matches its entity-tag.
     ///
     /// Errors: [`Error::NotFound`], [`Error::PreconditionFailed`].
     pub fn delete(&self, guid: &Guid, if_match: Option<IfMatch>) -> Result<()> {
-        self.write_blocking(Write::Delete { guid: *guid, if_match }).map(|_| ())
+        self.delete_async(guid, if_match).wait()
+    }
+
+    /// [`Store::delete`] without blocking.
+    pub fn delete_async(&self, guid: &Guid, if_match: Option<IfMatch>) -> Pending<()> {
+        let (done, result) = pending();
+        self.queue(Job::Delete { guid: *guid, if_match, done });
+        result
     }
 
     /// Removes up to `limit` expired records in one transaction; how many were removed.
-    /// Call it again while it returns `limit` to purge everything in bounded batches.
     pub fn purge_expired(&self, limit: usize) -> Result<u64> {
-        match self.write_blocking(Write::Purge { limit })? {
-            WriteOutcome::Purged(count) => Ok(count),
-            _ => Ok(0),
+        let (done, result) = pending();
+        self.queue(Job::Purge { limit: limit.max(1), until_done: false, total: 0, done });
+        result.wait()
+    }
+
+    /// Removes every expired record, `batch` at a time (one transaction each; other writes go
+    /// between them); how many were removed.
+    pub fn purge_all_expired(&self, batch: usize) -> Result<u64> {
+        self.purge_all_expired_async(batch).wait()
+    }
+
+    /// [`Store::purge_all_expired`] without blocking.
+    pub fn purge_all_expired_async(&self, batch: usize) -> Pending<u64> {
+        let (done, result) = pending();
+        self.queue(Job::Purge { limit: batch.max(1), until_done: true, total: 0, done });
+        result
+    }
+
+    /// Hands `job` to the writer thread; if it has stopped, the job's completer is dropped, which
+    /// answers [`Error::Closed`].
+    fn queue(&self, job: Job) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(job);
         }
     }
 
-    /// Queues a write; `reply` is called on the writer thread once it is committed (or failed).
-    /// This never blocks, so asynchronous callers can hand `reply` a channel of their runtime.
-    pub fn submit(&self, write: Write, reply: impl FnOnce(Result<WriteOutcome>) + Send + 'static) {
-        let job = Job { write, reply: Box::new(reply) };
-        let Some(sender) = &self.sender else { return (job.reply)(Err(Error::Closed)) };
-        if let Err(mpsc::SendError(job)) = sender.send(job) {
-            (job.reply)(Err(Error::Closed));
-        }
+    /// The revision of the newest committed change (0 before the first).
+    pub fn revision(&self) -> Result<u64> {
+        self.shared.count_error(self.shared.backend.revision())
     }
 
-    fn write_blocking(&self, write: Write) -> Result<WriteOutcome> {
-        let (sender, receiver) = mpsc::sync_channel(1);
-        self.submit(write, move |result| {
-            let _ = sender.send(result);
-        });
-        receiver.recv().unwrap_or(Err(Error::Closed))
+    /// Up to `limit` committed changes after revision `after`, in revision order, as the change
+    /// log holds them (see [`Store::oldest_revision`] for how far back it reaches).
+    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        self.shared.count_error(self.shared.backend.changes_after(after, limit))
+    }
+
+    /// The revision of the oldest change still in the change log (`None` when it is empty).
+    pub fn oldest_revision(&self) -> Result<Option<u64>> {
+        self.shared.count_error(self.shared.backend.oldest_revision())
     }
 
     /// Counters and sizes. `records` is counted in storage (a scan of the expiry index).
@@ -400,13 +405,6 @@ impl Drop for Store {
     }
 }
 
-fn expect_record(outcome: WriteOutcome) -> Result<Arc<Record>> {
-    match outcome {
-        WriteOutcome::Record(record) => Ok(record),
-        _ => Err(Error::Closed),
-    }
-}
-
 fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
@@ -419,7 +417,7 @@ const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5
 
 fn acquire_lock(path: &Path, owner: Option<&str>) -> Result<(PathBuf, File)> {
     let lock_path = lock_path(path);
-    let open_error = |source| Error::Open { path: path.to_owned(), source };
+    let open_error = |source| Error::open(path, source);
     let mut file =
         OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(open_error)?;
     // `lock_owner` holds a shared lock for an instant while it looks: a few short retries keep
@@ -457,196 +455,6 @@ pub fn lock_owner(path: impl AsRef<Path>) -> Option<String> {
             let mut text = String::new();
             file.read_to_string(&mut text).ok()?;
             Some(text.trim().to_owned())
-        }
-    }
-}
-
-fn writer_loop(shared: &Shared, receiver: &mpsc::Receiver<Job>, max_batch: usize) {
-    while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        // The callers answered by the previous commit are waking up to queue their next writes:
-        // give them the processor once before taking the batch, so it holds more of them.
-        // (Measured: about 10% more 32-thread creates per second; nothing when no one waits.)
-        std::thread::yield_now();
-        while batch.len() < max_batch {
-            match receiver.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_batch(shared, batch);
-    }
-    log::debug!("guidstore: writer thread stopped");
-}
-
-/// Commits `batch` in one transaction; if the transaction fails, commits each write alone so that
-/// one failing write does not fail the others.
-fn commit_batch(shared: &Shared, batch: Vec<Job>) {
-    let now = shared.clock.now();
-    let mut outcomes: Vec<(Result<WriteOutcome>, Option<CacheUpdate>)> = Vec::with_capacity(batch.len());
-    let result = shared.backend.write(&mut |txn| {
-        outcomes.clear();
-        for job in &batch {
-            let outcome = apply(shared, txn, &job.write, now);
-            if let Err(error) = &outcome.0
-                && !error.is_client_error()
-            {
-                return Err(clone_storage_error(error));
-            }
-            outcomes.push(outcome);
-        }
-        Ok(())
-    });
-    match result {
-        Ok(()) => finish(shared, batch, outcomes),
-        Err(error) if batch.len() == 1 => {
-            log::error!("guidstore: write failed: {error}");
-            shared.storage_errors.fetch_add(1, Ordering::Relaxed);
-            for job in batch {
-                (job.reply)(Err(clone_storage_error(&error)));
-            }
-        }
-        Err(error) => {
-            log::warn!("guidstore: group commit of {} writes failed ({error}); retrying one by one", batch.len());
-            for job in batch {
-                commit_batch(shared, vec![job]);
-            }
-        }
-    }
-}
-
-fn finish(shared: &Shared, batch: Vec<Job>, outcomes: Vec<(Result<WriteOutcome>, Option<CacheUpdate>)>) {
-    let mut updates = Vec::with_capacity(outcomes.len());
-    let mut results = Vec::with_capacity(outcomes.len());
-    let mut writes = 0;
-    for (result, update) in outcomes {
-        if let Some(update) = update {
-            updates.push(update);
-            writes += 1;
-        }
-        if let Ok(WriteOutcome::Purged(count)) = &result {
-            shared.purged.fetch_add(*count, Ordering::Relaxed);
-        }
-        results.push(result);
-    }
-    shared.commits.fetch_add(1, Ordering::Relaxed);
-    shared.writes.fetch_add(writes, Ordering::Relaxed);
-    // The cache learns of the writes before any caller is answered.
-    shared.cache.apply(updates);
-    for (job, result) in batch.into_iter().zip(results) {
-        (job.reply)(result);
-    }
-}
-
-fn generic_db_error(message: String) -> rusqlite::Error {
-    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR), Some(message))
-}
-
-/// rusqlite errors are not `Clone`; a failed transaction's error is reported to every caller in it.
-fn clone_storage_error(error: &Error) -> Error {
-    let inner = match error {
-        Error::Unavailable(inner) | Error::Db(inner) => inner,
-        Error::Closed => return Error::Closed,
-        other => {
-            return Error::Db(generic_db_error(other.to_string()));
-        }
-    };
-    let copy = match inner {
-        rusqlite::Error::SqliteFailure(code, message) => rusqlite::Error::SqliteFailure(*code, message.clone()),
-        other => generic_db_error(other.to_string()),
-    };
-    match error {
-        Error::Unavailable(_) => Error::Unavailable(copy),
-        _ => Error::Db(copy),
-    }
-}
-
-/// Applies one write inside the transaction: the result for its caller and the cache change it makes.
-fn apply(
-    shared: &Shared,
-    txn: &mut dyn Transaction,
-    write: &Write,
-    now: u64,
-) -> (Result<WriteOutcome>, Option<CacheUpdate>) {
-    match apply_inner(shared, txn, write, now) {
-        Ok((outcome, update)) => (Ok(outcome), update),
-        Err(error) => (Err(error), None),
-    }
-}
-
-fn load_live(txn: &mut dyn Transaction, guid: &Guid, now: u64) -> Result<Record> {
-    match txn.load(guid)? {
-        Some(record) if !record.is_expired_at(now) => Ok(record),
-        _ => Err(Error::NotFound(*guid)),
-    }
-}
-
-fn check_precondition(record: &Record, if_match: Option<&IfMatch>) -> Result<()> {
-    match if_match {
-        Some(condition) if !condition.matches(record) => Err(Error::PreconditionFailed(*record.guid())),
-        _ => Ok(()),
-    }
-}
-
-fn new_version(previous: Option<u64>) -> u64 {
-    loop {
-        let version: u64 = rand::random();
-        if Some(version) != previous {
-            return version;
-        }
-    }
-}
-
-fn apply_inner(
-    shared: &Shared,
-    txn: &mut dyn Transaction,
-    write: &Write,
-    now: u64,
-) -> Result<(WriteOutcome, Option<CacheUpdate>)> {
-    match write {
-        Write::Create(new_record) => {
-            let (guid, metadata) = (new_record.guid().copied(), new_record.metadata());
-            let expire = match new_record.expire() {
-                Some(expire) => Expiry::new_after(expire.as_secs(), now)?,
-                None => Expiry::after_ttl(now, shared.default_ttl),
-            };
-            let guid_given = guid.is_some();
-            loop {
-                let guid = guid.unwrap_or_else(Guid::random);
-                let record = Arc::new(Record::new(guid, expire, metadata.clone(), new_version(None)));
-                if txn.insert_unless_live(&record, now)? {
-                    return Ok((WriteOutcome::Record(Arc::clone(&record)), Some(CacheUpdate::Put(record))));
-                }
-                if guid_given {
-                    return Err(Error::AlreadyExists(guid));
-                }
-                // A random GUID met a live record (1 in 2^128 per record): draw again.
-            }
-        }
-        Write::Update { guid, patch, if_match } => {
-            let current = load_live(txn, guid, now)?;
-            check_precondition(&current, if_match.as_ref())?;
-            if let Some(expire) = patch.expire() {
-                Expiry::new_after(expire.as_secs(), now)?;
-            }
-            let (expire, metadata) = patch.apply(current.expire(), current.metadata())?;
-            if expire == current.expire() && metadata == *current.metadata() {
-                let current = Arc::new(current);
-                return Ok((WriteOutcome::Record(Arc::clone(&current)), Some(CacheUpdate::Put(current))));
-            }
-            let record = Arc::new(Record::new(*guid, expire, metadata, new_version(Some(current.version()))));
-            txn.put(&record)?;
-            Ok((WriteOutcome::Record(Arc::clone(&record)), Some(CacheUpdate::Put(record))))
-        }
-        Write::Delete { guid, if_match } => {
-            let current = load_live(txn, guid, now)?;
-            check_precondition(&current, if_match.as_ref())?;
-            txn.remove(guid)?;
-            Ok((WriteOutcome::Deleted, Some(CacheUpdate::Remove(*guid))))
-        }
-        Write::Purge { limit } => {
-            let removed = txn.purge_expired(now, *limit)?;
-            Ok((WriteOutcome::Purged(removed), None))
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
-use guidstore::{Clock, Error, Guid, IfMatch, ManualClock, NewRecord, Options, Patch, Store, Write, WriteOutcome};
+use guidstore::{Clock, Error, Guid, IfMatch, ManualClock, NewRecord, Options, Patch, Store};
 use serde_json::json;
 
 const NOW: u64 = 1_700_000_000;
@@ -306,13 +306,17 @@ fn a_store_without_cache_behaves_the_same() {
 }
 
 #[test]
-fn submit_answers_by_callback_after_commit() {
+fn async_writes_answer_after_commit_on_another_thread() {
     let store = Store::open_in_memory().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
     let request = NewRecord::parse(b"{}", None, store.now()).unwrap();
-    store.submit(Write::Create(request), move |result| sender.send(result).unwrap());
-    let Ok(WriteOutcome::Record(record)) = receiver.recv().unwrap() else { panic!("create failed") };
+    let pending = store.create_async(request);
+    let record = std::thread::spawn(move || pending.wait()).join().unwrap().unwrap();
     assert_eq!(store.get(record.guid()).unwrap().to_json(), record.to_json());
+    let patch = Patch::parse(br#"{"a":1}"#, record.guid(), store.now()).unwrap();
+    let updated = store.update_async(record.guid(), patch, None).wait().unwrap();
+    assert_eq!(updated.metadata()["a"], 1);
+    store.delete_async(record.guid(), None).wait().unwrap();
+    assert_eq!(store.get(record.guid()).unwrap_err().code(), "not_found");
 }
 
 #[test]
@@ -353,4 +357,111 @@ fn a_missing_directory_is_a_typed_error() {
     let err = Store::open(dir.path().join("no/such/dir/x.db")).unwrap_err();
     assert!(matches!(err, Error::Open { .. }), "{err:?}");
     assert_eq!(err.code(), "internal");
+}
+
+/// `(revision, op, guid, record JSON)` of every change in the log.
+fn log(store: &Store) -> Vec<(u64, String, String, Option<String>)> {
+    let changes = store.changes_after(0, 1000).unwrap();
+    changes
+        .iter()
+        .map(|c| (c.revision(), c.op().to_string(), c.guid().to_string(), c.record().map(|r| r.to_json().to_owned())))
+        .collect()
+}
+
+#[test]
+fn every_committed_change_gets_the_next_revision_and_nothing_else_does() {
+    let t = TestStore::new();
+    assert_eq!(t.store.revision().unwrap(), 0);
+    let created = t.create(&format!(r#"{{"guid":"{G1}","user":"Jay"}}"#)).unwrap();
+    assert_eq!(t.create(&format!(r#"{{"guid":"{G1}"}}"#)).unwrap_err().code(), "already_exists");
+    let unchanged = t.patch(&guid(G1), "{}", None).unwrap();
+    assert_eq!(unchanged.etag(), created.etag());
+    assert_eq!(t.patch(&guid(G1), r#"{"a":1}"#, Some("\"nope\"")).unwrap_err().code(), "precondition_failed");
+    let updated = t.patch(&guid(G1), r#"{"a":1}"#, None).unwrap();
+    t.store.delete(&guid(G1), None).unwrap();
+    assert_eq!(t.store.delete(&guid(G1), None).unwrap_err().code(), "not_found");
+    assert_eq!(
+        log(&t.store),
+        vec![
+            (1, "create".into(), G1.into(), Some(created.to_json().into())),
+            (2, "update".into(), G1.into(), Some(updated.to_json().into())),
+            (3, "delete".into(), G1.into(), None),
+        ]
+    );
+    assert_eq!(t.store.revision().unwrap(), 3);
+    assert_eq!(t.store.oldest_revision().unwrap(), Some(1));
+    let changes = t.store.changes_after(1, 1).unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].record().unwrap().etag(), updated.etag());
+}
+
+#[test]
+fn a_create_over_an_expired_record_logs_its_expiry_first() {
+    let t = TestStore::new();
+    t.create(&format!(r#"{{"guid":"{G1}","expire":{}}}"#, NOW + 10)).unwrap();
+    t.clock.advance(10);
+    let again = t.create(&format!(r#"{{"guid":"{G1}","user":"new"}}"#)).unwrap();
+    let ops: Vec<_> = log(&t.store).into_iter().map(|(rev, op, _, _)| (rev, op)).collect();
+    assert_eq!(ops, vec![(1, "create".into()), (2, "expire".into()), (3, "create".into())]);
+    assert_eq!(t.store.get(&guid(G1)).unwrap().to_json(), again.to_json());
+}
+
+#[test]
+fn purges_log_one_expiry_per_removed_record_and_purge_all_empties_in_batches() {
+    let t = TestStore::new();
+    for _ in 0..25 {
+        t.create(&format!(r#"{{"expire":{}}}"#, NOW + 5)).unwrap();
+    }
+    let live = t.create("{}").unwrap();
+    t.clock.advance(5);
+    assert_eq!(t.store.purge_expired(10).unwrap(), 10);
+    assert_eq!(t.store.purge_all_expired(4).unwrap(), 15);
+    assert_eq!(t.store.purge_all_expired(4).unwrap(), 0);
+    let expired: Vec<_> = log(&t.store).into_iter().filter(|(_, op, _, _)| op == "expire").collect();
+    assert_eq!(expired.len(), 25);
+    assert!(expired.iter().all(|(_, _, guid, record)| guid != live.guid().as_str() && record.is_none()));
+    assert_eq!(t.store.stats().unwrap().records, 1);
+}
+
+#[test]
+fn concurrent_writes_to_one_guid_in_one_batch_see_each_other() {
+    let t = Arc::new(TestStore::new());
+    let barrier = Arc::new(Barrier::new(24));
+    let threads: Vec<_> = (0..24)
+        .map(|i| {
+            let (t, barrier) = (Arc::clone(&t), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                match i % 3 {
+                    0 => t.create(&format!(r#"{{"guid":"{G1}","n":{i}}}"#)).map(|_| "created"),
+                    1 => t.patch(&guid(G1), &format!(r#"{{"p{i}":{i}}}"#), None).map(|_| "updated"),
+                    _ => t.store.delete(&guid(G1), None).map(|()| "deleted"),
+                }
+                .unwrap_or_else(|e| e.code().as_str())
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|thread| thread.join().unwrap()).collect();
+    // Replaying the log gives the state the store holds, and every success is in it exactly once.
+    let log = log(&t.store);
+    let successes = results.iter().filter(|r| matches!(**r, "created" | "updated" | "deleted")).count();
+    assert_eq!(log.len(), successes, "{results:?} {log:?}");
+    assert!(log.windows(2).all(|pair| pair[0].0 + 1 == pair[1].0));
+    let last = log.last().map(|(_, _, _, record)| record.clone());
+    let now = t.store.get(&guid(G1)).ok().map(|r| r.to_json().to_owned());
+    assert_eq!(last.flatten(), now);
+}
+
+#[test]
+fn an_update_that_would_grow_the_record_past_the_limit_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path().join("db"), Options::default().max_record_bytes(200)).unwrap();
+    let record = store.create(NewRecord::parse(br#"{"a":"x"}"#, None, store.now()).unwrap()).unwrap();
+    let big = format!(r#"{{"b":"{}"}}"#, "y".repeat(150));
+    let patch = Patch::parse(big.as_bytes(), record.guid(), store.now()).unwrap();
+    let error = store.update(record.guid(), patch, None).unwrap_err();
+    assert!(matches!(error, Error::RecordTooLarge { limit: 200, .. }), "{error:?}");
+    assert_eq!(error.code(), "payload_too_large");
+    assert_eq!(store.get(record.guid()).unwrap().to_json(), record.to_json());
+    assert_eq!(store.revision().unwrap(), 1);
 }

@@ -72,6 +72,8 @@ struct DefaultVfs(*mut ffi::sqlite3_vfs);
 // SAFETY: the pointer is to a VFS structure that lives for the whole process and that SQLite
 // itself shares between threads.
 unsafe impl Send for DefaultVfs {}
+// SAFETY: as for `Send`: the structure is only read (through SQLite's own calls, which are
+// thread-safe), never written, after `register` stored it.
 unsafe impl Sync for DefaultVfs {}
 
 static DEFAULT: OnceLock<DefaultVfs> = OnceLock::new();
@@ -169,6 +171,9 @@ static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
 /// `file` must have been opened by [`open`] with `SQLITE_OPEN_WAL` and not yet closed; SQLite
 /// calls a file's methods from one thread at a time.
 unsafe fn wal<'a>(file: *mut ffi::sqlite3_file) -> &'a mut WalFile {
+    // SAFETY: by this function's contract `file` was initialized as a `WalFile` by `open` (its
+    // first field is the `sqlite3_file` SQLite sees), is still open, and no other thread uses it
+    // now, so a unique reference to it is sound for the duration of the SQLite call.
     unsafe { &mut *file.cast::<WalFile>() }
 }
 
@@ -245,8 +250,9 @@ impl WalFile {
 }
 
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: see `wal`; after this SQLite does not use the file again, so its `WalFile` is
-    // dropped here.
+    // SAFETY: SQLite calls `close` once on a file `open` initialized as a `WalFile` (the contract of
+    // `wal`), from one thread; after it SQLite does not use the file again, so its `WalFile` is
+    // dropped here and `pMethods` cleared.
     unsafe {
         let wal = wal(file);
         let flushed = wal.flush();
@@ -259,7 +265,8 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
 
 unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, data: *const c_void, amount: c_int, offset: i64) -> c_int {
     let Ok(length) = usize::try_from(amount) else { return ffi::SQLITE_IOERR_WRITE };
-    // SAFETY: see `wal`; SQLite passes `amount` readable bytes at `data`.
+    // SAFETY: SQLite calls `write` only on an open file of `WAL_METHODS` (the contract of `wal`),
+    // from one thread at a time, and passes `amount` (checked non-negative) readable bytes at `data`.
     unsafe { wal(file).write(std::slice::from_raw_parts(data.cast::<u8>(), length), offset) }
 }
 
@@ -267,7 +274,9 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, data: *const c_void, am
 macro_rules! flush_then_forward {
     ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*), $missing:expr) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
-            // SAFETY: see `wal`; the arguments are SQLite's, passed on unchanged.
+            // SAFETY: SQLite calls these methods only on an open file of `WAL_METHODS` (the
+            // contract of `wal`), from one thread at a time; the arguments are SQLite's, passed on
+            // unchanged to the wrapped file, whose method has the same contract.
             unsafe {
                 let wal = wal(file);
                 let rc = wal.flush();
@@ -301,7 +310,8 @@ flush_then_forward!(fetch, xFetch, (offset: i64, amount: c_int, out: *mut *mut c
 flush_then_forward!(unfetch, xUnfetch, (offset: i64, page: *mut c_void), ffi::SQLITE_OK);
 
 unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: see `wal`.
+    // SAFETY: SQLite calls this only on an open file of `WAL_METHODS` (the contract of `wal`), from
+    // one thread at a time; the wrapped file's method is called on the wrapped file.
     unsafe {
         let wal = wal(file);
         methods(wal).xSectorSize.map_or(4096, |method| method(wal.real))
@@ -309,7 +319,8 @@ unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
 }
 
 unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: see `wal`.
+    // SAFETY: SQLite calls this only on an open file of `WAL_METHODS` (the contract of `wal`), from
+    // one thread at a time; the wrapped file's method is called on the wrapped file.
     unsafe {
         let wal = wal(file);
         methods(wal).xDeviceCharacteristics.map_or(0, |method| method(wal.real))
@@ -317,7 +328,8 @@ unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_i
 }
 
 unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
-    // SAFETY: see `wal`.
+    // SAFETY: SQLite calls this only on an open file of `WAL_METHODS` (the contract of `wal`), from
+    // one thread at a time; the wrapped file's method is called on the wrapped file.
     unsafe {
         let wal = wal(file);
         if let Some(method) = methods(wal).xShmBarrier {

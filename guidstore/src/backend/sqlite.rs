@@ -1,5 +1,6 @@
 //! [`SqliteBackend`]: the embedded SQLite storage (WAL mode, versioned schema, one write connection
-//! used by the store's writer thread, a small pool of read connections beside it).
+//! used by the store's writer thread, a small pool of read connections beside it, a checkpointer
+//! thread). rusqlite's errors stop here: they leave as [`StorageError`]s.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::backend::{Backend, Transaction};
-use crate::{Error, Expiry, Guid, Metadata, Record, Result};
+use crate::{Change, Error, Expiry, Guid, Metadata, Op, Record, Result, StorageError};
 
 /// `PRAGMA application_id` of a guidstore database: "GUID" in ASCII.
 const APPLICATION_ID: i64 = 0x4755_4944;
@@ -20,14 +21,83 @@ const APPLICATION_ID: i64 = 0x4755_4944;
 /// Records live in a rowid table: new rows append to its last page, and the expiry index, ordered by
 /// (expire, rowid), appends too, so a create dirties one random page (in the GUID index) rather than
 /// two (a table keyed by GUID, and an expiry index ordered by (expire, GUID)).
-const MIGRATIONS: &[&str] = &["CREATE TABLE records (
+///
+/// Version 2 adds the change log: `changes` holds every committed change under its revision (a
+/// rowid alias, so rows append), and the one row of `guidstore_meta` the newest revision and the
+/// registry's random id.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE records (
         id       INTEGER PRIMARY KEY,
         guid     TEXT NOT NULL UNIQUE,
         expire   INTEGER NOT NULL,
         metadata TEXT NOT NULL,
         version  INTEGER NOT NULL
     );
-    CREATE INDEX records_by_expire ON records (expire);"];
+    CREATE INDEX records_by_expire ON records (expire);",
+    "CREATE TABLE guidstore_meta (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        revision    INTEGER NOT NULL,
+        registry_id TEXT NOT NULL
+    );
+    INSERT INTO guidstore_meta (id, revision, registry_id) VALUES (1, 0, lower(hex(randomblob(16))));
+    CREATE TABLE changes (
+        revision INTEGER PRIMARY KEY,
+        op       TEXT NOT NULL,
+        guid     TEXT NOT NULL,
+        at       INTEGER NOT NULL,
+        expire   INTEGER,
+        metadata TEXT,
+        version  INTEGER
+    );",
+];
+
+/// Converts rusqlite results into the library's, classifying the error.
+trait Db<T> {
+    fn db(self) -> Result<T>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T> {
+        self.map_err(storage_error)
+    }
+}
+
+/// A rusqlite error as a [`StorageError`]: faults that clear by themselves (read-only, disk full,
+/// busy, locked, I/O) are transient. The message names SQLite's extended result code, which names
+/// the failing system call (e.g. `SQLITE_IOERR_WRITE`, `SQLITE_IOERR_FSYNC`).
+fn storage_error(error: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode::*;
+    let transient = matches!(
+        error.sqlite_error_code(),
+        Some(ReadOnly | DiskFull | DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure)
+    );
+    let message = describe(&error);
+    let storage = if transient { StorageError::transient(message) } else { StorageError::permanent(message) };
+    Error::Storage(storage.with_source(error))
+}
+
+fn describe(error: &rusqlite::Error) -> String {
+    use rusqlite::ffi;
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _) => {
+            let name = match failure.extended_code {
+                ffi::SQLITE_IOERR_WRITE => " SQLITE_IOERR_WRITE",
+                ffi::SQLITE_IOERR_FSYNC => " SQLITE_IOERR_FSYNC",
+                ffi::SQLITE_IOERR_TRUNCATE => " SQLITE_IOERR_TRUNCATE",
+                ffi::SQLITE_IOERR_SHMOPEN => " SQLITE_IOERR_SHMOPEN",
+                ffi::SQLITE_IOERR_SHMSIZE => " SQLITE_IOERR_SHMSIZE",
+                ffi::SQLITE_FULL => " SQLITE_FULL",
+                ffi::SQLITE_READONLY => " SQLITE_READONLY",
+                ffi::SQLITE_READONLY_DBMOVED => " SQLITE_READONLY_DBMOVED",
+                ffi::SQLITE_CANTOPEN => " SQLITE_CANTOPEN",
+                ffi::SQLITE_BUSY => " SQLITE_BUSY",
+                _ => "",
+            };
+            format!("SQLite extended code {}{name}", failure.extended_code)
+        }
+        _ => "SQLite".to_owned(),
+    }
+}
 
 /// How SQLite syncs commits to disk (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -162,47 +232,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SqliteBackend {
     /// Opens (creating if needed) the database file at `path`, migrating its schema.
     pub fn open(path: &Path, synchronous: Synchronous, max_idle_readers: usize) -> Result<SqliteBackend> {
-        let not_ours = |reason: String| Error::NotAGuidstoreDatabase { path: path.to_owned(), reason };
+        let opening = |error| open_error(path, error);
         // The write connection gathers each commit's WAL frames into one write (see `vfs`).
-        let writer = if crate::vfs::register() {
-            Connection::open_with_flags_and_vfs(path, OpenFlags::default(), crate::vfs::NAME)
+        let writer = if super::vfs::register() {
+            Connection::open_with_flags_and_vfs(path, OpenFlags::default(), super::vfs::NAME)
         } else {
             Connection::open(path)
         };
-        let writer = writer.map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::CannotOpen) => Error::Open {
-                path: path.to_owned(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()),
-            },
-            _ => Error::from_db(e),
-        })?;
-        let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(|e| match e
-            .sqlite_error_code()
-        {
-            Some(rusqlite::ErrorCode::NotADatabase) => not_ours("file is not a database".to_owned()),
-            _ => Error::from_db(e),
-        })?;
+        let writer = writer.map_err(opening)?;
+        let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(opening)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Unavailable(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
-                Some(format!("cannot enable WAL mode (journal_mode is {mode})")),
-            )));
+            return Err(StorageError::transient(format!("cannot enable WAL mode (journal_mode is {mode})")).into());
         }
-        configure(&writer)?;
-        writer.pragma_update(None, "synchronous", synchronous.pragma())?;
-        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
-        migrate(&writer).map_err(|e| match e {
-            Error::Db(inner) if inner.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
-                not_ours("file is not a database".to_owned())
-            }
-            other => other,
-        })?;
-        let checkpoint_connection = Connection::open(path)?;
-        configure(&checkpoint_connection)?;
-        checkpoint_connection.pragma_update(None, "synchronous", synchronous.pragma())?;
+        configure(&writer).map_err(opening)?;
+        writer.pragma_update(None, "synchronous", synchronous.pragma()).map_err(opening)?;
+        writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(opening)?;
+        migrate(&writer, path)?;
+        let checkpoint_connection = Connection::open(path).map_err(opening)?;
+        configure(&checkpoint_connection).map_err(opening)?;
+        checkpoint_connection.pragma_update(None, "synchronous", synchronous.pragma()).map_err(opening)?;
         let write_gate = Arc::new(Mutex::new(()));
         let checkpointer = Checkpointer::start(checkpoint_connection, path, Arc::clone(&write_gate))
-            .map_err(|source| Error::Open { path: path.to_owned(), source })?;
+            .map_err(|source| Error::open(path, source))?;
         let backend = SqliteBackend {
             path: Some(path.to_owned()),
             write_gate,
@@ -223,9 +274,9 @@ impl SqliteBackend {
     /// A private in-memory database. Reads share the write connection (they wait for a running
     /// write transaction); nothing survives the backend.
     pub fn open_in_memory() -> Result<SqliteBackend> {
-        let writer = Connection::open_in_memory()?;
-        configure(&writer)?;
-        migrate(&writer)?;
+        let writer = Connection::open_in_memory().db()?;
+        configure(&writer).db()?;
+        migrate(&writer, Path::new(":memory:"))?;
         Ok(SqliteBackend {
             path: None,
             writer: Mutex::new(Writer { connection: writer, rows_since_checkpoint: 0, checkpointer: None }),
@@ -238,8 +289,8 @@ impl SqliteBackend {
     fn open_reader(&self) -> Result<Connection> {
         let Some(path) = &self.path else { return Err(Error::Closed) };
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let connection = Connection::open_with_flags(path, flags)?;
-        configure(&connection)?;
+        let connection = Connection::open_with_flags(path, flags).db()?;
+        configure(&connection).db()?;
         Ok(connection)
     }
 
@@ -262,26 +313,45 @@ impl SqliteBackend {
     }
 }
 
-fn configure(connection: &Connection) -> Result<()> {
+/// An error while opening `path`: a file that is not a database, or cannot be opened, gets its
+/// own variant; the rest are storage errors.
+fn open_error(path: &Path, error: rusqlite::Error) -> Error {
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => {
+            Error::NotAGuidstoreDatabase { path: path.to_owned(), reason: "file is not a database".to_owned() }
+        }
+        Some(rusqlite::ErrorCode::CannotOpen) => {
+            Error::open(path, std::io::Error::new(std::io::ErrorKind::NotFound, error.to_string()))
+        }
+        _ => storage_error(error),
+    }
+}
+
+fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.busy_timeout(Duration::from_secs(5))?;
     connection.set_prepared_statement_cache_capacity(16);
     Ok(())
 }
 
-fn migrate(connection: &Connection) -> Result<()> {
-    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    let application_id: i64 = connection.pragma_query_value(None, "application_id", |row| row.get(0))?;
+fn migrate(connection: &Connection, path: &Path) -> Result<()> {
+    let opening = |error| open_error(path, error);
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(opening)?;
+    let application_id: i64 =
+        connection.pragma_query_value(None, "application_id", |row| row.get(0)).map_err(opening)?;
     let supported = MIGRATIONS.len() as i64;
-    let path = || connection.path().map(PathBuf::from).unwrap_or_default();
     if version == 0 {
-        let tables: i64 =
-            connection.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |row| row.get(0))?;
+        let tables: i64 = connection
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |row| row.get(0))
+            .map_err(opening)?;
         if tables > 0 || application_id != 0 {
-            return Err(Error::NotAGuidstoreDatabase { path: path(), reason: "it holds other tables".to_owned() });
+            return Err(Error::NotAGuidstoreDatabase {
+                path: path.to_owned(),
+                reason: "it holds other tables".to_owned(),
+            });
         }
     } else if application_id != APPLICATION_ID {
         return Err(Error::NotAGuidstoreDatabase {
-            path: path(),
+            path: path.to_owned(),
             reason: format!("application_id is {application_id}"),
         });
     }
@@ -295,87 +365,152 @@ fn migrate(connection: &Connection) -> Result<()> {
         );
         if let Err(error) = connection.execute_batch(&sql) {
             let _ = connection.execute_batch("ROLLBACK");
-            return Err(Error::from_db(error));
+            return Err(opening(error));
         }
         log::info!("guidstore: migrated database schema to version {next}");
     }
     Ok(())
 }
 
+/// A stored value that cannot be read back as written.
+fn corrupt(guid: &Guid, what: &str) -> Error {
+    StorageError::permanent(format!("record {guid}: stored {what} is invalid")).into()
+}
+
 fn load_record(connection: &Connection, guid: &Guid) -> Result<Option<Record>> {
-    let mut statement = connection.prepare_cached("SELECT expire, metadata, version FROM records WHERE guid = ?1")?;
+    let mut statement =
+        connection.prepare_cached("SELECT expire, metadata, version FROM records WHERE guid = ?1").db()?;
     let row = statement
         .query_row([guid], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))
-        .optional()?;
+        .optional()
+        .db()?;
     let Some((expire, metadata, version)) = row else { return Ok(None) };
-    let corrupt = |what: &str| {
-        Error::Db(rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            format!("record {guid}: stored {what} is invalid").into(),
-        ))
-    };
-    let expire = Expiry::from_stored(expire).ok_or_else(|| corrupt("expire"))?;
-    let parsed: Metadata = serde_json::from_str(&metadata).map_err(|_| corrupt("metadata"))?;
-    Ok(Some(Record::with_metadata_json(*guid, expire, parsed, &metadata, version as u64)))
+    stored_record(*guid, expire, &metadata, version).map(Some)
+}
+
+/// A record from its stored columns.
+fn stored_record(guid: Guid, expire: i64, metadata: &str, version: i64) -> Result<Record> {
+    let expire = Expiry::from_stored(expire).ok_or_else(|| corrupt(&guid, "expire"))?;
+    let parsed: Metadata = serde_json::from_str(metadata).map_err(|_| corrupt(&guid, "metadata"))?;
+    Ok(Record::with_metadata_json(guid, expire, parsed, metadata, version as u64))
+}
+
+/// The columns of one row of `changes`.
+type ChangeRow = (i64, String, String, i64, Option<i64>, Option<String>, Option<i64>);
+
+fn stored_change((revision, op, guid, at, expire, metadata, version): ChangeRow) -> Result<Change> {
+    let invalid =
+        |what: &str| Error::from(StorageError::permanent(format!("change {revision}: stored {what} is invalid")));
+    let guid = Guid::parse(&guid).map_err(|_| invalid("guid"))?;
+    let op = Op::parse(&op).ok_or_else(|| invalid("op"))?;
+    let (revision, at) = (u64::try_from(revision).map_err(|_| invalid("revision"))?, u64::try_from(at).unwrap_or(0));
+    match (expire, metadata, version) {
+        (Some(expire), Some(metadata), Some(version)) => {
+            Ok(Change::put(revision, op, at, Arc::new(stored_record(guid, expire, &metadata, version)?)))
+        }
+        _ => Ok(Change::remove(revision, op, at, guid)),
+    }
+}
+
+/// A Unix time or count as SQLite's signed integer.
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 struct SqliteTransaction<'c> {
     connection: &'c Connection,
+    revision: u64,
     rows_written: u64,
 }
 
-impl Transaction for SqliteTransaction<'_> {
-    fn load(&mut self, guid: &Guid) -> Result<Option<Record>> {
-        load_record(self.connection, guid)
-    }
-
-    fn put(&mut self, record: &Record) -> Result<()> {
-        let metadata = record.metadata_json();
-        self.rows_written += 1;
+impl SqliteTransaction<'_> {
+    fn save(&mut self, change: &Change) -> rusqlite::Result<()> {
+        match change.record() {
+            Some(record) => {
+                self.connection
+                    .prepare_cached(
+                        "INSERT INTO records (guid, expire, metadata, version) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (guid) DO UPDATE SET
+                             expire = excluded.expire, metadata = excluded.metadata, version = excluded.version",
+                    )?
+                    .execute(params![
+                        record.guid(),
+                        sql_int(record.expire().as_secs()),
+                        record.metadata_json(),
+                        record.version() as i64
+                    ])?;
+            }
+            None => {
+                self.connection.prepare_cached("DELETE FROM records WHERE guid = ?1")?.execute([change.guid()])?;
+            }
+        }
+        let record = change.record();
         self.connection
             .prepare_cached(
-                "INSERT INTO records (guid, expire, metadata, version) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (guid) DO UPDATE SET
-                     expire = excluded.expire, metadata = excluded.metadata, version = excluded.version",
-            )?
-            .execute(params![record.guid(), record.expire().as_secs() as i64, metadata, record.version() as i64])?;
-        Ok(())
-    }
-
-    fn insert_unless_live(&mut self, record: &Record, now: u64) -> Result<bool> {
-        self.rows_written += 1;
-        let changed = self
-            .connection
-            .prepare_cached(
-                "INSERT INTO records (guid, expire, metadata, version) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (guid) DO UPDATE SET
-                     expire = excluded.expire, metadata = excluded.metadata, version = excluded.version
-                 WHERE records.expire <= ?5",
+                "INSERT INTO changes (revision, op, guid, at, expire, metadata, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
-                record.guid(),
-                record.expire().as_secs() as i64,
-                record.metadata_json(),
-                record.version() as i64,
-                now.min(i64::MAX as u64) as i64
+                sql_int(change.revision()),
+                change.op().as_str(),
+                change.guid(),
+                sql_int(change.at()),
+                record.map(|record| sql_int(record.expire().as_secs())),
+                record.map(|record| record.metadata_json()),
+                record.map(|record| record.version() as i64),
             ])?;
-        Ok(changed > 0)
+        self.rows_written += 2;
+        Ok(())
+    }
+}
+
+impl Transaction for SqliteTransaction<'_> {
+    fn revision(&self) -> u64 {
+        self.revision
     }
 
-    fn remove(&mut self, guid: &Guid) -> Result<bool> {
-        self.rows_written += 1;
-        Ok(self.connection.prepare_cached("DELETE FROM records WHERE guid = ?1")?.execute([guid])? > 0)
+    fn load(&mut self, guids: &[Guid]) -> Result<Vec<Record>> {
+        let mut found = Vec::with_capacity(guids.len());
+        for guid in guids {
+            found.extend(load_record(self.connection, guid)?);
+        }
+        Ok(found)
     }
 
-    fn purge_expired(&mut self, now: u64, limit: usize) -> Result<u64> {
-        let removed = self
-            .connection
-            .prepare_cached("DELETE FROM records WHERE id IN (SELECT id FROM records WHERE expire <= ?1 LIMIT ?2)")?
-            .execute(params![now.min(i64::MAX as u64) as i64, limit.min(i64::MAX as usize) as i64])?;
-        self.rows_written += removed as u64;
-        Ok(removed as u64)
+    fn expired(&mut self, now: u64, limit: usize) -> Result<Vec<Guid>> {
+        let mut statement =
+            self.connection.prepare_cached("SELECT guid FROM records WHERE expire <= ?1 LIMIT ?2").db()?;
+        let rows =
+            statement.query_map(params![sql_int(now), sql_int(limit as u64)], |row| row.get::<_, String>(0)).db()?;
+        let mut guids = Vec::new();
+        for text in rows {
+            let text = text.db()?;
+            guids.push(
+                Guid::parse(&text).map_err(|_| StorageError::permanent(format!("stored GUID {text:?} is invalid")))?,
+            );
+        }
+        Ok(guids)
     }
+
+    fn apply(&mut self, changes: &[Change]) -> Result<()> {
+        let Some(last) = changes.last() else { return Ok(()) };
+        for change in changes {
+            self.save(change).db()?;
+        }
+        self.connection
+            .prepare_cached("UPDATE guidstore_meta SET revision = ?1 WHERE id = 1")
+            .and_then(|mut statement| statement.execute([sql_int(last.revision())]))
+            .db()?;
+        Ok(())
+    }
+}
+
+/// The newest revision, from the one row of `guidstore_meta`.
+fn read_revision(connection: &Connection) -> rusqlite::Result<u64> {
+    let revision: i64 = connection
+        .prepare_cached("SELECT revision FROM guidstore_meta WHERE id = 1")?
+        .query_row([], |row| row.get(0))?;
+    Ok(u64::try_from(revision).unwrap_or(0))
 }
 
 impl Backend for SqliteBackend {
@@ -387,11 +522,15 @@ impl Backend for SqliteBackend {
         let mut writer = lock(&self.writer);
         let gate = lock(&self.write_gate);
         let connection = &writer.connection;
-        connection.execute_batch("BEGIN IMMEDIATE")?;
-        let mut transaction = SqliteTransaction { connection, rows_written: 0 };
-        let outcome = work(&mut transaction);
-        let rows_written = transaction.rows_written;
-        let outcome = outcome.and_then(|()| connection.execute_batch("COMMIT").map_err(Error::from_db));
+        let outcome = connection.execute_batch("BEGIN IMMEDIATE").and_then(|()| read_revision(connection)).db();
+        let mut rows_written = 0;
+        let outcome = outcome.and_then(|revision| {
+            let mut transaction = SqliteTransaction { connection, revision, rows_written: 0 };
+            let outcome = work(&mut transaction);
+            rows_written = transaction.rows_written;
+            outcome
+        });
+        let outcome = outcome.and_then(|()| connection.execute_batch("COMMIT").db());
         if outcome.is_err()
             && !connection.is_autocommit()
             && let Err(error) = connection.execute_batch("ROLLBACK")
@@ -412,18 +551,48 @@ impl Backend for SqliteBackend {
         outcome
     }
 
+    fn revision(&self) -> Result<u64> {
+        self.with_reader(|connection| read_revision(connection).db())
+    }
+
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        self.with_reader(|connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT revision, op, guid, at, expire, metadata, version FROM changes
+                     WHERE revision > ?1 ORDER BY revision LIMIT ?2",
+                )
+                .db()?;
+            let rows = statement
+                .query_map(params![sql_int(after), sql_int(limit as u64)], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+                })
+                .db()?;
+            rows.map(|row| row.db().and_then(stored_change)).collect()
+        })
+    }
+
+    fn oldest_revision(&self) -> Result<Option<u64>> {
+        self.with_reader(|connection| {
+            let oldest: Option<i64> =
+                connection.query_row("SELECT min(revision) FROM changes", [], |row| row.get(0)).db()?;
+            Ok(oldest.and_then(|revision| u64::try_from(revision).ok()))
+        })
+    }
+
     fn count_live(&self, now: u64) -> Result<u64> {
         self.with_reader(|connection| {
             let count: i64 = connection
-                .prepare_cached("SELECT count(*) FROM records WHERE expire > ?1")?
-                .query_row([now.min(i64::MAX as u64) as i64], |row| row.get(0))?;
+                .prepare_cached("SELECT count(*) FROM records WHERE expire > ?1")
+                .and_then(|mut statement| statement.query_row([sql_int(now)], |row| row.get(0)))
+                .db()?;
             Ok(count as u64)
         })
     }
 
     fn check(&self) -> Result<()> {
         self.with_reader(|connection| {
-            connection.prepare_cached("SELECT 1 FROM records LIMIT 1")?.exists([])?;
+            connection.prepare_cached("SELECT 1 FROM records LIMIT 1").and_then(|mut s| s.exists([])).db()?;
             Ok(())
         })
     }
@@ -435,7 +604,7 @@ impl Backend for SqliteBackend {
             checkpointer.stop();
         }
         if self.path.is_some() {
-            writer.connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            writer.connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).db()?;
         }
         Ok(())
     }
@@ -444,16 +613,19 @@ impl Backend for SqliteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Metadata;
 
     fn write_rows(backend: &SqliteBackend, count: usize) {
         backend
             .write(&mut |txn| {
-                for _ in 0..count {
-                    let expire = Expiry::new_after(4_000_000_000, 0).unwrap();
-                    txn.put(&Record::new(Guid::random(), expire, Metadata::new(), 1))?;
-                }
-                Ok(())
+                let first = txn.revision() + 1;
+                let changes: Vec<Change> = (first..first + count as u64)
+                    .map(|revision| {
+                        let expire = Expiry::new_after(4_000_000_000, 0).unwrap();
+                        let record = Arc::new(Record::new(Guid::random(), expire, Metadata::new(), 1));
+                        Change::put(revision, Op::Create, 0, record)
+                    })
+                    .collect();
+                txn.apply(&changes)
             })
             .unwrap();
     }
