@@ -61,6 +61,7 @@ mod writer;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+pub use backend::location::{Location, redact_url};
 pub use backend::sqlite::Synchronous;
 pub use change::{Change, Op};
 pub use error::{Code, Error, Result, StorageError};
@@ -68,4 +69,7 @@ pub use expiry::{Clock, DEFAULT_TTL_SECS, Expiry, ExpiryError, MAX_EXPIRE, Manua
 pub use guid::{GUID_LEN, Guid, GuidError};
 pub use pending::Pending;
 pub use record::{IfMatch, Metadata, NewRecord, Patch, Record, merge_value, parse_json, parse_json_object};
-pub use store::{DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_BODY, DEFAULT_PURGE_BATCH, Options, Stats, Store, lock_owner};
+pub use store::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_DB_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_POOL_SIZE, DEFAULT_PURGE_BATCH, Options,
+    Stats, Store, lock_owner,
+};

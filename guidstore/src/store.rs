@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crate::backend::Backend;
+use crate::backend::location::Location;
 use crate::backend::sqlite::SqliteBackend;
+use crate::backend::{Backend, NetworkSettings};
 use crate::cache::Cache;
 use crate::pending::{Pending, pending};
 use crate::writer::{Job, writer_loop};
@@ -30,6 +32,12 @@ pub const DEFAULT_MAX_BODY: usize = 65_536;
 /// Expired records removed per purge transaction unless told otherwise (`--purge-batch`).
 pub const DEFAULT_PURGE_BATCH: usize = 1_000;
 
+/// Connections a store keeps to a network database unless told otherwise ([`Options::pool_size`]).
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// How long a call to a network database may take unless told otherwise ([`Options::timeout`]).
+pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How to open a [`Store`]. `Options::default()` is what `guidstore-server` uses by default.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -41,6 +49,8 @@ pub struct Options {
     max_batch: usize,
     max_record_bytes: usize,
     owner: Option<String>,
+    pool_size: usize,
+    timeout: Duration,
 }
 
 impl Default for Options {
@@ -54,6 +64,8 @@ impl Default for Options {
             max_batch: 1024,
             max_record_bytes: DEFAULT_MAX_BODY,
             owner: None,
+            pool_size: DEFAULT_POOL_SIZE,
+            timeout: DEFAULT_DB_TIMEOUT,
         }
     }
 }
@@ -100,6 +112,28 @@ impl Options {
     pub fn max_record_bytes(mut self, bytes: usize) -> Options {
         self.max_record_bytes = bytes;
         self
+    }
+
+    /// Most connections open at once to a network database (default [`DEFAULT_POOL_SIZE`]; at least 2).
+    pub fn pool_size(mut self, connections: usize) -> Options {
+        self.pool_size = connections;
+        self
+    }
+
+    /// How long any call to a network database (connect, query, commit) may take before it fails
+    /// as [`Code::Unavailable`](crate::Code::Unavailable) (default [`DEFAULT_DB_TIMEOUT`]). The
+    /// server is asked to cancel statements that run longer, too.
+    pub fn timeout(mut self, timeout: Duration) -> Options {
+        self.timeout = timeout;
+        self
+    }
+
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "mysql")),
+        allow(dead_code, reason = "no network backend built")
+    )]
+    fn network(&self) -> NetworkSettings {
+        NetworkSettings { pool_size: self.pool_size, timeout: self.timeout }
     }
 
     /// Text written into the database's lock file while this store holds it, shown to whoever
@@ -193,6 +227,42 @@ impl Store {
         let mut store = Store::start(backend, options)?;
         store.lock_file = Some(lock_file);
         Ok(store)
+    }
+
+    /// Opens the storage a URL names, with `options`:
+    ///
+    /// - a file path, or `sqlite:PATH`: an SQLite file, as [`Store::open_with`];
+    /// - `postgres://USER[:PASS]@HOST[:PORT]/DB` (or `postgresql://`): PostgreSQL (cargo feature
+    ///   `postgres`); `?sslmode=disable` or `prefer`;
+    /// - `mysql://USER[:PASS]@HOST[:PORT]/DB` (or `mariadb://`): MariaDB or MySQL (feature `mysql`).
+    ///
+    /// Without a password in the URL, `PGPASSWORD` or `MYSQL_PWD` is used. A network database is
+    /// migrated at open (under an advisory lock, so processes starting together migrate once) and
+    /// may be shared by any number of processes.
+    ///
+    /// Errors: [`Error::InvalidUrl`] (malformed, unknown scheme, backend not built in);
+    /// [`Code::Unavailable`](crate::Code::Unavailable) storage errors when the database cannot be
+    /// reached or refuses the login; [`Error::NotAGuidstoreDatabase`],
+    /// [`Error::UnsupportedSchema`].
+    pub fn open_url(url: &str, options: Options) -> Result<Store> {
+        match Location::parse(url)? {
+            Location::Sqlite(path) => Store::open_with(path, options),
+            #[cfg(feature = "postgres")]
+            Location::Postgres(url) => {
+                let backend = crate::backend::postgres::PostgresBackend::open(&url, options.network())?;
+                Store::start(backend, options)
+            }
+            #[cfg(feature = "mysql")]
+            Location::Mysql(url) => {
+                let backend = crate::backend::mysql::MysqlBackend::open(&url, options.network())?;
+                Store::start(backend, options)
+            }
+            #[allow(unreachable_patterns, reason = "reachable when a backend feature is off")]
+            location => Err(Error::InvalidUrl {
+                url: location.to_string(),
+                reason: "this build of guidstore has no driver for it (cargo features postgres, mysql)".to_owned(),
+            }),
+        }
     }
 
     /// A store in memory, with default [`Options`]: nothing survives it.

@@ -1,30 +1,44 @@
-//! Store behaviour end to end on real SQLite files: the API's semantics, expiry with an injected
-//! clock, persistence across reopen, concurrency, file ownership and bad files.
+//! Store behaviour end to end, the same suite on every backend (`sqlite::…`, `postgres::…`,
+//! `mysql::…`, each on a fresh database): the API's semantics, expiry with an injected clock,
+//! revisions and the change log, persistence across reopen, concurrency. Then what only SQLite
+//! files have: file ownership and bad files.
+
+mod support;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
 use guidstore::{Clock, Error, Guid, IfMatch, ManualClock, NewRecord, Options, Patch, Store};
 use serde_json::json;
+use support::{Kind, TestDb};
 
 const NOW: u64 = 1_700_000_000;
 
 struct TestStore {
     store: Store,
     clock: ManualClock,
-    dir: tempfile::TempDir,
+    db: TestDb,
 }
 
 impl TestStore {
-    fn new() -> TestStore {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(NOW);
-        let store = Store::open_with(dir.path().join("test.db"), Options::default().clock(clock.clone())).unwrap();
-        TestStore { store, clock, dir }
+    /// A store on a fresh database of `kind`; `None` when its server is unreachable (skipped).
+    fn on(kind: Kind) -> Option<TestStore> {
+        TestStore::with_options(kind, Options::default())
     }
 
-    fn path(&self) -> std::path::PathBuf {
-        self.dir.path().join("test.db")
+    fn with_options(kind: Kind, options: Options) -> Option<TestStore> {
+        let db = TestDb::new(kind)?;
+        let clock = ManualClock::new(NOW);
+        let store = Store::open_url(db.url(), options.clock(clock.clone())).unwrap();
+        Some(TestStore { store, clock, db })
+    }
+
+    /// Closes the store and opens the database again.
+    fn reopen(self) -> TestStore {
+        let TestStore { store, clock, db } = self;
+        store.close().unwrap();
+        let store = Store::open_url(db.url(), Options::default().clock(clock.clone())).unwrap();
+        TestStore { store, clock, db }
     }
 
     fn create(&self, body: &str) -> guidstore::Result<Arc<guidstore::Record>> {
@@ -43,9 +57,8 @@ fn guid(text: &str) -> Guid {
 
 const G1: &str = "9094E4C980C74043A4B586B420E69DDF";
 
-#[test]
-fn create_then_get_returns_the_same_record() {
-    let t = TestStore::new();
+fn create_then_get_returns_the_same_record(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     let created = t.create(&format!(r#"{{"guid":"{G1}","expire":"1800000000","user":"Jay Patel"}}"#)).unwrap();
     assert_eq!(created.to_json(), format!(r#"{{"guid":"{G1}","expire":"1800000000","user":"Jay Patel"}}"#));
     let read = t.store.get(&guid(G1)).unwrap();
@@ -53,17 +66,15 @@ fn create_then_get_returns_the_same_record() {
     assert_eq!(read.etag(), created.etag());
 }
 
-#[test]
-fn create_without_guid_or_expire_draws_a_guid_and_uses_the_default_ttl() {
-    let t = TestStore::new();
+fn create_without_guid_or_expire_draws_a_guid_and_uses_the_default_ttl(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     let record = t.create("").unwrap();
     assert_eq!(record.expire().as_secs(), NOW + guidstore::DEFAULT_TTL_SECS);
     assert_eq!(t.store.get(record.guid()).unwrap().guid(), record.guid());
 }
 
-#[test]
-fn create_over_a_live_guid_is_already_exists_and_changes_nothing() {
-    let t = TestStore::new();
+fn create_over_a_live_guid_is_already_exists_and_changes_nothing(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     let first = t.create(&format!(r#"{{"guid":"{G1}","user":"a"}}"#)).unwrap();
     let err = t.create(&format!(r#"{{"guid":"{G1}","user":"b"}}"#)).unwrap_err();
     assert!(matches!(err, Error::AlreadyExists(_)), "{err:?}");
@@ -72,9 +83,8 @@ fn create_over_a_live_guid_is_already_exists_and_changes_nothing() {
     assert_eq!(now.etag(), first.etag());
 }
 
-#[test]
-fn an_expired_record_is_absent_for_every_operation() {
-    let t = TestStore::new();
+fn an_expired_record_is_absent_for_every_operation(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     let g = guid(G1);
     t.create(&format!(r#"{{"guid":"{G1}","expire":{}}}"#, NOW + 10)).unwrap();
     t.store.get(&g).unwrap();
@@ -88,17 +98,15 @@ fn an_expired_record_is_absent_for_every_operation() {
     assert_eq!(t.store.get(&g).unwrap().to_json(), again.to_json());
 }
 
-#[test]
-fn a_create_whose_expire_passed_before_commit_is_rejected() {
-    let t = TestStore::new();
+fn a_create_whose_expire_passed_before_commit_is_rejected(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     let request = NewRecord::parse(format!(r#"{{"expire":{}}}"#, NOW + 5).as_bytes(), None, NOW).unwrap();
     t.clock.advance(5);
     assert!(matches!(t.store.create(request), Err(Error::InvalidExpire(_))));
 }
 
-#[test]
-fn patch_merges_metadata_and_changes_the_etag() {
-    let t = TestStore::new();
+fn patch_merges_metadata_and_changes_the_etag(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     let g = guid(G1);
     let created = t.create(&format!(r#"{{"guid":"{G1}","user":"a","team":{{"name":"ops","size":3}}}}"#)).unwrap();
     let updated = t.patch(&g, r#"{"team":{"size":null},"tags":["x"],"expire":"1900000000"}"#, None).unwrap();
@@ -110,9 +118,8 @@ fn patch_merges_metadata_and_changes_the_etag() {
     assert_eq!(t.store.get(&g).unwrap().to_json(), updated.to_json());
 }
 
-#[test]
-fn an_empty_patch_changes_nothing_and_keeps_the_etag() {
-    let t = TestStore::new();
+fn an_empty_patch_changes_nothing_and_keeps_the_etag(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     let g = guid(G1);
     let created = t.create(&format!(r#"{{"guid":"{G1}","user":"a"}}"#)).unwrap();
     assert_eq!(t.patch(&g, "{}", None).unwrap().etag(), created.etag());
@@ -120,9 +127,8 @@ fn an_empty_patch_changes_nothing_and_keeps_the_etag() {
     assert_eq!(t.store.get(&g).unwrap().etag(), created.etag());
 }
 
-#[test]
-fn if_match_guards_update_and_delete() {
-    let t = TestStore::new();
+fn if_match_guards_update_and_delete(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     let g = guid(G1);
     let created = t.create(&format!(r#"{{"guid":"{G1}","user":"a"}}"#)).unwrap();
     let err = t.patch(&g, r#"{"user":"b"}"#, Some("\"0000000000000000\"")).unwrap_err();
@@ -136,18 +142,16 @@ fn if_match_guards_update_and_delete() {
     assert!(matches!(t.store.delete(&g, Some(IfMatch::Any)), Err(Error::NotFound(_))));
 }
 
-#[test]
-fn a_patch_that_breaks_the_user_rule_changes_nothing() {
-    let t = TestStore::new();
+fn a_patch_that_breaks_the_user_rule_changes_nothing(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     let g = guid(G1);
     let created = t.create(&format!(r#"{{"guid":"{G1}","user":"a"}}"#)).unwrap();
     assert!(matches!(t.patch(&g, r#"{"user":{"x":1}}"#, None), Err(Error::InvalidMetadata(_))));
     assert_eq!(t.store.get(&g).unwrap().to_json(), created.to_json());
 }
 
-#[test]
-fn purge_removes_expired_records_in_bounded_batches() {
-    let t = TestStore::new();
+fn purge_removes_expired_records_in_bounded_batches(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     for _ in 0..25 {
         t.create(&format!(r#"{{"expire":{}}}"#, NOW + 1)).unwrap();
     }
@@ -163,23 +167,19 @@ fn purge_removes_expired_records_in_bounded_batches() {
     t.store.get(keep.guid()).unwrap();
 }
 
-#[test]
-fn records_survive_reopening_the_file() {
-    let t = TestStore::new();
+fn records_survive_reopening_the_database(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     let created = t.create(r#"{"user":"persist","nested":{"a":[1,2,{"b":null}]}}"#).unwrap();
-    let path = t.path();
-    let TestStore { store, clock, dir: _dir } = t;
-    store.close().unwrap();
-    let store = Store::open_with(&path, Options::default().clock(clock)).unwrap();
-    let read = store.get(created.guid()).unwrap();
+    let t = t.reopen();
+    let read = t.store.get(created.guid()).unwrap();
     assert_eq!(read.to_json(), created.to_json());
     assert_eq!(read.etag(), created.etag());
 }
 
-#[test]
-fn writes_from_32_threads_are_all_present_after_reopen_and_share_commits() {
-    let t = TestStore::new();
-    let store = Arc::new(t.store);
+fn writes_from_32_threads_are_all_present_after_reopen_and_share_commits(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
+    let TestStore { store, clock, db } = t;
+    let store = Arc::new(store);
     let barrier = Arc::new(Barrier::new(32));
     let handles: Vec<_> = (0..32)
         .map(|thread| {
@@ -202,17 +202,16 @@ fn writes_from_32_threads_are_all_present_after_reopen_and_share_commits() {
     assert!(counters.commits < counters.writes, "group commit shared no transaction: {counters:?}");
     let store = Arc::into_inner(store).unwrap();
     store.close().unwrap();
-    let reopened = Store::open_with(t.dir.path().join("test.db"), Options::default().clock(t.clock)).unwrap();
+    let reopened = Store::open_url(db.url(), Options::default().clock(clock)).unwrap();
     for guid in &guids {
         reopened.get(guid).unwrap();
     }
     assert_eq!(reopened.stats().unwrap().records, 32 * 50);
 }
 
-#[test]
-fn concurrent_creates_of_one_guid_have_exactly_one_winner() {
-    let t = TestStore::new();
-    let store = Arc::new(t.store);
+fn concurrent_creates_of_one_guid_have_exactly_one_winner(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
+    let store = Arc::new(t);
     for round in 0..20 {
         let text = format!("{round:032X}");
         let barrier = Arc::new(Barrier::new(16));
@@ -223,7 +222,7 @@ fn concurrent_creates_of_one_guid_have_exactly_one_winner() {
                     let body = format!(r#"{{"guid":"{text}","writer":{i}}}"#);
                     let request = NewRecord::parse(body.as_bytes(), None, NOW).unwrap();
                     barrier.wait();
-                    store.create(request)
+                    store.store.create(request)
                 })
             })
             .collect();
@@ -231,9 +230,33 @@ fn concurrent_creates_of_one_guid_have_exactly_one_winner() {
         let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
         assert_eq!(winners.len(), 1, "round {round}");
         assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, Error::AlreadyExists(_))));
-        assert_eq!(store.get(&guid(&text)).unwrap().to_json(), winners[0].to_json());
+        assert_eq!(store.store.get(&guid(&text)).unwrap().to_json(), winners[0].to_json());
     }
 }
+
+on_every_backend!(
+    create_then_get_returns_the_same_record,
+    create_without_guid_or_expire_draws_a_guid_and_uses_the_default_ttl,
+    create_over_a_live_guid_is_already_exists_and_changes_nothing,
+    an_expired_record_is_absent_for_every_operation,
+    a_create_whose_expire_passed_before_commit_is_rejected,
+    patch_merges_metadata_and_changes_the_etag,
+    an_empty_patch_changes_nothing_and_keeps_the_etag,
+    if_match_guards_update_and_delete,
+    a_patch_that_breaks_the_user_rule_changes_nothing,
+    purge_removes_expired_records_in_bounded_batches,
+    records_survive_reopening_the_database,
+    writes_from_32_threads_are_all_present_after_reopen_and_share_commits,
+    concurrent_creates_of_one_guid_have_exactly_one_winner,
+    cache_hits_do_not_outlive_writes_or_expiry,
+    every_committed_change_gets_the_next_revision_and_nothing_else_does,
+    a_create_over_an_expired_record_logs_its_expiry_first,
+    purges_log_one_expiry_per_removed_record_and_purge_all_empties_in_batches,
+    concurrent_writes_to_one_guid_in_one_batch_see_each_other,
+    an_update_that_would_grow_the_record_past_the_limit_changes_nothing,
+);
+
+// What only SQLite files have.
 
 #[test]
 fn a_second_store_on_the_same_file_is_refused_until_the_first_closes() {
@@ -277,9 +300,8 @@ fn looking_up_the_owner_does_not_stop_an_open() {
     prober.join().unwrap();
 }
 
-#[test]
-fn cache_hits_do_not_outlive_writes_or_expiry() {
-    let t = TestStore::new();
+fn cache_hits_do_not_outlive_writes_or_expiry(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     let g = guid(G1);
     t.create(&format!(r#"{{"guid":"{G1}","expire":{},"n":1}}"#, NOW + 50)).unwrap();
     assert_eq!(t.store.get_cached(&g).unwrap().metadata()["n"], json!(1));
@@ -368,9 +390,8 @@ fn log(store: &Store) -> Vec<(u64, String, String, Option<String>)> {
         .collect()
 }
 
-#[test]
-fn every_committed_change_gets_the_next_revision_and_nothing_else_does() {
-    let t = TestStore::new();
+fn every_committed_change_gets_the_next_revision_and_nothing_else_does(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     assert_eq!(t.store.revision().unwrap(), 0);
     let created = t.create(&format!(r#"{{"guid":"{G1}","user":"Jay"}}"#)).unwrap();
     assert_eq!(t.create(&format!(r#"{{"guid":"{G1}"}}"#)).unwrap_err().code(), "already_exists");
@@ -395,9 +416,8 @@ fn every_committed_change_gets_the_next_revision_and_nothing_else_does() {
     assert_eq!(changes[0].record().unwrap().etag(), updated.etag());
 }
 
-#[test]
-fn a_create_over_an_expired_record_logs_its_expiry_first() {
-    let t = TestStore::new();
+fn a_create_over_an_expired_record_logs_its_expiry_first(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     t.create(&format!(r#"{{"guid":"{G1}","expire":{}}}"#, NOW + 10)).unwrap();
     t.clock.advance(10);
     let again = t.create(&format!(r#"{{"guid":"{G1}","user":"new"}}"#)).unwrap();
@@ -406,9 +426,8 @@ fn a_create_over_an_expired_record_logs_its_expiry_first() {
     assert_eq!(t.store.get(&guid(G1)).unwrap().to_json(), again.to_json());
 }
 
-#[test]
-fn purges_log_one_expiry_per_removed_record_and_purge_all_empties_in_batches() {
-    let t = TestStore::new();
+fn purges_log_one_expiry_per_removed_record_and_purge_all_empties_in_batches(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
     for _ in 0..25 {
         t.create(&format!(r#"{{"expire":{}}}"#, NOW + 5)).unwrap();
     }
@@ -423,9 +442,9 @@ fn purges_log_one_expiry_per_removed_record_and_purge_all_empties_in_batches() {
     assert_eq!(t.store.stats().unwrap().records, 1);
 }
 
-#[test]
-fn concurrent_writes_to_one_guid_in_one_batch_see_each_other() {
-    let t = Arc::new(TestStore::new());
+fn concurrent_writes_to_one_guid_in_one_batch_see_each_other(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
+    let t = Arc::new(t);
     let barrier = Arc::new(Barrier::new(24));
     let threads: Vec<_> = (0..24)
         .map(|i| {
@@ -452,10 +471,9 @@ fn concurrent_writes_to_one_guid_in_one_batch_see_each_other() {
     assert_eq!(last.flatten(), now);
 }
 
-#[test]
-fn an_update_that_would_grow_the_record_past_the_limit_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path().join("db"), Options::default().max_record_bytes(200)).unwrap();
+fn an_update_that_would_grow_the_record_past_the_limit_changes_nothing(kind: Kind) {
+    let Some(t) = TestStore::with_options(kind, Options::default().max_record_bytes(200)) else { return };
+    let store = &t.store;
     let record = store.create(NewRecord::parse(br#"{"a":"x"}"#, None, store.now()).unwrap()).unwrap();
     let big = format!(r#"{{"b":"{}"}}"#, "y".repeat(150));
     let patch = Patch::parse(big.as_bytes(), record.guid(), store.now()).unwrap();

@@ -3,12 +3,36 @@
 //! only loads records and saves the changes the store computed, with their revisions, in one
 //! transaction.
 //!
-//! Backends: [`sqlite`] (the embedded default, always built). Each lives in its own file.
+//! Backends, one file each: `sqlite` (the embedded default, always built, with `vfs`, its write
+//! connection's VFS shim), `postgres` (feature `postgres`) and `mysql` (feature `mysql`), which
+//! share `runtime`, the private async runtime that drives their drivers. `location` parses the
+//! storage URL that picks one. SQL migrations live in `guidstore/migrations/BACKEND/`.
 
+pub(crate) mod location;
+#[cfg(feature = "mysql")]
+pub(crate) mod mysql;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod runtime;
 pub(crate) mod sqlite;
 mod vfs;
 
-use crate::{Change, Guid, Record, Result};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Change, Error, Expiry, Guid, Metadata, Op, Record, Result, StorageError};
+
+/// Connection settings of a network backend, from [`Options`](crate::Options).
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code, reason = "no network backend built"))]
+pub(crate) struct NetworkSettings {
+    /// Most connections open at once.
+    pub(crate) pool_size: usize,
+    /// How long any database call (connect, query, commit) may take.
+    pub(crate) timeout: Duration,
+}
 
 /// One write transaction, driven by the store's writer thread. Between its start and its end no
 /// other write transaction commits on the same database (the backend serializes them), so what
@@ -55,5 +79,102 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Flushes whatever the backend keeps in memory before the store closes (e.g. a WAL checkpoint).
     fn close(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// A record from its stored columns (as every backend stores them).
+pub(crate) fn stored_record(guid: Guid, expire: i64, metadata: &str, version: i64) -> Result<Record> {
+    let corrupt = |what: &str| Error::from(StorageError::permanent(format!("record {guid}: stored {what} is invalid")));
+    let expire = Expiry::from_stored(expire).ok_or_else(|| corrupt("expire"))?;
+    let parsed: Metadata = serde_json::from_str(metadata).map_err(|_| corrupt("metadata"))?;
+    Ok(Record::with_metadata_json(guid, expire, parsed, metadata, version as u64))
+}
+
+/// A GUID read back from storage.
+pub(crate) fn stored_guid(text: &str) -> Result<Guid> {
+    Guid::parse(text).map_err(|_| StorageError::permanent(format!("stored GUID {text:?} is invalid")).into())
+}
+
+/// The columns of one row of the change log: revision, op, guid, at, and the record's expire,
+/// metadata and version after a create or update.
+pub(crate) type ChangeRow = (i64, String, String, i64, Option<i64>, Option<String>, Option<i64>);
+
+/// A change from its stored columns.
+pub(crate) fn stored_change((revision, op, guid, at, expire, metadata, version): ChangeRow) -> Result<Change> {
+    let invalid =
+        |what: &str| Error::from(StorageError::permanent(format!("change {revision}: stored {what} is invalid")));
+    let guid = Guid::parse(&guid).map_err(|_| invalid("guid"))?;
+    let op = Op::parse(&op).ok_or_else(|| invalid("op"))?;
+    let revision = u64::try_from(revision).map_err(|_| invalid("revision"))?;
+    let at = u64::try_from(at).unwrap_or(0);
+    match (expire, metadata, version) {
+        (Some(expire), Some(metadata), Some(version)) => {
+            Ok(Change::put(revision, op, at, Arc::new(stored_record(guid, expire, &metadata, version)?)))
+        }
+        _ => Ok(Change::remove(revision, op, at, guid)),
+    }
+}
+
+/// A Unix time, count or revision as SQL's signed 64-bit integer.
+pub(crate) fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// What a batch of changes leaves in the records table: the last change of each GUID decides
+/// whether its row is written (`upserts`) or removed (`deletes`). Set-based backends write these
+/// with one statement each.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code, reason = "no network backend built"))]
+pub(crate) struct FinalStates<'a> {
+    pub(crate) upserts: Vec<&'a Arc<Record>>,
+    pub(crate) deletes: Vec<Guid>,
+}
+
+impl<'a> FinalStates<'a> {
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "mysql")),
+        allow(dead_code, reason = "no network backend built")
+    )]
+    pub(crate) fn of(changes: &'a [Change]) -> FinalStates<'a> {
+        let mut last: HashMap<Guid, Option<&'a Arc<Record>>> = HashMap::with_capacity(changes.len());
+        let mut order = Vec::with_capacity(changes.len());
+        for change in changes {
+            if last.insert(*change.guid(), change.record()).is_none() {
+                order.push(*change.guid());
+            }
+        }
+        let mut states = FinalStates { upserts: Vec::new(), deletes: Vec::new() };
+        for guid in order {
+            match last.get(&guid).copied().flatten() {
+                Some(record) => states.upserts.push(record),
+                None => states.deletes.push(guid),
+            }
+        }
+        states
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_change_of_each_guid_decides_its_row() {
+        let record = |guid: Guid, n: i64| {
+            let metadata: Metadata = [("n".to_owned(), n.into())].into_iter().collect();
+            Arc::new(Record::new(guid, Expiry::new_after(2_000_000_000, 0).unwrap(), metadata, 1))
+        };
+        let (a, b, c) = (Guid::random(), Guid::random(), Guid::random());
+        let changes = vec![
+            Change::put(1, Op::Create, 0, record(a, 1)),
+            Change::put(2, Op::Create, 0, record(b, 1)),
+            Change::remove(3, Op::Delete, 0, a),
+            Change::put(4, Op::Update, 0, record(b, 2)),
+            Change::remove(5, Op::Expire, 0, c),
+            Change::put(6, Op::Create, 0, record(c, 3)),
+        ];
+        let states = FinalStates::of(&changes);
+        let upserts: Vec<_> = states.upserts.iter().map(|r| (*r.guid(), r.metadata()["n"].clone())).collect();
+        assert_eq!(upserts, vec![(b, 2.into()), (c, 3.into())]);
+        assert_eq!(states.deletes, vec![a]);
     }
 }

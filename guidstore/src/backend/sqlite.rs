@@ -10,45 +10,16 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::backend::{Backend, Transaction};
-use crate::{Change, Error, Expiry, Guid, Metadata, Op, Record, Result, StorageError};
+use crate::backend::{Backend, ChangeRow, Transaction, sql_int, stored_change, stored_guid, stored_record};
+use crate::{Change, Error, Guid, Record, Result, StorageError};
 
 /// `PRAGMA application_id` of a guidstore database: "GUID" in ASCII.
 const APPLICATION_ID: i64 = 0x4755_4944;
 
-/// Schema migrations; `PRAGMA user_version` is the number applied.
-///
-/// Records live in a rowid table: new rows append to its last page, and the expiry index, ordered by
-/// (expire, rowid), appends too, so a create dirties one random page (in the GUID index) rather than
-/// two (a table keyed by GUID, and an expiry index ordered by (expire, GUID)).
-///
-/// Version 2 adds the change log: `changes` holds every committed change under its revision (a
-/// rowid alias, so rows append), and the one row of `guidstore_meta` the newest revision and the
-/// registry's random id.
+/// Schema migrations (`guidstore/migrations/sqlite/`); `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE records (
-        id       INTEGER PRIMARY KEY,
-        guid     TEXT NOT NULL UNIQUE,
-        expire   INTEGER NOT NULL,
-        metadata TEXT NOT NULL,
-        version  INTEGER NOT NULL
-    );
-    CREATE INDEX records_by_expire ON records (expire);",
-    "CREATE TABLE guidstore_meta (
-        id          INTEGER PRIMARY KEY CHECK (id = 1),
-        revision    INTEGER NOT NULL,
-        registry_id TEXT NOT NULL
-    );
-    INSERT INTO guidstore_meta (id, revision, registry_id) VALUES (1, 0, lower(hex(randomblob(16))));
-    CREATE TABLE changes (
-        revision INTEGER PRIMARY KEY,
-        op       TEXT NOT NULL,
-        guid     TEXT NOT NULL,
-        at       INTEGER NOT NULL,
-        expire   INTEGER,
-        metadata TEXT,
-        version  INTEGER
-    );",
+    include_str!("../../migrations/sqlite/0001_records.sql"),
+    include_str!("../../migrations/sqlite/0002_change_log.sql"),
 ];
 
 /// Converts rusqlite results into the library's, classifying the error.
@@ -372,11 +343,6 @@ fn migrate(connection: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A stored value that cannot be read back as written.
-fn corrupt(guid: &Guid, what: &str) -> Error {
-    StorageError::permanent(format!("record {guid}: stored {what} is invalid")).into()
-}
-
 fn load_record(connection: &Connection, guid: &Guid) -> Result<Option<Record>> {
     let mut statement =
         connection.prepare_cached("SELECT expire, metadata, version FROM records WHERE guid = ?1").db()?;
@@ -386,35 +352,6 @@ fn load_record(connection: &Connection, guid: &Guid) -> Result<Option<Record>> {
         .db()?;
     let Some((expire, metadata, version)) = row else { return Ok(None) };
     stored_record(*guid, expire, &metadata, version).map(Some)
-}
-
-/// A record from its stored columns.
-fn stored_record(guid: Guid, expire: i64, metadata: &str, version: i64) -> Result<Record> {
-    let expire = Expiry::from_stored(expire).ok_or_else(|| corrupt(&guid, "expire"))?;
-    let parsed: Metadata = serde_json::from_str(metadata).map_err(|_| corrupt(&guid, "metadata"))?;
-    Ok(Record::with_metadata_json(guid, expire, parsed, metadata, version as u64))
-}
-
-/// The columns of one row of `changes`.
-type ChangeRow = (i64, String, String, i64, Option<i64>, Option<String>, Option<i64>);
-
-fn stored_change((revision, op, guid, at, expire, metadata, version): ChangeRow) -> Result<Change> {
-    let invalid =
-        |what: &str| Error::from(StorageError::permanent(format!("change {revision}: stored {what} is invalid")));
-    let guid = Guid::parse(&guid).map_err(|_| invalid("guid"))?;
-    let op = Op::parse(&op).ok_or_else(|| invalid("op"))?;
-    let (revision, at) = (u64::try_from(revision).map_err(|_| invalid("revision"))?, u64::try_from(at).unwrap_or(0));
-    match (expire, metadata, version) {
-        (Some(expire), Some(metadata), Some(version)) => {
-            Ok(Change::put(revision, op, at, Arc::new(stored_record(guid, expire, &metadata, version)?)))
-        }
-        _ => Ok(Change::remove(revision, op, at, guid)),
-    }
-}
-
-/// A Unix time or count as SQLite's signed integer.
-fn sql_int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 struct SqliteTransaction<'c> {
@@ -485,9 +422,7 @@ impl Transaction for SqliteTransaction<'_> {
         let mut guids = Vec::new();
         for text in rows {
             let text = text.db()?;
-            guids.push(
-                Guid::parse(&text).map_err(|_| StorageError::permanent(format!("stored GUID {text:?} is invalid")))?,
-            );
+            guids.push(stored_guid(&text)?);
         }
         Ok(guids)
     }
@@ -565,7 +500,9 @@ impl Backend for SqliteBackend {
                 .db()?;
             let rows = statement
                 .query_map(params![sql_int(after), sql_int(limit as u64)], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+                    let columns: ChangeRow =
+                        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?);
+                    Ok(columns)
                 })
                 .db()?;
             rows.map(|row| row.db().and_then(stored_change)).collect()
@@ -613,6 +550,7 @@ impl Backend for SqliteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Expiry, Metadata, Op};
 
     fn write_rows(backend: &SqliteBackend, count: usize) {
         backend

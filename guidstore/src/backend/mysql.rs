@@ -1,0 +1,443 @@
+//! [`MysqlBackend`]: records in a MariaDB (10.11) or MySQL (8) database shared by any number of
+//! processes (feature `mysql`), through a mysql_async pool driven by the private [`DbRuntime`].
+//!
+//! As on PostgreSQL, a write transaction starts by locking the one row of `guidstore_meta`
+//! (`FOR UPDATE`, InnoDB, READ COMMITTED), so transactions commit one at a time across every
+//! process and the revision they take is commit order. A batch costs a round trip per statement,
+//! whatever its size: the lock, one `load` (`IN (…)`), multi-row upsert / delete / change-log
+//! inserts, the counter, and the commit. Migrations (`guidstore/migrations/mysql/`) run under
+//! `GET_LOCK`, so processes starting together migrate once (MySQL's DDL is not transactional:
+//! a migration that fails half-way is reported and must be repaired by hand).
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Value};
+
+use super::NetworkSettings;
+use super::runtime::DbRuntime;
+use crate::backend::{
+    Backend, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
+};
+use crate::{Change, Error, Guid, Record, Result, StorageError};
+
+/// Schema migrations; `guidstore_meta.schema_version` is the number applied.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/mysql/0001_initial.sql")];
+
+/// The named lock held while migrating.
+const MIGRATION_LOCK: &str = "guidstore_migrate";
+
+pub(crate) struct MysqlBackend {
+    runtime: DbRuntime,
+    pool: Pool,
+    /// The URL without its password, for messages.
+    name: String,
+}
+
+impl std::fmt::Debug for MysqlBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlBackend").field("database", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A mysql_async error as a storage error: I/O, lost connections, lock-wait timeouts, deadlocks,
+/// too many connections and server shutdowns are transient; the rest (access denied, unknown
+/// database, bad SQL) are not.
+fn my_error(what: &str, error: mysql_async::Error) -> Error {
+    let transient = match &error {
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
+        mysql_async::Error::Server(server) => {
+            matches!(server.code, 1040 | 1053 | 1205 | 1213 | 1927 | 2002 | 2003 | 2006 | 2013 | 3024 | 1969)
+        }
+        mysql_async::Error::Other(_) | mysql_async::Error::Url(_) => false,
+    };
+    let message = format!("MariaDB/MySQL: {what}");
+    let storage = if transient { StorageError::transient(message) } else { StorageError::permanent(message) };
+    Error::Storage(storage.with_source(error))
+}
+
+/// `?, ?, …` for `count` rows of `columns` values each, parenthesized per row.
+fn placeholders(count: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; count].join(", ")
+}
+
+/// GUIDs as SQL string literals: safe to inline, a GUID is 32 characters of `0-9A-F`.
+fn guid_list(guids: impl IntoIterator<Item = Guid>) -> String {
+    guids.into_iter().map(|guid| format!("'{guid}'")).collect::<Vec<_>>().join(", ")
+}
+
+impl MysqlBackend {
+    /// Connects to the database at `url` (`mysql://USER[:PASS]@HOST[:PORT]/DB`), checks
+    /// durability settings and migrates the schema.
+    pub(crate) fn open(url: &str, settings: NetworkSettings) -> Result<MysqlBackend> {
+        let name = super::location::redact_url(url);
+        let invalid = |reason: String| Error::InvalidUrl { url: name.clone(), reason };
+        let opts = Opts::from_url(url).map_err(|e| invalid(e.to_string()))?;
+        if opts.db_name().is_none_or(str::is_empty) {
+            return Err(invalid("it names no database (mysql://USER@HOST/DATABASE)".to_owned()));
+        }
+        let password = opts.pass().map(str::to_owned).or_else(|| std::env::var("MYSQL_PWD").ok());
+        let lock_wait = settings.timeout.as_secs().max(1);
+        let constraints = PoolConstraints::new(0, settings.pool_size.max(2))
+            .ok_or_else(|| invalid("invalid pool size".to_owned()))?;
+        let opts = OptsBuilder::from_opts(opts)
+            .pass(password)
+            .prefer_socket(false)
+            .tcp_keepalive(Some(std::time::Duration::from_secs(10)))
+            .pool_opts(PoolOpts::new().with_constraints(constraints))
+            // Run on every new connection and after every reset (when a connection returns to
+            // the pool): transactions read committed data, and wait for a lock at most the timeout.
+            .setup(vec![
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
+                format!("SET SESSION innodb_lock_wait_timeout = {lock_wait}"),
+            ]);
+        let runtime = DbRuntime::new("guidstore-mysql", settings.timeout)?;
+        let pool = runtime.run("creating the pool", async { Ok(Pool::new(opts)) })?;
+        let backend = MysqlBackend { runtime, pool, name };
+        backend.connect_and_migrate()?;
+        Ok(backend)
+    }
+
+    fn connect_and_migrate(&self) -> Result<()> {
+        let mut conn = self
+            .runtime
+            .run("connecting", async { self.pool.get_conn().await.map_err(|e| my_error("connecting", e)) })
+            .map_err(|error| match error {
+                Error::Storage(storage) => Error::Storage(
+                    StorageError::transient(format!("cannot connect to {}", self.name)).with_source(storage),
+                ),
+                other => other,
+            })?;
+        self.warn_if_not_durable(&mut conn);
+        let name = self.name.clone();
+        self.runtime.run("migrating", async move {
+            let locked: Option<i64> = conn
+                .query_first(format!("SELECT GET_LOCK('{MIGRATION_LOCK}', 60)"))
+                .await
+                .map_err(|e| my_error("locking for migration", e))?;
+            if locked != Some(1) {
+                return Err(StorageError::transient("another process holds the migration lock").into());
+            }
+            let result = migrate(&mut conn, &name).await;
+            let _ = conn.query_drop(format!("SELECT RELEASE_LOCK('{MIGRATION_LOCK}')")).await;
+            result
+        })
+    }
+
+    /// Logs a warning when InnoDB does not flush its log at every commit: a crash of the database
+    /// server can then lose writes guidstore has acknowledged.
+    fn warn_if_not_durable(&self, conn: &mut Conn) {
+        let value = self.runtime.run("reading settings", async {
+            conn.query_first::<i64, _>("SELECT @@innodb_flush_log_at_trx_commit")
+                .await
+                .map_err(|e| my_error("reading settings", e))
+        });
+        match value {
+            Ok(Some(1)) => {}
+            Ok(value) => log::warn!(
+                "guidstore: MariaDB/MySQL {} has innodb_flush_log_at_trx_commit = {}: a crash of the database \
+                 server can lose writes guidstore has acknowledged",
+                self.name,
+                value.map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+            ),
+            Err(error) => log::warn!("guidstore: cannot read innodb_flush_log_at_trx_commit: {error}"),
+        }
+    }
+
+    /// Runs `work` with a pooled connection. A connection whose call failed is disconnected
+    /// rather than returned to the pool.
+    fn with_conn<T>(&self, what: &str, work: impl AsyncFnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut taken = None;
+        let result = self.runtime.run(what, async {
+            let mut conn = self.pool.get_conn().await.map_err(|e| my_error("connecting", e))?;
+            let result = work(&mut conn).await;
+            taken = Some(conn);
+            result
+        });
+        if let Some(conn) = taken {
+            self.release(conn, result.is_err());
+        }
+        result
+    }
+
+    /// Returns a connection to the pool, or (after a failure) closes it in the background.
+    fn release(&self, conn: Conn, failed: bool) {
+        if failed {
+            // Dropping a connection mid-call could leave it mid-protocol; disconnect it instead.
+            let _ = self.runtime.run("disconnecting", async {
+                let _ = conn.disconnect().await;
+                Ok(())
+            });
+        } else {
+            drop(conn);
+        }
+    }
+}
+
+/// The statements of a migration file: comments dropped, split at `;`.
+fn statements(migration: &str) -> Vec<String> {
+    let without_comments: String =
+        migration.lines().filter(|line| !line.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    without_comments.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+async fn migrate(conn: &mut Conn, name: &str) -> Result<()> {
+    let error = |what: &'static str| move |e| my_error(what, e);
+    let exists: Option<i64> = conn
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'guidstore_meta'",
+        )
+        .await
+        .map_err(error("reading the schema"))?;
+    let supported = MIGRATIONS.len() as i64;
+    let version: i64 = if exists.unwrap_or(0) > 0 {
+        conn.query_first("SELECT schema_version FROM guidstore_meta WHERE id = 1")
+            .await
+            .map_err(error("reading the schema version"))?
+            .unwrap_or(0)
+    } else {
+        let tables: Option<i64> = conn
+            .query_first("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()")
+            .await
+            .map_err(error("listing tables"))?;
+        let tables = tables.unwrap_or(0);
+        if tables > 0 {
+            return Err(Error::NotAGuidstoreDatabase {
+                path: name.into(),
+                reason: format!("it holds {tables} tables that are not guidstore's"),
+            });
+        }
+        0
+    };
+    if version > supported {
+        return Err(Error::UnsupportedSchema { found: version, supported });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let next = index + 1;
+        for statement in statements(migration) {
+            conn.query_drop(statement).await.map_err(error("migrating"))?;
+        }
+        conn.query_drop(format!("UPDATE guidstore_meta SET schema_version = {next} WHERE id = 1"))
+            .await
+            .map_err(error("migrating"))?;
+        log::info!("guidstore: migrated MariaDB/MySQL schema of {name} to version {next}");
+    }
+    Ok(())
+}
+
+type RecordRow = (String, i64, String, i64);
+
+fn record_from_row((guid, expire, metadata, version): RecordRow) -> Result<Record> {
+    stored_record(stored_guid(&guid)?, expire, &metadata, version)
+}
+
+struct MysqlTransaction<'a> {
+    runtime: &'a DbRuntime,
+    conn: &'a mut Conn,
+    revision: u64,
+}
+
+impl Transaction for MysqlTransaction<'_> {
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn load(&mut self, guids: &[Guid]) -> Result<Vec<Record>> {
+        if guids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid IN ({})",
+            guid_list(guids.iter().copied())
+        );
+        let conn = &mut *self.conn;
+        let rows: Vec<RecordRow> = self
+            .runtime
+            .run("loading records", async { conn.query(sql).await.map_err(|e| my_error("loading records", e)) })?;
+        rows.into_iter().map(record_from_row).collect()
+    }
+
+    fn expired(&mut self, now: u64, limit: usize) -> Result<Vec<Guid>> {
+        let conn = &mut *self.conn;
+        let rows: Vec<String> = self.runtime.run("finding expired records", async {
+            conn.exec(
+                "SELECT guid FROM guidstore_records WHERE expire <= ? LIMIT ?",
+                (sql_int(now), sql_int(limit as u64)),
+            )
+            .await
+            .map_err(|e| my_error("finding expired records", e))
+        })?;
+        rows.iter().map(|guid| stored_guid(guid)).collect()
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> Result<()> {
+        let Some(last) = changes.last() else { return Ok(()) };
+        let states = FinalStates::of(changes);
+        let mut upsert = Vec::with_capacity(states.upserts.len() * 4);
+        for record in &states.upserts {
+            upsert.extend([
+                Value::from(record.guid().as_str()),
+                Value::from(sql_int(record.expire().as_secs())),
+                Value::from(record.metadata_json()),
+                Value::from(record.version() as i64),
+            ]);
+        }
+        let mut log = Vec::with_capacity(changes.len() * 7);
+        for change in changes {
+            let record = change.record();
+            log.extend([
+                Value::from(sql_int(change.revision())),
+                Value::from(change.op().as_str()),
+                Value::from(change.guid().as_str()),
+                Value::from(sql_int(change.at())),
+                Value::from(record.map(|r| sql_int(r.expire().as_secs()))),
+                Value::from(record.map(|r| r.metadata_json())),
+                Value::from(record.map(|r| r.version() as i64)),
+            ]);
+        }
+        let upsert_sql = format!(
+            "INSERT INTO guidstore_records (guid, expire, metadata, version) VALUES {}
+             ON DUPLICATE KEY UPDATE expire = VALUES(expire), metadata = VALUES(metadata), version = VALUES(version)",
+            placeholders(states.upserts.len(), 4)
+        );
+        let delete_sql =
+            format!("DELETE FROM guidstore_records WHERE guid IN ({})", guid_list(states.deletes.iter().copied()));
+        let log_sql = format!(
+            "INSERT INTO guidstore_changes (revision, op, guid, at, expire, metadata, version) VALUES {}",
+            placeholders(changes.len(), 7)
+        );
+        let revision = sql_int(last.revision());
+        let conn = &mut *self.conn;
+        self.runtime.run("saving changes", async {
+            let saved = |e| my_error("saving changes", e);
+            if !states.upserts.is_empty() {
+                conn.exec_drop(upsert_sql, upsert).await.map_err(saved)?;
+            }
+            if !states.deletes.is_empty() {
+                conn.query_drop(delete_sql).await.map_err(saved)?;
+            }
+            conn.exec_drop(log_sql, log).await.map_err(saved)?;
+            conn.exec_drop("UPDATE guidstore_meta SET revision = ? WHERE id = 1", (revision,)).await.map_err(saved)
+        })
+    }
+}
+
+impl Backend for MysqlBackend {
+    fn load(&self, guid: &Guid) -> Result<Option<Record>> {
+        let row: Option<RecordRow> = self.with_conn("reading a record", async |conn| {
+            conn.exec_first(
+                "SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid = ?",
+                (guid.as_str(),),
+            )
+            .await
+            .map_err(|e| my_error("reading a record", e))
+        })?;
+        row.map(record_from_row).transpose()
+    }
+
+    fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
+        let mut conn = self
+            .runtime
+            .run("connecting", async { self.pool.get_conn().await.map_err(|e| my_error("connecting", e)) })?;
+        let begun = self.runtime.run("starting a transaction", async {
+            conn.query_drop("START TRANSACTION").await.map_err(|e| my_error("START TRANSACTION", e))?;
+            let revision: Option<i64> = conn
+                .query_first("SELECT revision FROM guidstore_meta WHERE id = 1 FOR UPDATE")
+                .await
+                .map_err(|e| my_error("locking the revision", e))?;
+            Ok(revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0))
+        });
+        let result = begun.and_then(|revision| {
+            let mut transaction = MysqlTransaction { runtime: &self.runtime, conn: &mut conn, revision };
+            work(&mut transaction)
+        });
+        let result = match result {
+            Ok(()) => self
+                .runtime
+                .run("committing", async { conn.query_drop("COMMIT").await.map_err(|e| my_error("COMMIT", e)) }),
+            Err(error) => {
+                let _ = self.runtime.run("rolling back", async {
+                    conn.query_drop("ROLLBACK").await.map_err(|e| my_error("ROLLBACK", e))
+                });
+                Err(error)
+            }
+        };
+        let failed = matches!(&result, Err(Error::Storage(storage)) if storage.is_transient());
+        self.release(conn, failed);
+        result
+    }
+
+    fn revision(&self) -> Result<u64> {
+        self.with_conn("reading the revision", async |conn| {
+            let revision: Option<i64> = conn
+                .query_first("SELECT revision FROM guidstore_meta WHERE id = 1")
+                .await
+                .map_err(|e| my_error("reading the revision", e))?;
+            Ok(revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0))
+        })
+    }
+
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let rows: Vec<ChangeRow> = self.with_conn("reading changes", async |conn| {
+            conn.exec(
+                "SELECT revision, op, guid, at, expire, metadata, version FROM guidstore_changes
+                 WHERE revision > ? ORDER BY revision LIMIT ?",
+                (sql_int(after), sql_int(limit as u64)),
+            )
+            .await
+            .map_err(|e| my_error("reading changes", e))
+        })?;
+        rows.into_iter().map(stored_change).collect()
+    }
+
+    fn oldest_revision(&self) -> Result<Option<u64>> {
+        self.with_conn("reading the change log", async |conn| {
+            let oldest: Option<Option<i64>> = conn
+                .query_first("SELECT MIN(revision) FROM guidstore_changes")
+                .await
+                .map_err(|e| my_error("reading the change log", e))?;
+            Ok(oldest.flatten().and_then(|r| u64::try_from(r).ok()))
+        })
+    }
+
+    fn count_live(&self, now: u64) -> Result<u64> {
+        self.with_conn("counting records", async |conn| {
+            let count: Option<i64> = conn
+                .exec_first("SELECT COUNT(*) FROM guidstore_records WHERE expire > ?", (sql_int(now),))
+                .await
+                .map_err(|e| my_error("counting records", e))?;
+            Ok(count.and_then(|c| u64::try_from(c).ok()).unwrap_or(0))
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        self.with_conn("checking the database", async |conn| {
+            conn.query_drop("SELECT 1").await.map_err(|e| my_error("checking the database", e))
+        })
+    }
+
+    fn close(&self) -> Result<()> {
+        let pool = self.pool.clone();
+        self.runtime
+            .run("closing the pool", async { pool.disconnect().await.map_err(|e| my_error("closing the pool", e)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_split_into_statements_without_comments() {
+        let split =
+            statements("-- a comment; with a semicolon\nCREATE TABLE a (x INT);\n\nINSERT INTO a VALUES (1);\n");
+        assert_eq!(split, ["CREATE TABLE a (x INT)", "INSERT INTO a VALUES (1)"]);
+        assert!(MIGRATIONS.iter().all(|m| !statements(m).is_empty()));
+    }
+
+    #[test]
+    fn placeholders_and_guid_lists_have_the_right_shape() {
+        assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
+        let guid = Guid::parse("9094E4C980C74043A4B586B420E69DDF").unwrap();
+        assert_eq!(guid_list([guid, guid]), "'9094E4C980C74043A4B586B420E69DDF', '9094E4C980C74043A4B586B420E69DDF'");
+    }
+}

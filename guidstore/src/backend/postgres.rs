@@ -1,0 +1,448 @@
+//! [`PostgresBackend`]: records in a PostgreSQL database shared by any number of processes
+//! (feature `postgres`), through tokio-postgres connections pooled by deadpool-postgres and driven
+//! by the private [`DbRuntime`].
+//!
+//! Write transactions start by locking the one row of `guidstore_meta` (`FOR UPDATE`), so they
+//! commit one at a time across every process, and the revision they take from it is commit order.
+//! A batch costs a few round trips, whatever its size: the lock, one `load` of every GUID
+//! (`= ANY($1)`), the changes as four pipelined set-based statements (`unnest` arrays), and the
+//! commit. Migrations (`guidstore/migrations/postgres/`) run under an advisory lock, so processes
+//! starting together migrate once.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+
+use super::NetworkSettings;
+use super::runtime::DbRuntime;
+use crate::backend::{
+    Backend, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
+};
+use crate::{Change, Error, Guid, Record, Result, StorageError};
+
+/// Schema migrations; `guidstore_meta.schema_version` is the number applied.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_initial.sql")];
+
+/// The advisory lock held while migrating ("GUID" in ASCII).
+const MIGRATION_LOCK: i64 = 0x4755_4944;
+
+pub(crate) struct PostgresBackend {
+    runtime: DbRuntime,
+    pool: Pool,
+    /// The URL without its password, for messages.
+    name: String,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend").field("database", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A tokio-postgres error as a storage error: lost connections, timeouts, resource shortages,
+/// shutdowns and serialization failures are transient.
+fn pg_error(what: &str, error: tokio_postgres::Error) -> Error {
+    let transient = error.is_closed()
+        || match error.code() {
+            Some(state) => matches!(state.code().get(..2), Some("08" | "40" | "53" | "55" | "57" | "58")),
+            // No SQLSTATE: an I/O or protocol failure on the connection.
+            None => true,
+        };
+    let message = format!("PostgreSQL: {what}");
+    let storage = if transient { StorageError::transient(message) } else { StorageError::permanent(message) };
+    Error::Storage(storage.with_source(error))
+}
+
+fn pool_error(error: PoolError) -> Error {
+    match error {
+        PoolError::Backend(error) => pg_error("connecting", error),
+        other => StorageError::transient(format!("PostgreSQL connection pool: {other}")).into(),
+    }
+}
+
+impl PostgresBackend {
+    /// Connects to the database at `url` (`postgres://USER[:PASS]@HOST[:PORT]/DB[?sslmode=…]`),
+    /// checks durability settings and migrates the schema.
+    pub(crate) fn open(url: &str, settings: NetworkSettings) -> Result<PostgresBackend> {
+        let name = super::location::redact_url(url);
+        let invalid = |reason: String| Error::InvalidUrl { url: name.clone(), reason };
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| invalid(format!("{e}")))?;
+        if config.get_password().is_none()
+            && let Ok(password) = std::env::var("PGPASSWORD")
+        {
+            config.password(password);
+        }
+        if config.get_dbname().is_none() {
+            return Err(invalid("it names no database (postgres://USER@HOST/DATABASE)".to_owned()));
+        }
+        match config.get_ssl_mode() {
+            SslMode::Disable | SslMode::Prefer => {}
+            _ => {
+                return Err(invalid(
+                    "this build connects to PostgreSQL without TLS: use sslmode=disable or prefer".to_owned(),
+                ));
+            }
+        }
+        config.connect_timeout(settings.timeout);
+        config.keepalives(true).keepalives_idle(Duration::from_secs(10));
+        // The server gives up on a statement the client has stopped waiting for.
+        config.options(format!("-c statement_timeout={}", settings.timeout.as_millis()));
+        config.application_name("guidstore");
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(settings.timeout))
+            .create_timeout(Some(settings.timeout))
+            .recycle_timeout(Some(settings.timeout))
+            .build()
+            .map_err(|e| StorageError::permanent(format!("PostgreSQL connection pool: {e}")))?;
+        let runtime = DbRuntime::new("guidstore-postgres", settings.timeout)?;
+        let backend = PostgresBackend { runtime, pool, name };
+        backend.connect_and_migrate()?;
+        Ok(backend)
+    }
+
+    fn connect_and_migrate(&self) -> Result<()> {
+        let client =
+            self.runtime.run("connecting", async { self.pool.get().await.map_err(pool_error) }).map_err(|error| {
+                match error {
+                    Error::Storage(storage) => Error::Storage(
+                        StorageError::transient(format!("cannot connect to {}", self.name)).with_source(storage),
+                    ),
+                    other => other,
+                }
+            })?;
+        self.warn_if_not_durable(&client);
+        // Migrations may take longer than one call's timeout on a big database: run them
+        // without it, but not without the server's own statement timeout being lifted for them.
+        let name = self.name.clone();
+        self.runtime.run("migrating", async move {
+            client
+                .batch_execute(&format!("SET statement_timeout = 0; SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .await
+                .map_err(|e| pg_error("locking for migration", e))?;
+            let result = migrate(&client, &name).await;
+            let unlock = client
+                .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK}); RESET statement_timeout"))
+                .await;
+            if result.is_ok() {
+                unlock.map_err(|e| pg_error("unlocking after migration", e))?;
+            } else {
+                // The connection may be unusable: do not return it to the pool.
+                drop(Object::take(client));
+            }
+            result
+        })
+    }
+
+    /// Logs a warning for each setting under which PostgreSQL can lose acknowledged commits.
+    fn warn_if_not_durable(&self, client: &Object) {
+        for (setting, unsafe_values) in [("fsync", &["off"][..]), ("synchronous_commit", &["off"][..])] {
+            let value = self.runtime.run("reading settings", async {
+                let row = client.query_one(&format!("SHOW {setting}"), &[]).await.map_err(|e| pg_error("SHOW", e))?;
+                Ok(row.get::<_, String>(0))
+            });
+            match value {
+                Ok(value) if unsafe_values.contains(&value.as_str()) => log::warn!(
+                    "guidstore: PostgreSQL {} has {setting} = {value}: a crash of the database server can lose \
+                     writes guidstore has acknowledged",
+                    self.name
+                ),
+                Ok(_) => {}
+                Err(error) => log::warn!("guidstore: cannot read PostgreSQL setting {setting}: {error}"),
+            }
+        }
+    }
+
+    /// Runs `work` with a pooled connection; a connection whose call failed or timed out is
+    /// dropped rather than returned to the pool.
+    fn with_client<T>(&self, what: &str, work: impl AsyncFnOnce(&Object) -> Result<T>) -> Result<T> {
+        let mut taken = None;
+        let result = self.runtime.run(what, async {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            let result = work(&client).await;
+            taken = Some(client);
+            result
+        });
+        if result.is_err()
+            && let Some(client) = taken
+        {
+            drop(Object::take(client));
+        }
+        result
+    }
+}
+
+async fn migrate(client: &Object, name: &str) -> Result<()> {
+    let error = |what: &'static str| move |e| pg_error(what, e);
+    let exists: bool = client
+        .query_one("SELECT to_regclass('guidstore_meta') IS NOT NULL", &[])
+        .await
+        .map_err(error("reading the schema"))?
+        .get(0);
+    let supported = MIGRATIONS.len() as i64;
+    let version: i64 = if exists {
+        let version: i32 = client
+            .query_one("SELECT schema_version FROM guidstore_meta WHERE id = 1", &[])
+            .await
+            .map_err(error("reading the schema version"))?
+            .get(0);
+        i64::from(version)
+    } else {
+        let tables: i64 = client
+            .query_one("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()", &[])
+            .await
+            .map_err(error("listing tables"))?
+            .get(0);
+        if tables > 0 {
+            return Err(Error::NotAGuidstoreDatabase {
+                path: name.into(),
+                reason: format!("it holds {tables} tables that are not guidstore's"),
+            });
+        }
+        0
+    };
+    if version > supported {
+        return Err(Error::UnsupportedSchema { found: version, supported });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let next = index + 1;
+        let sql =
+            format!("BEGIN; {migration}; UPDATE guidstore_meta SET schema_version = {next} WHERE id = 1; COMMIT;");
+        if let Err(e) = client.batch_execute(&sql).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(pg_error("migrating", e));
+        }
+        log::info!("guidstore: migrated PostgreSQL schema of {name} to version {next}");
+    }
+    Ok(())
+}
+
+fn record_from_row(row: &tokio_postgres::Row) -> Result<Record> {
+    let guid = stored_guid(row.get::<_, &str>(0))?;
+    stored_record(guid, row.get(1), row.get(2), row.get(3))
+}
+
+struct PostgresTransaction<'a> {
+    backend: &'a PostgresBackend,
+    client: &'a Object,
+    revision: u64,
+}
+
+impl Transaction for PostgresTransaction<'_> {
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn load(&mut self, guids: &[Guid]) -> Result<Vec<Record>> {
+        if guids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<&str> = guids.iter().map(Guid::as_str).collect();
+        let client = self.client;
+        let rows = self.backend.runtime.run("loading records", async {
+            let statement = client
+                .prepare_cached("SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid = ANY($1)")
+                .await
+                .map_err(|e| pg_error("preparing", e))?;
+            client.query(&statement, &[&texts]).await.map_err(|e| pg_error("loading records", e))
+        })?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    fn expired(&mut self, now: u64, limit: usize) -> Result<Vec<Guid>> {
+        let client = self.client;
+        let rows = self.backend.runtime.run("finding expired records", async {
+            let statement = client
+                .prepare_cached("SELECT guid FROM guidstore_records WHERE expire <= $1 LIMIT $2")
+                .await
+                .map_err(|e| pg_error("preparing", e))?;
+            client
+                .query(&statement, &[&sql_int(now), &sql_int(limit as u64)])
+                .await
+                .map_err(|e| pg_error("finding expired records", e))
+        })?;
+        rows.iter().map(|row| stored_guid(row.get::<_, &str>(0))).collect()
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> Result<()> {
+        let Some(last) = changes.last() else { return Ok(()) };
+        let states = FinalStates::of(changes);
+        let upsert_guids: Vec<&str> = states.upserts.iter().map(|r| r.guid().as_str()).collect();
+        let upsert_expires: Vec<i64> = states.upserts.iter().map(|r| sql_int(r.expire().as_secs())).collect();
+        let upsert_metadata: Vec<String> = states.upserts.iter().map(|r| r.metadata_json()).collect();
+        let upsert_versions: Vec<i64> = states.upserts.iter().map(|r| r.version() as i64).collect();
+        let deletes: Vec<&str> = states.deletes.iter().map(Guid::as_str).collect();
+        let revisions: Vec<i64> = changes.iter().map(|c| sql_int(c.revision())).collect();
+        let ops: Vec<&str> = changes.iter().map(|c| c.op().as_str()).collect();
+        let guids: Vec<&str> = changes.iter().map(|c| c.guid().as_str()).collect();
+        let ats: Vec<i64> = changes.iter().map(|c| sql_int(c.at())).collect();
+        let expires: Vec<Option<i64>> =
+            changes.iter().map(|c| c.record().map(|r| sql_int(r.expire().as_secs()))).collect();
+        let metadata: Vec<Option<String>> = changes.iter().map(|c| c.record().map(|r| r.metadata_json())).collect();
+        let versions: Vec<Option<i64>> = changes.iter().map(|c| c.record().map(|r| r.version() as i64)).collect();
+        let revision = sql_int(last.revision());
+        let client = self.client;
+        self.backend.runtime.run("saving changes", async {
+            let prepare = |sql| async move { client.prepare_cached(sql).await.map_err(|e| pg_error("preparing", e)) };
+            let (upsert, delete, log, counter) = tokio::try_join!(
+                prepare(
+                    "INSERT INTO guidstore_records (guid, expire, metadata, version)
+                     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[])
+                     ON CONFLICT (guid) DO UPDATE SET
+                         expire = EXCLUDED.expire, metadata = EXCLUDED.metadata, version = EXCLUDED.version"
+                ),
+                prepare("DELETE FROM guidstore_records WHERE guid = ANY($1)"),
+                prepare(
+                    "INSERT INTO guidstore_changes (revision, op, guid, at, expire, metadata, version)
+                     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::int8[])"
+                ),
+                prepare("UPDATE guidstore_meta SET revision = $1 WHERE id = 1"),
+            )?;
+            // Sent together: tokio-postgres pipelines the statements of concurrent futures.
+            let saved = |result: std::result::Result<u64, tokio_postgres::Error>| result.map_err(|e| pg_error("saving changes", e));
+            tokio::try_join!(
+                async {
+                    if upsert_guids.is_empty() {
+                        return Ok(0);
+                    }
+                    saved(client.execute(&upsert, &[&upsert_guids, &upsert_expires, &upsert_metadata, &upsert_versions]).await)
+                },
+                async {
+                    if deletes.is_empty() {
+                        return Ok(0);
+                    }
+                    saved(client.execute(&delete, &[&deletes]).await)
+                },
+                async { saved(client.execute(&log, &[&revisions, &ops, &guids, &ats, &expires, &metadata, &versions]).await) },
+                async { saved(client.execute(&counter, &[&revision]).await) },
+            )?;
+            Ok(())
+        })
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn load(&self, guid: &Guid) -> Result<Option<Record>> {
+        self.with_client("reading a record", async |client| {
+            let statement = client
+                .prepare_cached("SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid = $1")
+                .await
+                .map_err(|e| pg_error("preparing", e))?;
+            let row =
+                client.query_opt(&statement, &[&guid.as_str()]).await.map_err(|e| pg_error("reading a record", e))?;
+            row.as_ref().map(record_from_row).transpose()
+        })
+    }
+
+    fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
+        let mut taken = None;
+        let started = self.runtime.run("starting a transaction", async {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            let begun = async {
+                let statement = client
+                    .prepare_cached("SELECT revision FROM guidstore_meta WHERE id = 1 FOR UPDATE")
+                    .await
+                    .map_err(|e| pg_error("preparing", e))?;
+                client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").await.map_err(|e| pg_error("BEGIN", e))?;
+                let row = client.query_one(&statement, &[]).await.map_err(|e| pg_error("locking the revision", e))?;
+                Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+            }
+            .await;
+            taken = Some(client);
+            begun
+        });
+        let Some(client) = taken else { return started.map(|_| ()) };
+        let result = started.and_then(|revision| {
+            let mut transaction = PostgresTransaction { backend: self, client: &client, revision };
+            work(&mut transaction)
+        });
+        let result = match result {
+            Ok(()) => self
+                .runtime
+                .run("committing", async { client.batch_execute("COMMIT").await.map_err(|e| pg_error("COMMIT", e)) }),
+            Err(error) => {
+                let _ = self.runtime.run("rolling back", async {
+                    client.batch_execute("ROLLBACK").await.map_err(|e| pg_error("ROLLBACK", e))
+                });
+                Err(error)
+            }
+        };
+        if let Err(Error::Storage(storage)) = &result
+            && storage.is_transient()
+        {
+            // A connection that failed or timed out mid-transaction is not reused.
+            drop(Object::take(client));
+        }
+        result
+    }
+
+    fn revision(&self) -> Result<u64> {
+        self.with_client("reading the revision", async |client| {
+            let statement = client
+                .prepare_cached("SELECT revision FROM guidstore_meta WHERE id = 1")
+                .await
+                .map_err(|e| pg_error("preparing", e))?;
+            let row = client.query_one(&statement, &[]).await.map_err(|e| pg_error("reading the revision", e))?;
+            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        })
+    }
+
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        self.with_client("reading changes", async |client| {
+            let statement = client
+                .prepare_cached(
+                    "SELECT revision, op, guid, at, expire, metadata, version FROM guidstore_changes
+                     WHERE revision > $1 ORDER BY revision LIMIT $2",
+                )
+                .await
+                .map_err(|e| pg_error("preparing", e))?;
+            let rows = client
+                .query(&statement, &[&sql_int(after), &sql_int(limit as u64)])
+                .await
+                .map_err(|e| pg_error("reading changes", e))?;
+            rows.iter()
+                .map(|row| {
+                    let columns: ChangeRow =
+                        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5), row.get(6));
+                    stored_change(columns)
+                })
+                .collect()
+        })
+    }
+
+    fn oldest_revision(&self) -> Result<Option<u64>> {
+        self.with_client("reading the change log", async |client| {
+            let row = client
+                .query_one("SELECT min(revision) FROM guidstore_changes", &[])
+                .await
+                .map_err(|e| pg_error("reading the change log", e))?;
+            Ok(row.get::<_, Option<i64>>(0).and_then(|revision| u64::try_from(revision).ok()))
+        })
+    }
+
+    fn count_live(&self, now: u64) -> Result<u64> {
+        self.with_client("counting records", async |client| {
+            let row = client
+                .query_one("SELECT count(*) FROM guidstore_records WHERE expire > $1", &[&sql_int(now)])
+                .await
+                .map_err(|e| pg_error("counting records", e))?;
+            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        self.with_client("checking the database", async |client| {
+            client.simple_query("SELECT 1").await.map_err(|e| pg_error("checking the database", e))?;
+            Ok(())
+        })
+    }
+
+    fn close(&self) -> Result<()> {
+        self.pool.close();
+        Ok(())
+    }
+}
