@@ -15,8 +15,6 @@ use clap::{CommandFactory, FromArgMatches};
 use guidstore::{Options, Synchronous};
 use log::LevelFilter;
 
-use crate::Settings;
-
 /// The server's configuration, from flags and `GUIDSTORE_*` environment variables.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -86,6 +84,30 @@ pub struct Config {
     /// `Authorization: Bearer TOKEN`.
     #[arg(long, env = "GUIDSTORE_AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
+}
+
+/// Limits and intervals of the server (see [`Config`] for their meaning and defaults).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest accepted request body in bytes.
+    pub max_body: usize,
+    /// Most simultaneously open connections.
+    pub max_connections: usize,
+    /// Time allowed to send request headers; also the idle limit of a keep-alive connection.
+    pub header_timeout: Duration,
+    /// Time in-flight requests get at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Time between purges of expired records.
+    pub purge_interval: Duration,
+    /// Most records removed per purge transaction.
+    pub purge_batch: usize,
+}
+
+impl Default for Settings {
+    /// The settings of the default [`Config`]: the defaults are written once.
+    fn default() -> Settings {
+        Config::default().settings()
+    }
 }
 
 /// `--sync`: SQLite's `synchronous` setting.

@@ -1,13 +1,19 @@
 //! guidstore-server: an asynchronous REST server (hyper 1 + tokio) over the `guidstore` library,
 //! implementing the HTTP contract of `docs/API.md`.
 //!
-//! [`Application::build`] turns a [`Config`](config::Config) into a bound, ready server: `main.rs`
+//! [`Application::build`] turns a [`Config`] into a bound, ready server: `main.rs`
 //! and every test harness start the server through it. [`run`] serves a bound listener until a
 //! shutdown future completes; it never binds a port, opens the database or installs a logger
 //! itself. The store is shared as `Arc<Store>` in [`AppState`].
 //!
+//! Modules import one way, and none imports from this crate root: `startup` uses `config`,
+//! `state`, `server`; `server` uses `routes` and `store_io`; `routes` uses `store_io`, `error` and
+//! `response`; `error` uses `response`.
+//!
 //! Modules:
-//! - `config`: [`Config`](config::Config), the clap flags and environment variables, and their defaults.
+//! - `config`: [`Config`], the clap flags and environment variables, their defaults, and the
+//!   [`Settings`] of [`run`] derived from them.
+//! - `state`: [`AppState`], what every request handler shares (store, settings, metrics, tokens).
 //! - `startup`: [`Application`], the one builder of a server (listener, store, state).
 //! - `server`: [`run`], the accept loop (`Listener`), one connection (`Handler`), the purge task.
 //! - `routes`: routing and handlers; the hyper service.
@@ -31,59 +37,13 @@ pub mod response;
 pub mod routes;
 pub mod server;
 pub mod startup;
+pub mod state;
 pub mod store_io;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use guidstore::Store;
-
 pub use auth::Auth;
+pub use config::{Config, Settings};
 pub use metrics::Metrics;
 pub use server::run;
 pub use startup::{Application, ApplicationBuilder, StartupError, Stopped};
+pub use state::AppState;
 pub use store_io::purge_expired;
-
-/// Limits and intervals of the server (see [`config::Config`] for their meaning and defaults).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Largest accepted request body in bytes.
-    pub max_body: usize,
-    /// Most simultaneously open connections.
-    pub max_connections: usize,
-    /// Time allowed to send request headers; also the idle limit of a keep-alive connection.
-    pub header_timeout: Duration,
-    /// Time in-flight requests get at shutdown.
-    pub shutdown_timeout: Duration,
-    /// Time between purges of expired records.
-    pub purge_interval: Duration,
-    /// Most records removed per purge transaction.
-    pub purge_batch: usize,
-}
-
-impl Default for Settings {
-    /// The settings of the default [`Config`](config::Config): the defaults are written once.
-    fn default() -> Settings {
-        config::Config::default().settings()
-    }
-}
-
-/// What every request handler shares.
-#[derive(Debug)]
-pub struct AppState {
-    /// The registry.
-    pub store: Arc<Store>,
-    /// Limits and intervals.
-    pub settings: Settings,
-    /// Request counters.
-    pub metrics: Metrics,
-    /// The accepted bearer tokens, when authentication is on.
-    pub auth: Option<Auth>,
-}
-
-impl AppState {
-    /// The state of a server over `store`.
-    pub fn new(store: Arc<Store>, settings: Settings, auth: Option<Auth>) -> Arc<AppState> {
-        Arc::new(AppState { store, settings, metrics: Metrics::default(), auth })
-    }
-}

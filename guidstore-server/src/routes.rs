@@ -16,10 +16,10 @@ use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, IF_MATCH, LOCATION};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::RouteLabel;
 use crate::response::{Body, json_response, record_response, strip_body};
+use crate::state::AppState;
 use crate::store_io;
 
 /// The log target of the one-line-per-request access log.

@@ -25,13 +25,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::{AppState, routes, store_io};
+use crate::state::AppState;
+use crate::{routes, store_io};
 
 /// How long the accept loop pauses after a failed `accept` (typically EMFILE).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serves HTTP on `listener` until `shutdown` completes, then stops accepting, lets in-flight
-/// requests finish (at most [`Settings::shutdown_timeout`](crate::Settings::shutdown_timeout))
+/// requests finish (at most [`Settings::shutdown_timeout`](crate::config::Settings::shutdown_timeout))
 /// and returns. The store stays open: closing it is the caller's job, once every clone of `state`
 /// is dropped.
 pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {

@@ -20,7 +20,8 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use crate::auth::{Auth, AuthError};
 use crate::config::Config;
-use crate::{AppState, run};
+use crate::server::run;
+use crate::state::AppState;
 
 /// Pending connections the kernel queues before `accept` (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;

@@ -7,8 +7,8 @@
 //! - `http`: the one HTTP/1.1 response parser ([`http::read_response`]), a blocking keep-alive
 //!   client on `std::net::TcpStream` ([`http::Connection`], [`http::request_once`]) for raw-socket
 //!   and out-of-process tests, and [`http::Response`], what every client here returns.
-//! - `client` (feature `async`): hyper's client for well-formed requests ([`client::Client`]) and
-//!   raw reads on tokio sockets ([`client::read_response`], [`client::read_to_close`]), parsed by
+//! - `client` (feature `async`): hyper's client for well-formed requests (`client::Client`) and
+//!   raw reads on tokio sockets (`client::read_response`, `client::read_to_close`), parsed by
 //!   the same parser.
 //! - `fault`: storage faults: a small tmpfs that fills up ([`fault::Tmpfs`]) and `chattr +i`
 //!   ([`fault::Frozen`]), both undone when dropped; they need root ([`fault::is_root`]).
