@@ -75,14 +75,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         "61 s later, get {short_lived} -> {}",
         store.get(&short_lived).err().map_or("found", |e| e.code().as_str())
     );
-    let mut purged = 0;
-    loop {
-        let removed = store.purge_expired(1000)?;
-        purged += removed;
-        if removed < 1000 {
-            break;
-        }
-    }
+    let purged = store.purge_all_expired(guidstore::DEFAULT_PURGE_BATCH)?;
     println!("purged {purged} expired record(s)");
 
     let counters = store.counters();

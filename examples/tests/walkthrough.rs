@@ -1,45 +1,40 @@
 //! Runs `examples/walkthrough.sh` against a real guidstore-server on `127.0.0.1:0`, with and
 //! without bearer-token authentication: the script must find every answer as expected.
 //!
-//! The server runs in this process from the `guidstore_server` library, wired as its `main.rs`
-//! wires it (the binary cannot be located from another package's tests). The script needs bash and
-//! curl (`.ci/run` installs curl where it is missing); without them the test fails.
+//! The server runs in this process, built by `guidstore_server::Application` as its `main.rs`
+//! builds it (the binary cannot be located from another package's tests). The script needs bash
+//! and curl (`.ci/run` installs curl where it is missing); without them the test fails.
 
-use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
-use clap::Parser;
-use guidstore::Store;
 use guidstore_server::config::Config;
-use guidstore_server::{AppState, Auth};
+use guidstore_server::{Application, Auth};
 use tokio::sync::oneshot;
 
 /// Serves `db` on a free port while `body` runs with the server's URL.
 fn with_server(db: &Path, token: Option<&str>, body: impl FnOnce(&str)) {
-    let config = Config::try_parse_from([OsStr::new("guidstore-server"), OsStr::new("--db"), db.as_os_str()])
-        .expect("server configuration");
+    let config = Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db: db.to_owned(), ..Config::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let (url, server, store) = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("local address"));
-        let store = Arc::new(Store::open_with(&config.db, config.store_options(&url)).expect("open store"));
-        let auth = token.and_then(|token| Auth::from_tokens([token]));
-        let state = AppState::new(Arc::clone(&store), config.settings(), auth);
-        let server = tokio::spawn(guidstore_server::run(listener, state, async {
+    let (url, server) = runtime.block_on(async {
+        let mut builder = Application::builder(config);
+        if let Some(auth) = token.and_then(|token| Auth::from_tokens([token])) {
+            builder = builder.auth(auth);
+        }
+        let app = builder.build().await.expect("the server starts");
+        let url = app.url().to_owned();
+        let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        (url, server, store)
+        (url, server)
     });
     body(&url);
     let _ = shutdown.send(());
-    runtime.block_on(server).expect("the server stops");
+    let stopped = runtime.block_on(server).expect("the server stops");
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    if let Ok(store) = Arc::try_unwrap(store) {
-        store.close().expect("close the store");
-    }
+    stopped.close().expect("close the store");
 }
 
 fn require_tools() {

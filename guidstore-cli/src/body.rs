@@ -10,9 +10,6 @@ use serde_json::{Map, Value};
 use crate::cli::Fields;
 use crate::error::CliError;
 
-/// The largest body the HTTP API accepts (65,536 bytes); database mode applies the same limit.
-pub const MAX_BODY_BYTES: usize = 65_536;
-
 /// Which request the body is for: it decides how an empty `--json` is read (`{}` for a create, an
 /// error for an update, as over HTTP).
 #[derive(Debug, Clone, Copy)]
@@ -54,12 +51,14 @@ pub fn build(fields: &Fields, unset: &[String], kind: BodyKind, stdin: impl Read
     Ok(Value::Object(object).to_string().into_bytes())
 }
 
-/// Rejects a body over [`MAX_BODY_BYTES`] with `payload_too_large`, as the server does.
+/// Rejects a body over the server's default limit ([`guidstore::DEFAULT_MAX_BODY`]) with
+/// `payload_too_large`, as a default server does: database mode applies the same limit.
 pub fn check_size(body: &[u8]) -> Result<(), CliError> {
-    if body.len() > MAX_BODY_BYTES {
+    let limit = guidstore::DEFAULT_MAX_BODY;
+    if body.len() > limit {
         return Err(CliError::Api {
             code: guidstore::Code::PayloadTooLarge,
-            message: format!("request body is {} bytes; the limit is {MAX_BODY_BYTES}", body.len()),
+            message: format!("request body is {} bytes; the limit is {limit}", body.len()),
         });
     }
     Ok(())
@@ -213,8 +212,8 @@ mod tests {
 
     #[test]
     fn size_limit_matches_the_api() {
-        assert!(check_size(&vec![b' '; MAX_BODY_BYTES]).is_ok());
-        let error = check_size(&vec![b' '; MAX_BODY_BYTES + 1]).unwrap_err();
+        assert!(check_size(&vec![b' '; 65_536]).is_ok());
+        let error = check_size(&vec![b' '; 65_537]).unwrap_err();
         assert_eq!(error.code(), "payload_too_large");
     }
 }

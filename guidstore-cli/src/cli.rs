@@ -1,5 +1,5 @@
 //! The command line: clap definitions only. Parsing values (GUIDs, JSON, URLs) and choosing between
-//! the database file and a server happen in `main.rs`, `body.rs` and `target.rs`, not here.
+//! the database file and a server happen in `main.rs`, `body.rs` and `endpoint.rs`, not here.
 
 use std::path::PathBuf;
 

@@ -18,8 +18,6 @@ use crate::cli::Cli;
 use crate::error::CliError;
 use crate::remote::Remote;
 
-/// Expired records removed per purge transaction.
-const PURGE_BATCH: usize = 1000;
 /// How long to wait for a store that is just starting (or stopping) to say who it is.
 const LOCK_RETRIES: u32 = 20;
 const LOCK_RETRY_DELAY: Duration = Duration::from_millis(25);
@@ -183,16 +181,7 @@ impl Endpoint {
     /// HTTP API has no purge route.
     pub fn purge(&self) -> Result<u64, CliError> {
         match self {
-            Endpoint::Local(store) => {
-                let mut total = 0;
-                loop {
-                    let removed = store.purge_expired(PURGE_BATCH)?;
-                    total += removed;
-                    if removed < PURGE_BATCH as u64 {
-                        return Ok(total);
-                    }
-                }
-            }
+            Endpoint::Local(store) => Ok(store.purge_all_expired(guidstore::DEFAULT_PURGE_BATCH)?),
             Endpoint::Missing => Ok(0),
             Endpoint::Remote { remote, held: None } => Err(CliError::Usage(format!(
                 "purge works on a database file (--db); the HTTP API of {} has no purge route",

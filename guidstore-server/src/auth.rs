@@ -1,13 +1,15 @@
 //! [`Auth`]: optional bearer-token authentication (`--auth-token-file`).
 //!
 //! Tokens are read once at startup, one per line (surrounding whitespace and blank lines ignored).
-//! A request passes when its `Authorization: Bearer TOKEN` names one of them; the comparison takes
-//! the same time wherever the first differing byte is. Tokens are never logged nor shown by `Debug`.
+//! A request passes when its `Authorization: Bearer TOKEN` names one of them; the comparison
+//! (`subtle`'s constant-time equality, against every token) takes the same time wherever the first
+//! differing byte is. Tokens are never logged nor shown by `Debug`.
 
 use std::path::{Path, PathBuf};
 
 use hyper::HeaderMap;
 use hyper::header::AUTHORIZATION;
+use subtle::{Choice, ConstantTimeEq};
 
 /// The accepted bearer tokens.
 pub struct Auth {
@@ -69,7 +71,8 @@ impl Auth {
         let Some(value) = headers.get(AUTHORIZATION) else { return false };
         let Some(token) = bearer_token(value.as_bytes()) else { return false };
         // Compare against every token, without stopping at the first match.
-        self.tokens.iter().fold(false, |found, accepted| found | constant_time_eq(accepted, token))
+        let found = self.tokens.iter().fold(Choice::from(0), |found, accepted| found | accepted.ct_eq(token));
+        found.into()
     }
 }
 
@@ -82,15 +85,6 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     }
     let token = rest.trim_ascii();
     (!token.is_empty()).then_some(token)
-}
-
-/// Equality whose running time depends only on the lengths, not on where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| std::hint::black_box(acc | (x ^ y)));
-    difference == 0
 }
 
 #[cfg(test)]
@@ -142,10 +136,12 @@ mod tests {
     }
 
     #[test]
-    fn constant_time_eq_compares_whole_inputs() {
-        assert!(constant_time_eq(b"", b""));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+    fn tokens_are_compared_whole() {
+        let auth = Auth::from_tokens(["abc", "x"]).unwrap();
+        for (value, expected) in
+            [(&b"Bearer abc"[..], true), (b"Bearer abd", false), (b"Bearer ab", false), (b"Bearer abcd", false)]
+        {
+            assert_eq!(auth.allows(&headers(value)), expected, "{:?}", String::from_utf8_lossy(value));
+        }
     }
 }

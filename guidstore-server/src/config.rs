@@ -1,17 +1,19 @@
 //! [`Config`]: the command line and environment of `guidstore-server` (clap), and its translation
 //! into the [`Settings`] of [`run`](crate::run) and the store's [`Options`].
 //!
-//! Every flag has a `GUIDSTORE_*` environment variable and a default, all shown by `--help`.
-//! Nothing here opens files or sockets: `main.rs` does that.
+//! Every flag has a `GUIDSTORE_*` environment variable and a default, all shown by `--help`. The
+//! defaults are written once, here (the library's own, such as `DEFAULT_MAX_BODY`, are reused), and
+//! [`Config::default`] gives them without reading the environment. Nothing here opens files or
+//! sockets: [`Application::build`](crate::Application::build) does that.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::RangedU64ValueParser;
+use clap::{CommandFactory, FromArgMatches};
 use guidstore::{Options, Synchronous};
 use log::LevelFilter;
-
-use crate::Settings;
 
 /// The server's configuration, from flags and `GUIDSTORE_*` environment variables.
 #[derive(Debug, Clone, clap::Parser)]
@@ -38,7 +40,7 @@ pub struct Config {
     pub log_level: LevelFilter,
 
     /// How many records the in-memory LRU cache holds (0 disables it).
-    #[arg(long, env = "GUIDSTORE_CACHE_CAPACITY", default_value_t = 100_000)]
+    #[arg(long, env = "GUIDSTORE_CACHE_CAPACITY", default_value_t = guidstore::DEFAULT_CACHE_CAPACITY)]
     pub cache_capacity: usize,
 
     /// Expiry of records created without one: now + this many seconds.
@@ -51,12 +53,12 @@ pub struct Config {
     pub purge_interval: Duration,
 
     /// Most expired records removed in one purge transaction (batches repeat until done).
-    #[arg(long, env = "GUIDSTORE_PURGE_BATCH", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub purge_batch: u64,
+    #[arg(long, env = "GUIDSTORE_PURGE_BATCH", default_value_t = guidstore::DEFAULT_PURGE_BATCH,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub purge_batch: usize,
 
     /// Largest accepted request body in bytes; larger bodies get 413.
-    #[arg(long, env = "GUIDSTORE_MAX_BODY", default_value_t = 65_536)]
+    #[arg(long, env = "GUIDSTORE_MAX_BODY", default_value_t = guidstore::DEFAULT_MAX_BODY)]
     pub max_body: usize,
 
     /// How commits reach the disk: full (fsync every commit; survives power loss) or normal (WAL
@@ -66,8 +68,8 @@ pub struct Config {
 
     /// Most simultaneously open client connections; further clients wait in the listen backlog.
     #[arg(long, env = "GUIDSTORE_MAX_CONNECTIONS", default_value_t = 16_384,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_connections: u64,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
 
     /// Time a client has to send a request's headers (and an idle keep-alive connection to send the
     /// next request) before the connection is closed.
@@ -84,6 +86,30 @@ pub struct Config {
     pub auth_token_file: Option<PathBuf>,
 }
 
+/// Limits and intervals of the server (see [`Config`] for their meaning and defaults).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest accepted request body in bytes.
+    pub max_body: usize,
+    /// Most simultaneously open connections.
+    pub max_connections: usize,
+    /// Time allowed to send request headers; also the idle limit of a keep-alive connection.
+    pub header_timeout: Duration,
+    /// Time in-flight requests get at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Time between purges of expired records.
+    pub purge_interval: Duration,
+    /// Most records removed per purge transaction.
+    pub purge_batch: usize,
+}
+
+impl Default for Settings {
+    /// The settings of the default [`Config`]: the defaults are written once.
+    fn default() -> Settings {
+        Config::default().settings()
+    }
+}
+
 /// `--sync`: SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SyncMode {
@@ -93,16 +119,24 @@ pub enum SyncMode {
     Normal,
 }
 
+impl Default for Config {
+    /// Every flag at its default, whatever the environment says (tests start from this).
+    fn default() -> Config {
+        let matches = Config::command().mut_args(|arg| arg.env(None)).get_matches_from(["guidstore-server"]);
+        Config::from_arg_matches(&matches).expect("the defaults of every flag parse")
+    }
+}
+
 impl Config {
     /// The settings of [`run`](crate::run).
     pub fn settings(&self) -> Settings {
         Settings {
             max_body: self.max_body,
-            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            max_connections: self.max_connections,
             header_timeout: self.header_timeout,
             shutdown_timeout: self.shutdown_timeout,
             purge_interval: self.purge_interval,
-            purge_batch: usize::try_from(self.purge_batch).unwrap_or(usize::MAX),
+            purge_batch: self.purge_batch,
         }
     }
 
@@ -143,18 +177,15 @@ impl Config {
     }
 }
 
-/// Parses a duration: a number with an optional unit `ms`, `s`, `m` or `h` (bare numbers are seconds).
+/// Parses a positive duration: a bare number of seconds, or what `humantime` reads (`500ms`, `10s`,
+/// `5m`, `1h`, `1.5s`, `2days`, `1h 30m`, ...).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 10s, 500ms or 5m"))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(value),
-        "" | "s" => Duration::from_secs(value),
-        "m" => Duration::from_secs(value.saturating_mul(60)),
-        "h" => Duration::from_secs(value.saturating_mul(3600)),
-        _ => return Err(format!("{text:?} has an unknown unit (use ms, s, m or h)")),
+    let duration = if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
+        text.parse().map(Duration::from_secs).map_err(|_| format!("{text:?} is too many seconds"))?
+    } else {
+        humantime::parse_duration(text)
+            .map_err(|error| format!("{text:?} is not a duration such as 10s, 500ms or 5m ({error})"))?
     };
     if duration.is_zero() {
         return Err("the duration must be positive".to_owned());
@@ -175,13 +206,21 @@ mod tests {
             ("250ms", Some(Duration::from_millis(250))),
             ("5m", Some(Duration::from_secs(300))),
             ("1h", Some(Duration::from_secs(3600))),
+            (" 10s ", Some(Duration::from_secs(10))),
+            // Forms humantime adds to the hand-written parser it replaced (which refused them).
+            ("1.5s", Some(Duration::from_millis(1500))),
+            ("10d", Some(Duration::from_secs(864_000))),
+            ("1h 30m", Some(Duration::from_secs(5400))),
             ("", None),
             ("0", None),
+            ("0s", None),
+            ("0ms", None),
             ("s", None),
             ("-1s", None),
-            ("1.5s", None),
-            ("10d", None),
+            ("1.5", None),
+            ("10x", None),
             ("１０s", None),
+            ("99999999999999999999", None),
         ];
         for (text, expected) in cases {
             assert_eq!(parse_duration(text).ok(), expected, "{text:?}");
@@ -199,6 +238,24 @@ mod tests {
         assert_eq!(config.max_body, 65_536);
         assert_eq!(config.sync, SyncMode::Full);
         assert_eq!(config.auth_token_file, None);
+    }
+
+    #[test]
+    fn the_default_config_ignores_the_environment_and_matches_the_library() {
+        let config = Config::default();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.cache_capacity, guidstore::DEFAULT_CACHE_CAPACITY);
+        assert_eq!(config.max_body, guidstore::DEFAULT_MAX_BODY);
+        assert_eq!(config.purge_batch, guidstore::DEFAULT_PURGE_BATCH);
+        assert_eq!(config.default_ttl, guidstore::DEFAULT_TTL_SECS);
+        let settings = Settings::default();
+        assert_eq!((settings.max_connections, settings.header_timeout), (16_384, Duration::from_secs(10)));
+        assert_eq!(
+            (settings.purge_interval, settings.shutdown_timeout),
+            (Duration::from_secs(60), Duration::from_secs(10))
+        );
+        assert!(Config::try_parse_from(["guidstore-server", "--purge-batch", "0"]).is_err());
+        assert!(Config::try_parse_from(["guidstore-server", "--max-connections", "0"]).is_err());
     }
 
     #[test]

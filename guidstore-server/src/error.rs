@@ -2,13 +2,15 @@
 //! status and a JSON error body (`{"error": code, "message": text}`).
 //!
 //! Library errors keep their stable [`guidstore::Code`]; [`status_of`] maps every code to a
-//! status with an exhaustive `match`, so a new code cannot silently become a 500. A 5xx body never carries the cause: the cause goes to the log (see `routes.rs`).
+//! status with an exhaustive `match`, so a new code cannot silently become a 500. A 5xx body never
+//! carries the cause: the cause goes to the log (see `routes.rs`). It builds its responses with
+//! `response`; it knows nothing of routing.
 
 use guidstore::Code;
 use hyper::StatusCode;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 
-use crate::routes::{Body, json_response};
+use crate::response::{Body, json_response};
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]

@@ -1,26 +1,20 @@
 //! The `guidstore-server` binary: glue only. It parses the configuration, opens server.log,
-//! binds the listener, opens the store (recording the server's URL in the database's lock file so
-//! the CLI can find it), prints `listening on http://ADDR` on stdout, and calls
-//! [`guidstore_server::run`] until SIGINT or SIGTERM; then it closes the store and exits 0.
+//! installs the signal handlers, builds the server with [`Application::build`] (which binds, and
+//! opens the store recording the server's URL in the database's lock file so the CLI can find it),
+//! prints `listening on http://ADDR` on stdout, serves until SIGINT or SIGTERM, then closes the
+//! store and exits 0 (1 on any failure, logged).
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, IsTerminal};
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use guidstore::Store;
+use guidstore_server::Application;
 use guidstore_server::config::Config;
 use guidstore_server::routes::ACCESS_LOG;
-use guidstore_server::{AppState, Auth, run};
 use log::LevelFilter;
 use simplelog::{ColorChoice, CombinedLogger, ConfigBuilder, TermLogger, TerminalMode, WriteLogger};
-use tokio::net::{TcpListener, TcpSocket};
-
-/// Pending connections the kernel queues before `accept` (capped by `net.core.somaxconn`).
-const LISTEN_BACKLOG: u32 = 4096;
 
 /// How often buffered log lines are written to server.log.
 const LOG_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,7 +25,7 @@ fn main() -> ExitCode {
         eprintln!("guidstore-server: cannot open log file {}: {error}", config.log_file.display());
         return ExitCode::FAILURE;
     }
-    let code = match serve(&config) {
+    let code = match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             log::error!("{message}");
@@ -76,61 +70,23 @@ fn init_logging(config: &Config) -> std::io::Result<()> {
     Ok(())
 }
 
-fn serve(config: &Config) -> Result<(), String> {
+fn serve(config: Config) -> Result<(), String> {
     log::info!("starting guidstore-server {}: {}", env!("CARGO_PKG_VERSION"), config.summary());
-    let auth = match &config.auth_token_file {
-        Some(path) => {
-            let auth = Auth::from_file(path).map_err(|error| error.to_string())?;
-            log::info!("authentication on: {} bearer tokens accepted", auth.len());
-            Some(auth)
-        }
-        None => None,
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
-    let listener = runtime
-        .block_on(async { bind(config.listen) })
-        .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
-    let address = listener.local_addr().map_err(|error| format!("cannot read the bound address: {error}"))?;
-    let url = format!("http://{address}");
-    // Opened on the main thread, outside the runtime: no SQLite work on a runtime thread.
-    let store = Store::open_with(&config.db, config.store_options(&url))
-        .map_err(|error| format!("cannot open database {}: {error}", config.db.display()))?;
-    let store = Arc::new(store);
-    runtime.block_on(async {
+    let db = config.db.clone();
+    let stopped = runtime.block_on(async {
         let shutdown = shutdown_signal().map_err(|error| format!("cannot install signal handlers: {error}"))?;
-        let state = AppState::new(Arc::clone(&store), config.settings(), auth);
-        println!("listening on {url}");
-        log::info!("listening on {url}, database {}", config.db.display());
-        run(listener, state, shutdown).await;
-        Ok::<_, String>(())
+        let app = Application::build(config).await.map_err(|error| error.to_string())?;
+        println!("listening on {}", app.url());
+        log::info!("listening on {}, database {}", app.url(), db.display());
+        Ok::<_, String>(app.run_until_stopped(shutdown).await)
     })?;
     // Stops whatever blocking reads are left, dropping their clones of the store.
     runtime.shutdown_timeout(Duration::from_secs(5));
-    log::info!("closing database {}: committing queued writes", config.db.display());
-    match Arc::try_unwrap(store) {
-        Ok(store) => match store.close() {
-            Ok(()) => log::info!("database {} closed; shutdown complete", config.db.display()),
-            Err(error) => return Err(format!("closing database {} failed: {error}", config.db.display())),
-        },
-        Err(store) => {
-            log::warn!("the store is still in use at exit; it closes when dropped");
-            drop(store);
-        }
-    }
-    Ok(())
-}
-
-/// Binds with a listen backlog of [`LISTEN_BACKLOG`] (tokio's `bind` uses 128, which overflows
-/// when thousands of clients connect at once, and their SYNs are then retried only after 1 s).
-/// Must run inside the runtime.
-fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(LISTEN_BACKLOG)
+    stopped.close().map_err(|error| format!("closing database {} failed: {error}", db.display()))
 }
 
 /// Completes on the first SIGINT or SIGTERM. The handlers are installed before it returns.

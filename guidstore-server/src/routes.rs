@@ -1,27 +1,26 @@
-//! Routing and handlers: a `match` on method and path, one function per operation, each returning
+//! Routing and handlers: a `match` on method and path, one arm per operation, each returning
 //! `Result<Response, ApiError>`. [`handle`] is the whole hyper service: it never fails, times the
 //! request, counts it, and writes the access-log line.
 //!
-//! Reads are served from the store's cache inline, otherwise on `spawn_blocking`; writes are
-//! submitted to the store's writer thread and awaited on a oneshot channel. No SQLite call runs
-//! on a runtime worker thread. Bodies are parsed by the library (`NewRecord::parse`, `Patch::parse`).
+//! Bodies are parsed by the library (`NewRecord::parse`, `Patch::parse`); writes await the store's
+//! `Pending` futures, blocking reads go through `store_io` (never on a runtime worker thread);
+//! responses are built by `response`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use guidstore::{Guid, IfMatch, NewRecord, Patch, Record, Store};
-use http_body_util::{BodyExt, Full};
+use guidstore::{Guid, IfMatch, NewRecord, Patch, Store};
+use http_body_util::BodyExt;
 use hyper::body::{Body as _, Bytes, Incoming};
-use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH, LOCATION};
+use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, IF_MATCH, LOCATION};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::RouteLabel;
-
-/// The response body type: every answer is small and complete.
-pub type Body = Full<Bytes>;
+use crate::response::{Body, json_response, record_response, strip_body};
+use crate::state::AppState;
+use crate::store_io;
 
 /// The log target of the one-line-per-request access log.
 pub const ACCESS_LOG: &str = "guidstore_server::access";
@@ -29,7 +28,6 @@ pub const ACCESS_LOG: &str = "guidstore_server::access";
 const ALLOW_ITEM: &str = "GET, HEAD, POST, PATCH, DELETE";
 const ALLOW_COLLECTION: &str = "POST";
 const ALLOW_OPERATIONS: &str = "GET, HEAD";
-const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// What a request path names. The GUID segment is kept as raw (undecoded) text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +127,7 @@ async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>
         (Route::Collection, method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_COLLECTION }),
         (Route::Item(segment), Method::GET | Method::HEAD) => {
             let guid = parse_guid(segment)?;
-            let record = get(&state.store, guid).await?;
+            let record = store_io::get(&state.store, guid).await?;
             Ok(record_response(StatusCode::OK, &record))
         }
         (Route::Item(segment), Method::POST) => {
@@ -155,7 +153,10 @@ async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>
             Ok(response)
         }
         (Route::Item(_), method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_ITEM }),
-        (Route::Healthz, Method::GET | Method::HEAD) => healthz(&state.store).await,
+        (Route::Healthz, Method::GET | Method::HEAD) => {
+            store_io::check(&state.store).await?;
+            Ok(json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#)))
+        }
         (Route::Metrics, Method::GET | Method::HEAD) => {
             let text = state.metrics.render(&state.store.counters());
             let mut response = Response::new(Body::new(text.into()));
@@ -215,15 +216,6 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Ap
     Ok(first.unwrap_or_else(|| joined.into()))
 }
 
-/// The live record: from the cache inline, or from storage on a blocking thread.
-async fn get(store: &Arc<Store>, guid: Guid) -> Result<Arc<Record>, ApiError> {
-    if let Some(record) = store.get_cached(&guid) {
-        return Ok(record);
-    }
-    let store = Arc::clone(store);
-    Ok(tokio::task::spawn_blocking(move || store.get(&guid)).await??)
-}
-
 async fn create(store: &Store, new_record: NewRecord) -> Result<Response<Body>, ApiError> {
     let record = store.create_async(new_record).await?;
     let mut response = record_response(StatusCode::CREATED, &record);
@@ -232,36 +224,6 @@ async fn create(store: &Store, new_record: NewRecord) -> Result<Response<Body>, 
         response.headers_mut().insert(LOCATION, location);
     }
     Ok(response)
-}
-
-async fn healthz(store: &Arc<Store>) -> Result<Response<Body>, ApiError> {
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || store.check()).await?.map_err(ApiError::Unhealthy)?;
-    Ok(json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#)))
-}
-
-/// A JSON response with this status and body.
-pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Body::new(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, APPLICATION_JSON);
-    response
-}
-
-fn record_response(status: StatusCode, record: &Record) -> Response<Body> {
-    let mut response = json_response(status, Bytes::copy_from_slice(record.to_json().as_bytes()));
-    if let Ok(etag) = HeaderValue::try_from(record.etag()) {
-        response.headers_mut().insert(ETAG, etag);
-    }
-    response
-}
-
-/// For `HEAD`: keeps the headers GET would send, with GET's `Content-Length`, and drops the body.
-fn strip_body(response: &mut Response<Body>) {
-    if let Some(length) = response.body().size_hint().exact() {
-        response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(length));
-    }
-    *response.body_mut() = Body::default();
 }
 
 #[cfg(test)]

@@ -4,23 +4,10 @@
 //! reads must keep working, writes must succeed once the fault clears, and the file must pass
 //! `PRAGMA integrity_check`. Both need root (CI runs as root); elsewhere they say so and pass.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use guidstore::{Guid, NewRecord, Options, Patch, Store};
-
-unsafe extern "C" {
-    fn geteuid() -> u32;
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { geteuid() == 0 }
-}
-
-fn run(program: &str, args: &[&str]) -> bool {
-    Command::new(program).args(args).status().map(|s| s.success()).unwrap_or(false)
-}
+use guidstore_testkit::fault::{Frozen, Tmpfs, is_root};
 
 fn open(path: &Path) -> Store {
     Store::open_with(path, Options::default().cache_capacity(0)).expect("open the store")
@@ -38,17 +25,6 @@ fn integrity_ok(path: &Path) {
     assert_eq!(result, "ok");
 }
 
-struct Cleanup(Vec<(String, Vec<String>)>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for (program, args) in &self.0 {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run(program, &args);
-        }
-    }
-}
-
 #[test]
 fn disk_full_is_unavailable_and_recovers() {
     if !is_root() {
@@ -58,9 +34,7 @@ fn disk_full_is_unavailable_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mount_point = dir.path().join("small");
     std::fs::create_dir(&mount_point).unwrap();
-    let target = mount_point.to_string_lossy().into_owned();
-    assert!(run("mount", &["-t", "tmpfs", "-o", "size=1m", "tmpfs", &target]));
-    let _cleanup = Cleanup(vec![("umount".into(), vec!["-l".into(), target.clone()])]);
+    let tmpfs = Tmpfs::mount(&mount_point, "1m").expect("mount -t tmpfs");
     let path = mount_point.join("guids.db");
     let store = open(&path);
     let mut created = Vec::new();
@@ -78,7 +52,7 @@ fn disk_full_is_unavailable_and_recovers() {
     }
     let patch = Patch::parse(br#"{"more":"x"}"#, &created[0], store.now()).unwrap();
     assert_eq!(store.update(&created[0], patch, None).unwrap_err().code(), "unavailable");
-    assert!(run("mount", &["-o", "remount,size=64m", &target]));
+    tmpfs.resize("64m").expect("grow the tmpfs");
     created.push(create(&store, 20_000).expect("a write after the disk has room again"));
     store.close().expect("close");
     integrity_ok(&path);
@@ -100,20 +74,13 @@ fn read_only_file_and_directory_are_unavailable_and_recover() {
     let path = db_dir.join("guids.db");
     let store = open(&path);
     let created: Vec<Guid> = (0..10).map(|_| create(&store, 100).unwrap()).collect();
-    let mut frozen: Vec<PathBuf> = std::fs::read_dir(&db_dir).unwrap().map(|e| e.unwrap().path()).collect();
-    frozen.retain(|p| !p.to_string_lossy().ends_with("-shm"));
-    frozen.push(db_dir.clone());
-    let names: Vec<String> = frozen.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    let cleanup = Cleanup(names.iter().map(|n| ("chattr".to_owned(), vec!["-i".to_owned(), n.clone()])).collect());
-    for name in &names {
-        assert!(run("chattr", &["+i", name]), "chattr +i {name}");
-    }
+    let frozen = Frozen::freeze_dir(&db_dir).expect("chattr +i");
     assert_eq!(create(&store, 100).unwrap_err().code(), "unavailable");
     assert_eq!(store.delete(&created[0], None).unwrap_err().code(), "unavailable");
     for guid in &created {
         store.get(guid).expect("reads work on a read-only database");
     }
-    drop(cleanup);
+    drop(frozen);
     let again = create(&store, 100).expect("a write once the file is writable again");
     store.close().expect("close");
     integrity_ok(&path);

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use guidstore_testkit::http::{Connection, Response};
 use serde_json::{Map, Value, json};
 
-use crate::http::{Connection, Response};
 use crate::rng::Rng;
 use crate::server::{Server, ServerConfig};
 

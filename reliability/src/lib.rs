@@ -2,15 +2,14 @@
 //!
 //! Nothing here links the server: every check talks HTTP/1.1 over `127.0.0.1` to a child process,
 //! so what is measured is what an operator runs. The library holds what the `crash-test` binary and
-//! the integration tests (`tests/hostile.rs`, `tests/faults.rs`) share.
+//! the integration tests (`tests/hostile.rs`, `tests/faults.rs`) share; the HTTP client and the
+//! storage-fault set-ups are `guidstore-testkit`'s, shared with the other crates' tests.
 //!
 //! Modules:
-//! - `http`: a minimal blocking HTTP/1.1 client on `std::net::TcpStream` (keep-alive, chunked).
 //! - `server`: start, find, kill (`SIGKILL`), terminate (`SIGTERM`) and measure a server process.
 //! - `crash`: the crash-durability model: clients, acknowledged state, in-flight operations, checks.
 //! - `rng`: a small seeded PRNG, so a failing run can be replayed with `--seed`.
 
 pub mod crash;
-pub mod http;
 pub mod rng;
 pub mod server;

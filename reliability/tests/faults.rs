@@ -7,26 +7,12 @@
 //! The server runs with `--cache-capacity 0` so reads really go to SQLite.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use guidstore_reliability::http::{Response, request_once};
 use guidstore_reliability::server::{Server, ServerConfig, server_binary_for_tests};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc_geteuid() == 0 }
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
-
-fn run(program: &str, args: &[&str]) -> bool {
-    Command::new(program).args(args).status().map(|s| s.success()).unwrap_or(false)
-}
+use guidstore_testkit::fault::{Frozen, Tmpfs, is_root};
+use guidstore_testkit::http::{Response, request_once};
 
 fn create(addr: SocketAddr, padding: usize) -> Response {
     let body = format!(r#"{{"user":"fault-test","pad":"{}"}}"#, "p".repeat(padding));
@@ -106,17 +92,6 @@ fn config(dir: &Path, db_dir: &Path) -> ServerConfig {
     config
 }
 
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let path = self.0.to_string_lossy().into_owned();
-        if !run("umount", &[&path]) {
-            run("umount", &["-l", &path]);
-        }
-    }
-}
-
 #[test]
 fn disk_full_on_a_small_tmpfs_answers_503_then_recovers() {
     if !is_root() {
@@ -126,9 +101,7 @@ fn disk_full_on_a_small_tmpfs_answers_503_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mount_point = dir.path().join("small");
     std::fs::create_dir(&mount_point).unwrap();
-    let target = mount_point.to_string_lossy().into_owned();
-    assert!(run("mount", &["-t", "tmpfs", "-o", "size=1m", "tmpfs", &target]), "mount -t tmpfs");
-    let _mount = Mount(mount_point.clone());
+    let tmpfs = Tmpfs::mount(&mount_point, "1m").expect("mount -t tmpfs");
     let server = Server::start(&config(dir.path(), &mount_point)).expect("start");
     let addr = server.addr();
     let (mut locations, refused) = fill_until_refused(addr, 20_000, 500);
@@ -137,7 +110,7 @@ fn disk_full_on_a_small_tmpfs_answers_503_then_recovers() {
     assert_reads_work(addr, &locations);
     let health = request_once(addr, "GET", "/healthz", &[], None).unwrap();
     assert!(health.status == 200 || health.status == 503, "healthz during disk full: {}", health.status);
-    assert!(run("mount", &["-o", "remount,size=64m", &target]), "grow the tmpfs");
+    tmpfs.resize("64m").expect("grow the tmpfs");
     assert_recovered(server, &mut locations);
 }
 
@@ -154,16 +127,6 @@ fn file_size_limit_answers_503_then_recovers() {
     assert_reads_work(addr, &locations);
     server.set_file_size_limit(None).expect("prlimit");
     assert_recovered(server, &mut locations);
-}
-
-struct Immutable(Vec<PathBuf>);
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        for path in &self.0 {
-            run("chattr", &["-i", &path.to_string_lossy()]);
-        }
-    }
 }
 
 #[test]
@@ -184,13 +147,7 @@ fn read_only_database_file_and_directory_answer_503_then_recover() {
             response.header("location").unwrap().to_owned()
         })
         .collect();
-    let mut frozen: Vec<PathBuf> = std::fs::read_dir(&db_dir).unwrap().map(|entry| entry.unwrap().path()).collect();
-    frozen.retain(|path| !path.to_string_lossy().ends_with("-shm"));
-    frozen.push(db_dir.clone());
-    let guard = Immutable(frozen.clone());
-    for path in &frozen {
-        assert!(run("chattr", &["+i", &path.to_string_lossy()]), "chattr +i {}", path.display());
-    }
+    let frozen = Frozen::freeze_dir(&db_dir).expect("chattr +i");
     let refused = create(addr, 1000);
     assert_unavailable(&refused, &server);
     let patch = request_once(addr, "PATCH", &locations[0], &[], Some(br#"{"x":1}"#)).unwrap();
@@ -198,6 +155,6 @@ fn read_only_database_file_and_directory_answer_503_then_recover() {
     let delete = request_once(addr, "DELETE", &locations[1], &[], None).unwrap();
     assert_eq!(delete.status, 503, "DELETE on a read-only database");
     assert_reads_work(addr, &locations);
-    drop(guard);
+    drop(frozen);
     assert_recovered(server, &mut locations);
 }

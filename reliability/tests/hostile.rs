@@ -7,9 +7,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use guidstore_reliability::http::{Connection, request_once};
 use guidstore_reliability::rng::Rng;
 use guidstore_reliability::server::{Server, ServerConfig, server_binary_for_tests};
+use guidstore_testkit::http::{Connection, request_once};
 
 fn start(dir: &tempfile::TempDir, args: &[&str]) -> Server {
     let config = ServerConfig::in_dir(server_binary_for_tests(), dir.path()).args(args.iter().copied());

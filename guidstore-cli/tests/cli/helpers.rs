@@ -1,24 +1,21 @@
 //! Test helpers: run the real `guidstore-cli` binary in a temporary directory ([`TestDir`]), and a
 //! real guidstore-server on `127.0.0.1:0` over a database file ([`TestServer`]).
 //!
-//! The server runs in this test process from the `guidstore_server` library, wired exactly as its
-//! `main.rs` wires it (its `Config` defaults, `store_options(url)` recording the URL in the lock
-//! file, `run` with a shutdown future). The binary itself cannot be located reliably from another
-//! package's tests (no `CARGO_BIN_EXE_` across packages, and a nested `cargo build` would block on
-//! the lock of the `cargo test` running us).
+//! The server runs in this test process, built by `guidstore_server::Application` exactly as its
+//! `main.rs` builds it (default `Config`, the URL recorded in the lock file). The binary itself
+//! cannot be located reliably from another package's tests (no `CARGO_BIN_EXE_` across packages,
+//! and a nested `cargo build` would block on the lock of the `cargo test` running us).
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use clap::Parser;
-use guidstore::Store;
 use guidstore_server::config::Config;
-use guidstore_server::{AppState, Auth};
+use guidstore_server::{Application, Auth};
+use guidstore_testkit::http::request_once;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -98,6 +95,7 @@ impl TestDir {
 /// A guidstore-server serving `db` on `127.0.0.1:0` until dropped.
 pub struct TestServer {
     pub url: String,
+    address: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -105,8 +103,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server over `db`; with `token`, it requires `Authorization: Bearer TOKEN`.
     pub fn start(db: &Path, token: Option<&str>) -> TestServer {
-        let config = Config::try_parse_from([OsStr::new("guidstore-server"), OsStr::new("--db"), db.as_os_str()])
-            .expect("server configuration");
+        let config = Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db: db.to_owned(), ..Config::default() };
         let (ready_sender, ready) = std::sync::mpsc::channel();
         let (shutdown, shutdown_receiver) = oneshot::channel::<()>();
         let token = token.map(str::to_owned);
@@ -116,39 +113,31 @@ impl TestServer {
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            let store = runtime.block_on(async {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                let url = format!("http://{}", listener.local_addr().expect("local address"));
-                let store = Arc::new(Store::open_with(&config.db, config.store_options(&url)).expect("open store"));
-                let auth = token.as_deref().and_then(|token| Auth::from_tokens([token]));
-                let state = AppState::new(Arc::clone(&store), config.settings(), auth);
-                ready_sender.send(url).expect("report the URL");
-                guidstore_server::run(listener, state, async {
+            let stopped = runtime.block_on(async {
+                let mut builder = Application::builder(config);
+                if let Some(auth) = token.as_deref().and_then(|token| Auth::from_tokens([token])) {
+                    builder = builder.auth(auth);
+                }
+                let app = builder.build().await.expect("the server starts");
+                ready_sender.send((app.url().to_owned(), app.address())).expect("report the URL");
+                app.run_until_stopped(async {
                     let _ = shutdown_receiver.await;
                 })
-                .await;
-                store
+                .await
             });
             runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-            if let Ok(store) = Arc::try_unwrap(store) {
-                store.close().expect("close the store");
-            }
+            stopped.close().expect("close the store");
         });
-        let url = ready.recv().expect("the server starts");
-        TestServer { url, shutdown: Some(shutdown), thread: Some(thread) }
+        let (url, address) = ready.recv().expect("the server starts");
+        TestServer { url, address, shutdown: Some(shutdown), thread: Some(thread) }
     }
 
-    /// `GET path` with a plain TCP request (not through the CLI's client): status and body.
+    /// `GET path` with the testkit's client (not through the CLI's): status and body.
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
-        let address = self.url.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(address).expect("connect to the server");
-        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n").expect("send");
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("read the answer");
-        let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
-        let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
-        (status, body)
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = authorization.iter().map(|value| ("Authorization", value.as_str())).collect();
+        let response = request_once(self.address, "GET", path, &headers, None).expect("an answer");
+        (response.status, response.text())
     }
 
     /// Stops the server and waits until it has closed the database.

@@ -2,21 +2,12 @@
 //! authentication from a token file, and a clean exit on SIGTERM.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+
+use guidstore_testkit::http::request_once;
 
 use crate::helpers::GUID;
-
-/// Sends `request` on a new connection and returns the whole answer (`Connection: close`).
-fn http(address: &str, request: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-}
 
 #[test]
 fn the_binary_prints_its_address_logs_requests_and_exits_0_on_sigterm() {
@@ -41,7 +32,7 @@ fn the_binary_prints_its_address_logs_requests_and_exits_0_on_sigterm() {
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     let url = line.trim_end().strip_prefix("listening on ").unwrap_or_else(|| panic!("stdout: {line:?}")).to_owned();
-    let address = url.strip_prefix("http://").unwrap().to_owned();
+    let address: SocketAddr = url.strip_prefix("http://").unwrap().parse().unwrap();
     assert_eq!(guidstore::lock_owner(&db).as_deref(), Some(url.as_str()));
     let second = Command::new(env!("CARGO_BIN_EXE_guidstore-server"))
         .args(["--listen", "127.0.0.1:0"])
@@ -55,21 +46,14 @@ fn the_binary_prints_its_address_logs_requests_and_exits_0_on_sigterm() {
     assert!(second.stdout.is_empty());
     assert!(String::from_utf8_lossy(&second.stderr).contains(&url), "{}", String::from_utf8_lossy(&second.stderr));
 
-    let created = http(
-        &address,
-        &format!(
-            "POST /guid/{GUID} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret-token-two\r\n\
-             Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-        ),
-    );
-    assert!(created.starts_with("HTTP/1.1 201 "), "{created}");
-    let refused = http(
-        &address,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret-token-bad\r\nConnection: close\r\n\r\n",
-    );
-    assert!(refused.starts_with("HTTP/1.1 401 "), "{refused}");
-    let health = http(&address, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(health.starts_with("HTTP/1.1 200 "), "{health}");
+    let authorized = [("Authorization", "Bearer secret-token-two")];
+    let created = request_once(address, "POST", &format!("/guid/{GUID}"), &authorized, Some(b"{}")).unwrap();
+    assert_eq!(created.status, 201, "{created:?}");
+    let wrong = [("Authorization", "Bearer secret-token-bad")];
+    let refused = request_once(address, "GET", "/metrics", &wrong, None).unwrap();
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let health = request_once(address, "GET", "/healthz", &[], None).unwrap();
+    assert_eq!(health.status, 200, "{health:?}");
 
     // The shell's built-in kill: no dependency on a kill binary or on libc.
     let status = Command::new("sh").arg("-c").arg(format!("kill -TERM {}", child.id())).status().unwrap();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use guidstore_server::Settings;
+use guidstore_testkit::client::{read_response, read_to_close};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::body::Bytes;
@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::helpers::{AppOptions, GUID, read_response, read_to_close, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, GUID, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn one_keep_alive_connection_serves_many_requests() {
@@ -70,10 +70,9 @@ async fn a_70_kib_body_is_refused_from_content_length_before_it_is_sent() {
     let head = format!("POST /guid/{GUID} HTTP/1.1\r\nHost: x\r\nContent-Length: 71680\r\n\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
     // No body byte is sent: the answer must come from the header alone.
-    let response = read_response(&mut stream).await;
-    assert!(response.starts_with("HTTP/1.1 413 "), "{response}");
-    assert!(response.contains("\"error\":\"payload_too_large\""), "{response}");
-    assert!(response.to_ascii_lowercase().contains("connection: close"), "{response}");
+    let response = read_response(&mut stream).await.unwrap();
+    response.assert_error(413, "payload_too_large");
+    assert!(response.closes_connection(), "{response:?}");
     assert_eq!(app.get_guid(GUID).await.status, 404);
 }
 
@@ -87,8 +86,8 @@ async fn a_huge_content_length_is_refused_at_once() {
         )
         .await
         .unwrap();
-    let response = read_response(&mut stream).await;
-    assert!(response.starts_with("HTTP/1.1 413 "), "{response}");
+    let response = read_response(&mut stream).await.unwrap();
+    assert_eq!(response.status, 413, "{response:?}");
 }
 
 #[tokio::test]
@@ -102,9 +101,8 @@ async fn a_chunked_body_is_refused_once_it_streams_past_the_limit() {
     for _ in 0..17 {
         stream.write_all(chunk.as_bytes()).await.unwrap();
     }
-    let response = read_response(&mut stream).await;
-    assert!(response.starts_with("HTTP/1.1 413 "), "{response}");
-    assert!(response.contains("\"error\":\"payload_too_large\""), "{response}");
+    let response = read_response(&mut stream).await.unwrap();
+    response.assert_error(413, "payload_too_large");
 }
 
 #[tokio::test]
@@ -114,9 +112,9 @@ async fn a_chunked_body_under_the_limit_is_accepted() {
     let request = "POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
                    5\r\n{\"use\r\n9\r\nr\": \"ch\"}\r\n0\r\n\r\n";
     stream.write_all(request.as_bytes()).await.unwrap();
-    let response = read_response(&mut stream).await;
-    assert!(response.starts_with("HTTP/1.1 201 "), "{response}");
-    assert!(response.ends_with("\"user\":\"ch\"}"), "{response}");
+    let response = read_response(&mut stream).await.unwrap();
+    assert_eq!(response.status, 201, "{response:?}");
+    assert!(response.text().ends_with("\"user\":\"ch\"}"), "{response:?}");
 }
 
 #[tokio::test]
@@ -139,8 +137,7 @@ async fn garbage_on_a_socket_does_not_disturb_the_next_client() {
 
 #[tokio::test]
 async fn a_slow_client_is_cut_off_after_the_header_timeout_while_others_are_served() {
-    let settings = Settings { header_timeout: Duration::from_millis(300), ..AppOptions::default().settings };
-    let app = spawn_app_with(AppOptions { settings, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions::with(|config| config.header_timeout = Duration::from_millis(300))).await;
     let mut silent = TcpStream::connect(app.address).await.unwrap();
     let mut slow = TcpStream::connect(app.address).await.unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
@@ -149,6 +146,7 @@ async fn a_slow_client_is_cut_off_after_the_header_timeout_while_others_are_serv
     assert_eq!(app.request("GET", "/healthz", &[("connection", "close")], "").await.status, 200);
     let started = std::time::Instant::now();
     let (silent_answer, slow_answer) = tokio::join!(read_to_close(&mut silent), read_to_close(&mut slow));
+    let (silent_answer, slow_answer) = (silent_answer.unwrap(), slow_answer.unwrap());
     assert!(silent_answer.is_empty(), "{silent_answer}");
     assert!(!slow_answer.starts_with("HTTP/1.1 200"), "{slow_answer}");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -157,18 +155,17 @@ async fn a_slow_client_is_cut_off_after_the_header_timeout_while_others_are_serv
 
 #[tokio::test]
 async fn the_connection_cap_holds_new_clients_until_a_slot_frees() {
-    let settings = Settings { max_connections: 1, ..AppOptions::default().settings };
-    let app = spawn_app_with(AppOptions { settings, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions::with(|config| config.max_connections = 1)).await;
     let mut first = TcpStream::connect(app.address).await.unwrap();
     first.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(read_response(&mut first).await.unwrap().status, 200);
     // The first connection is idle but open: a second client waits in the backlog.
     let mut second = TcpStream::connect(app.address).await.unwrap();
     second.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     let waited = tokio::time::timeout(Duration::from_millis(300), read_response(&mut second)).await;
     assert!(waited.is_err(), "second connection served while the first held the only slot");
     drop(first);
-    let answer = read_to_close(&mut second).await;
+    let answer = read_to_close(&mut second).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
@@ -196,7 +193,7 @@ async fn shutdown_lets_a_request_in_flight_finish_then_run_returns() {
     .await
     .expect("the listener was not closed");
     stream.write_all(body).await.unwrap();
-    let response = read_to_close(&mut stream).await;
+    let response = read_to_close(&mut stream).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 201 "), "{response}");
     app.stopped().await;
     assert!(TcpStream::connect(app.address).await.is_err());
@@ -206,8 +203,7 @@ async fn shutdown_lets_a_request_in_flight_finish_then_run_returns() {
 
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_after_the_header_timeout() {
-    let settings = Settings { header_timeout: Duration::from_millis(300), ..AppOptions::default().settings };
-    let app = spawn_app_with(AppOptions { settings, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions::with(|config| config.header_timeout = Duration::from_millis(300))).await;
     // One connection that never sends a request (preface and SETTINGS only; the client answers
     // pings), one that goes idle after a request.
     let mut ended = Vec::new();
@@ -232,8 +228,7 @@ async fn an_idle_http2_connection_is_closed_after_the_header_timeout() {
 
 #[tokio::test]
 async fn an_http2_request_in_progress_is_not_cut_by_the_idle_timeout() {
-    let settings = Settings { header_timeout: Duration::from_millis(200), ..AppOptions::default().settings };
-    let app = spawn_app_with(AppOptions { settings, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions::with(|config| config.header_timeout = Duration::from_millis(200))).await;
     let stream = TcpStream::connect(app.address).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();

@@ -1,23 +1,19 @@
-//! Test harness: [`spawn_app`] starts the real server (`guidstore_server::run`) on `127.0.0.1:0`
-//! with its own temporary database and a [`ManualClock`], and [`TestApp`] talks HTTP to it.
+//! Test harness: [`spawn_app`] builds the real server with [`Application`] (as `main.rs` does) on
+//! `127.0.0.1:0`, with its own temporary database and a [`ManualClock`], and [`TestApp`] talks
+//! HTTP to it with the testkit's client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guidstore::{ManualClock, Options, Store};
-use guidstore_server::{AppState, Auth, Settings, run};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{HeaderMap, Request};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use guidstore::ManualClock;
+use guidstore_server::config::Config;
+use guidstore_server::{AppState, Application, Auth, Stopped};
+use guidstore_testkit::client::Client;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub use guidstore_testkit::http::Response as TestResponse;
 
 /// The time every test app starts at.
 pub const NOW: u64 = 1_700_000_000;
@@ -26,20 +22,31 @@ pub const GUID: &str = "9094E4C980C74043A4B586B420E69DDF";
 /// The bearer token of apps spawned with authentication.
 pub const TOKEN: &str = "test-token-7f3a";
 
-/// How a test app is set up.
+/// How a test app is set up: the server's configuration (its `db` is replaced by a temporary
+/// file) and, optionally, the accepted bearer tokens.
 pub struct AppOptions {
-    pub settings: Settings,
+    pub config: Config,
     pub tokens: Option<Vec<&'static str>>,
-    pub cache_capacity: usize,
 }
 
 impl Default for AppOptions {
     fn default() -> AppOptions {
-        AppOptions {
-            settings: Settings { purge_interval: Duration::from_secs(3600), ..Settings::default() },
-            tokens: None,
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cache_capacity: 1000,
-        }
+            purge_interval: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        AppOptions { config, tokens: None }
+    }
+}
+
+impl AppOptions {
+    /// The default options with `change` applied to the configuration.
+    pub fn with(change: impl FnOnce(&mut Config)) -> AppOptions {
+        let mut options = AppOptions::default();
+        change(&mut options.config);
+        options
     }
 }
 
@@ -48,41 +55,10 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub clock: ManualClock,
     pub state: Arc<AppState>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
+    server: Option<JoinHandle<Stopped>>,
     _dir: tempfile::TempDir,
-}
-
-/// A complete response.
-#[derive(Debug)]
-pub struct TestResponse {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl TestResponse {
-    /// The body as JSON (panics if it is not).
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
-    }
-
-    /// A header as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    /// Asserts a JSON error response with this status and code.
-    #[track_caller]
-    pub fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!(self.status, status, "body: {:?}", self.body);
-        assert_eq!(self.header("content-type"), Some("application/json"));
-        let body = self.json();
-        assert_eq!(body["error"], code, "body: {body}");
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
-        assert_eq!(body.as_object().unwrap().len(), 2, "body: {body}");
-    }
 }
 
 /// A server with default settings.
@@ -94,40 +70,38 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let store = Store::open_with(
-        dir.path().join("guids.db"),
-        Options::default().clock(clock.clone()).cache_capacity(options.cache_capacity),
-    )
-    .unwrap();
-    let auth = options.tokens.map(|tokens| Auth::from_tokens(tokens).unwrap());
-    let state = AppState::new(Arc::new(store), options.settings, auth);
+    let config = Config { db: dir.path().join("guids.db"), ..options.config };
+    let store_clock = clock.clone();
+    let mut builder = Application::builder(config).store_options(move |options| options.clock(store_clock));
+    if let Some(tokens) = options.tokens {
+        builder = builder.auth(Auth::from_tokens(tokens).unwrap());
+    }
+    let app = builder.build().await.unwrap();
+    let address = app.address();
+    let state = Arc::clone(app.state());
+    let client = Client::new(app.url());
     let (shutdown, stop) = oneshot::channel::<()>();
-    let server = tokio::spawn(run(listener, Arc::clone(&state), async {
+    let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stop.await;
     }));
-    let client = Client::builder(TokioExecutor::new()).build_http();
     TestApp { address, clock, state, client, shutdown: Some(shutdown), server: Some(server), _dir: dir }
 }
 
 impl TestApp {
     /// Sends a request and reads the whole response.
     pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> TestResponse {
-        self.request_bytes(method, path, headers, Bytes::copy_from_slice(body.as_bytes())).await
+        self.request_bytes(method, path, headers, body.as_bytes().to_vec()).await
     }
 
     /// Sends a request with a raw body.
-    pub async fn request_bytes(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> TestResponse {
-        let mut builder = Request::builder().method(method).uri(format!("http://{}{path}", self.address));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder.body(Full::new(body)).unwrap();
-        let response = self.client.request(request).await.unwrap();
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        TestResponse { status: parts.status.as_u16(), headers: parts.headers, body }
+    pub async fn request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> TestResponse {
+        self.client.request(method, path, headers, body).await.unwrap()
     }
 
     pub async fn get_guid(&self, guid: &str) -> TestResponse {
@@ -153,26 +127,27 @@ impl TestApp {
     /// Creates a record at `guid` and returns the 201 response.
     pub async fn create_at(&self, guid: &str, body: &str) -> TestResponse {
         let response = self.post_guid_at(guid, body).await;
-        assert_eq!(response.status, 201, "{:?}", response.body);
+        assert_eq!(response.status, 201, "{:?}", response.text());
         response
     }
 
     /// Writes `bytes` on a new connection, half-closes it, and reads until the server closes.
     pub async fn raw(&self, bytes: &[u8]) -> String {
-        let mut stream = TcpStream::connect(self.address).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(self.address).await.unwrap();
         stream.write_all(bytes).await.unwrap();
         stream.shutdown().await.unwrap();
-        read_to_close(&mut stream).await
+        guidstore_testkit::client::read_to_close(&mut stream).await.unwrap()
     }
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         let response = self.request("GET", "/metrics", &[("authorization", &format!("Bearer {TOKEN}"))], "").await;
         assert_eq!(response.status, 200);
-        String::from_utf8(response.body.to_vec()).unwrap()
+        response.text()
     }
 
-    /// Signals shutdown and waits for `run` to return.
+    /// Signals shutdown and waits for the server to stop.
     pub async fn stop(mut self) {
         self.begin_stop();
         self.stopped().await;
@@ -185,51 +160,11 @@ impl TestApp {
         }
     }
 
-    /// Waits (at most 15 s) for `run` to return.
+    /// Waits (at most 15 s) for the server to stop serving. The store stays open while the test
+    /// holds `state`.
     pub async fn stopped(&mut self) {
         if let Some(server) = self.server.take() {
             tokio::time::timeout(Duration::from_secs(15), server).await.expect("server did not stop").unwrap();
         }
-    }
-}
-
-/// Reads until the peer closes (or resets) the connection; at most 10 s.
-pub async fn read_to_close(stream: &mut TcpStream) -> String {
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut buffer = [0u8; 4096];
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the server did not close the connection; got {:?}", String::from_utf8_lossy(&received));
-    String::from_utf8_lossy(&received).into_owned()
-}
-
-/// Reads one HTTP/1.1 response (headers and a `Content-Length` body) from `stream`.
-pub async fn read_response(stream: &mut TcpStream) -> String {
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .map_or(0, |value| value.trim().parse().unwrap());
-            if received.len() >= end + 4 + length {
-                return String::from_utf8_lossy(&received).into_owned();
-            }
-        }
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
-            .await
-            .expect("timed out reading a response")
-            .unwrap();
-        assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(&received));
-        received.extend_from_slice(&buffer[..n]);
     }
 }

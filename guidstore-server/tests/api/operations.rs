@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use guidstore_server::Settings;
+use guidstore_server::Application;
+use guidstore_server::config::Config;
 
 use crate::helpers::{AppOptions, GUID, NOW, spawn_app, spawn_app_with};
 
@@ -29,7 +30,7 @@ async fn metrics_count_requests_by_route_method_and_status_in_prometheus_format(
     let response = app.request("GET", "/metrics", &[], "").await;
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
-    let text = String::from_utf8(response.body.to_vec()).unwrap();
+    let text = String::from_utf8(response.body.clone()).unwrap();
     for line in [
         "guidstore_http_requests_total{route=\"/guid/{guid}\",method=\"POST\",status=\"201\"} 1\n",
         "guidstore_http_requests_total{route=\"/guid/{guid}\",method=\"GET\",status=\"200\"} 2\n",
@@ -49,9 +50,11 @@ async fn metrics_count_requests_by_route_method_and_status_in_prometheus_format(
 
 #[tokio::test]
 async fn the_purge_task_removes_expired_records_in_batches() {
-    let settings =
-        Settings { purge_interval: Duration::from_millis(20), purge_batch: 2, ..AppOptions::default().settings };
-    let app = spawn_app_with(AppOptions { settings, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions::with(|config| {
+        config.purge_interval = Duration::from_millis(20);
+        config.purge_batch = 2;
+    }))
+    .await;
     for n in 0..5 {
         app.post_guid(&format!(r#"{{"expire": {}, "n": {n}}}"#, NOW + 10)).await;
     }
@@ -83,29 +86,24 @@ async fn purge_expired_reports_how_many_records_it_removed() {
 #[tokio::test]
 async fn records_survive_a_restart_on_the_same_database() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("guids.db");
+    let config = Config { db: dir.path().join("guids.db"), ..AppOptions::default().config };
     for round in 0..2 {
-        let store = std::sync::Arc::new(guidstore::Store::open(&path).unwrap());
-        let state = guidstore_server::AppState::new(std::sync::Arc::clone(&store), Settings::default(), None);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
+        let app = Application::build(config.clone()).await.unwrap();
+        let client = guidstore_testkit::client::Client::new(app.url());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(guidstore_server::run(listener, state, async {
+        let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<http_body_util::Full<hyper::body::Bytes>>();
-        let uri: hyper::Uri = format!("http://{address}/guid/{GUID}").parse().unwrap();
-        let status = if round == 0 {
-            let request = hyper::Request::post(uri).body(http_body_util::Full::default()).unwrap();
-            client.request(request).await.unwrap().status()
+        let path = format!("/guid/{GUID}");
+        let response = if round == 0 {
+            client.request("POST", &path, &[], "").await.unwrap()
         } else {
-            client.get(uri).await.unwrap().status()
+            client.request("GET", &path, &[], "").await.unwrap()
         };
-        assert_eq!(status, if round == 0 { 201 } else { 200 });
+        assert_eq!(response.status, if round == 0 { 201 } else { 200 });
         drop(client);
         let _ = stop.send(());
-        server.await.unwrap();
-        std::sync::Arc::try_unwrap(store).unwrap().close().unwrap();
+        let stopped = server.await.unwrap();
+        tokio::task::spawn_blocking(move || stopped.close()).await.unwrap().unwrap();
     }
 }

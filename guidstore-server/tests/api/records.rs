@@ -231,7 +231,7 @@ async fn concurrent_creates_of_one_guid_give_exactly_one_201() {
 
 #[tokio::test]
 async fn records_are_read_from_storage_when_the_cache_is_off() {
-    let app = spawn_app_with(AppOptions { cache_capacity: 0, ..AppOptions::default() }).await;
+    let app = spawn_app_with(AppOptions::with(|config| config.cache_capacity = 0)).await;
     let created = app.create_at(GUID, r#"{"user": "Jay"}"#).await;
     let response = app.get_guid(GUID).await;
     assert_eq!(response.status, 200);

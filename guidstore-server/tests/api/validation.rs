@@ -110,7 +110,7 @@ async fn bodies_that_are_not_json_objects_are_400_invalid_json() {
         b"   ",
     ];
     for body in bad {
-        let response = app.request_bytes("POST", "/guid", &[], hyper::body::Bytes::copy_from_slice(body)).await;
+        let response = app.request_bytes("POST", "/guid", &[], body.to_vec()).await;
         response.assert_error(400, "invalid_json");
     }
     app.create_at(GUID, "").await;
@@ -165,8 +165,8 @@ async fn a_query_string_does_not_change_the_route() {
 
 #[tokio::test]
 async fn a_hundred_thousand_nested_brackets_are_400_when_the_limit_allows_them() {
-    let settings = guidstore_server::Settings { max_body: 1 << 20, ..crate::helpers::AppOptions::default().settings };
-    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions { settings, ..Default::default() }).await;
+    let options = crate::helpers::AppOptions::with(|config| config.max_body = 1 << 20);
+    let app = crate::helpers::spawn_app_with(options).await;
     for body in ["[".repeat(100_000), "{\"a\":".repeat(100_000)] {
         app.post_guid(&body).await.assert_error(400, "invalid_json");
     }

@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use guidstore_reliability::http::request_once;
 use guidstore_reliability::server::{Server, ServerConfig, find_server_binary};
+use guidstore_testkit::http::request_once;
 
 /// Hold many idle connections to guidstore-server; report RSS and whether it still serves.
 #[derive(Debug, Parser)]

@@ -1,11 +1,16 @@
-//! A minimal blocking HTTP/1.1 client over `std::net::TcpStream`, enough to drive guidstore-server:
-//! keep-alive, `Content-Length` and chunked response bodies, `HEAD`, and raw writes for hostile
-//! tests. It never follows redirects and never retries: a test must know whether a request was
-//! answered.
+//! The one HTTP/1.1 response parser of the tests ([`read_response`]) and a minimal blocking client
+//! over `std::net::TcpStream` built on it: keep-alive, `Content-Length` and chunked response bodies,
+//! `HEAD`, and raw writes for hostile tests. It never follows redirects and never retries: a test
+//! must know whether a request was answered.
+//!
+//! Every client of the testkit (this one, and hyper's in `client`) returns a [`Response`].
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
+
+/// The longest status or header line read.
+const MAX_LINE: u64 = 65_536;
 
 /// An HTTP response as read from the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,24 +30,47 @@ impl Response {
         self.headers.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str())
     }
 
-    /// The body parsed as JSON, if it is JSON.
-    pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.body).ok()
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; panics, showing the body, if it is not JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.text()))
     }
 
     /// The `error` code of a JSON error body.
     pub fn error_code(&self) -> Option<String> {
-        self.json()?.get("error")?.as_str().map(str::to_owned)
+        let body: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        body.get("error")?.as_str().map(str::to_owned)
     }
 
     /// Whether the server asked to close the connection.
     pub fn closes_connection(&self) -> bool {
         self.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
     }
+
+    /// Asserts an error response of the guidstore API: this status, `Content-Type:
+    /// application/json`, and a body of exactly `error` (this code) and a non-empty `message`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "body: {:?}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        let body = self.json();
+        assert_eq!(body["error"], code, "body: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
+        assert_eq!(body.as_object().map(serde_json::Map::len), Some(2), "body: {body}");
+    }
 }
 
 fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
+
+fn truncated() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "the response ends early")
 }
 
 /// A keep-alive connection to one server.
@@ -124,21 +152,20 @@ impl Connection {
             if n == 0 {
                 break;
             }
-            out.extend_from_slice(&buffer[..n]);
+            out.extend_from_slice(buffer.get(..n).unwrap_or_default());
         }
         self.closed = true;
         Ok(out)
     }
 }
 
+/// One line without its `\r\n`. A line cut off by the end of the input is `UnexpectedEof` (more
+/// may come); a line longer than [`MAX_LINE`] is `InvalidData`.
 fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
     let mut line = Vec::new();
-    let n = reader.by_ref().take(65_536).read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a response"));
-    }
+    let n = reader.by_ref().take(MAX_LINE).read_until(b'\n', &mut line)?;
     if line.last() != Some(&b'\n') {
-        return Err(invalid("response line too long or truncated"));
+        return Err(if n as u64 == MAX_LINE { invalid("response line too long") } else { truncated() });
     }
     while matches!(line.last(), Some(b'\n' | b'\r')) {
         line.pop();
@@ -146,7 +173,12 @@ fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
     String::from_utf8(line).map_err(|_| invalid("response head is not UTF-8"))
 }
 
-/// Reads one HTTP/1.1 response from `reader`.
+/// Reads one HTTP/1.1 response from `reader` (of a `HEAD` request when `head` is true: no body).
+///
+/// The body is framed by `Transfer-Encoding: chunked` or `Content-Length`, or else runs to the end
+/// of the input. A response cut off by the end of the input fails with `UnexpectedEof` (so a
+/// caller that buffers can read more and try again); anything that is not HTTP/1.x with
+/// `InvalidData`.
 pub fn read_response(reader: &mut impl BufRead, head: bool) -> io::Result<Response> {
     let status_line = read_line(reader)?;
     let mut parts = status_line.splitn(3, ' ');
@@ -181,9 +213,9 @@ pub fn read_response(reader: &mut impl BufRead, head: bool) -> io::Result<Respon
                 while !read_line(reader)?.is_empty() {}
                 break;
             }
-            let start = response.body.len();
-            response.body.resize(start + size, 0);
-            reader.read_exact(&mut response.body[start..])?;
+            let mut chunk = vec![0; size];
+            reader.read_exact(&mut chunk)?;
+            response.body.extend_from_slice(&chunk);
             read_line(reader)?;
         }
     } else if let Some(length) = response.header("content-length") {
@@ -237,5 +269,26 @@ mod tests {
         assert!(read_response(&mut &b"SSH-2.0\r\n\r\n"[..], false).is_err());
         assert!(read_response(&mut &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"[..], false).is_err());
         assert!(read_response(&mut &b""[..], false).is_err());
+    }
+
+    #[test]
+    fn a_cut_off_response_is_unexpected_eof_and_garbage_is_invalid_data() {
+        let complete = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        for end in 0..complete.len() {
+            let error = read_response(&mut &complete[..end], false).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "cut at {end}");
+        }
+        assert!(read_response(&mut &complete[..], false).is_ok());
+        let long = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(70_000));
+        assert_eq!(read_response(&mut long.as_bytes(), false).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(read_response(&mut &b"SSH-2.0\r\n"[..], false).unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn error_bodies_of_the_api_are_checked_whole() {
+        let wire = b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 41\r\n\r\n{\"error\":\"not_found\",\"message\":\"no such\"}";
+        let response = read_response(&mut &wire[..], false).unwrap();
+        assert_eq!(response.error_code().as_deref(), Some("not_found"));
+        response.assert_error(404, "not_found");
     }
 }

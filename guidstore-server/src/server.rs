@@ -1,0 +1,296 @@
+//! Serving connections, split as mini-redis splits its server:
+//! - [`run`] ties a `Listener` to the shutdown future and, once that completes, shuts down
+//!   gracefully;
+//! - `Listener::run` is the accept loop: a connection slot, then a connection, then a task;
+//!   `Listener::accept` takes one connection, logging failures and backing off;
+//! - `Handler::run` serves one connection: protocol sniffing, hyper's connection, the HTTP/2
+//!   idle check;
+//! - `purge_periodically` is the background task that purges expired records.
+//!
+//! Nothing here binds a port, opens the store or reads configuration (`startup.rs` does), and
+//! nothing here knows routes (`routes.rs`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::state::AppState;
+use crate::{routes, store_io};
+
+/// How long the accept loop pauses after a failed `accept` (typically EMFILE).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves HTTP on `listener` until `shutdown` completes, then stops accepting, lets in-flight
+/// requests finish (at most [`Settings::shutdown_timeout`](crate::config::Settings::shutdown_timeout))
+/// and returns. The store stays open: closing it is the caller's job, once every clone of `state`
+/// is dropped.
+pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+    let mut server = Listener::new(listener, Arc::clone(&state));
+    let purger = tokio::spawn(purge_periodically(state));
+    // `Listener::run` keeps nothing across its awaits that is lost when it is dropped here: the
+    // open connections live in the `Listener`.
+    tokio::select! {
+        () = server.run() => {}
+        () = shutdown => {}
+    }
+    server.shut_down(purger).await;
+}
+
+/// The accept loop's state: the listening socket and everything its connections share.
+struct Listener {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    /// hyper-util's HTTP/1 + HTTP/2 connection builder, configured once.
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    /// One permit per open connection, `max_connections` in all.
+    slots: Arc<Semaphore>,
+    /// Tells in-flight connections to finish their requests and close, at shutdown.
+    graceful: GracefulShutdown,
+    /// Set at shutdown: connections still sniffing their protocol give up at once.
+    stopping: watch::Sender<bool>,
+    /// The connection tasks, so shutdown can end the ones still open after the timeout.
+    connections: JoinSet<()>,
+}
+
+impl Listener {
+    fn new(listener: TcpListener, state: Arc<AppState>) -> Listener {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(state.settings.header_timeout).keep_alive(true);
+        // HTTP/2 has no header-read timeout; pings find dead peers of idle connections.
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let slots = Arc::new(Semaphore::new(state.settings.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
+        Listener {
+            listener,
+            state,
+            builder: Arc::new(builder),
+            slots,
+            graceful: GracefulShutdown::new(),
+            stopping: watch::channel(false).0,
+            connections: JoinSet::new(),
+        }
+    }
+
+    /// Accepts connections, each once a slot is free, and serves each on its own task. Returns
+    /// only if the slots' semaphore is closed (it never is); [`run`] drops it at shutdown.
+    async fn run(&mut self) {
+        loop {
+            // Reap finished connection tasks so the set stays as small as the open connections.
+            while self.connections.try_join_next().is_some() {}
+            let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else { return };
+            let (stream, peer) = self.accept().await;
+            if let Err(error) = stream.set_nodelay(true) {
+                log::debug!("set_nodelay for {peer}: {error}");
+            }
+            let handler = Handler {
+                stream,
+                peer,
+                state: Arc::clone(&self.state),
+                builder: Arc::clone(&self.builder),
+                watcher: self.graceful.watcher(),
+                stopping: self.stopping.subscribe(),
+                _permit: permit,
+            };
+            self.connections.spawn(handler.run());
+        }
+    }
+
+    /// The next connection. A failed `accept` (typically EMFILE) is logged and retried after a
+    /// short pause, instead of spinning or ending the loop.
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok(accepted) => return accepted,
+                Err(error) => {
+                    log::error!("accept failed: {error}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    /// Stops accepting (the listening socket closes at once), stops the purge task, lets the
+    /// open connections finish their requests for at most `shutdown_timeout`, then ends them.
+    async fn shut_down(self, purger: JoinHandle<()>) {
+        let Listener { listener, state, graceful, stopping, mut connections, .. } = self;
+        drop(listener);
+        stopping.send_replace(true);
+        purger.abort();
+        log::info!("shutting down: waiting for {} open connections", graceful.count());
+        let timeout = state.settings.shutdown_timeout;
+        tokio::select! {
+            () = graceful.shutdown() => log::info!("all connections closed"),
+            () = tokio::time::sleep(timeout) => log::warn!("connections still open after {timeout:?}; dropping them"),
+        }
+        connections.shutdown().await;
+        let _ = purger.await;
+    }
+}
+
+/// One accepted connection and what serving it needs.
+struct Handler {
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    stopping: watch::Receiver<bool>,
+    /// The connection's slot, freed when the handler ends.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Handler {
+    /// Serves the connection until the client closes it, it idles out, or shutdown ends it.
+    ///
+    /// First waits (at most `header_timeout`) for the client's first bytes, to tell HTTP/1 from
+    /// HTTP/2; then hands the connection to hyper, watched by the graceful shutdown. HTTP/1 idle
+    /// connections are closed by hyper's header-read timeout; HTTP/2 has none, so an HTTP/2
+    /// connection without a request for `header_timeout` is dropped here (with no request in
+    /// flight, nothing is lost).
+    async fn run(self) {
+        let Handler { stream, peer, state, builder, watcher, mut stopping, _permit } = self;
+        let _open = state.metrics.connection_opened();
+        let header_timeout = state.settings.header_timeout;
+        let protocol = tokio::select! {
+            protocol = sniff_protocol(&stream, header_timeout) => protocol,
+            _ = stopping.wait_for(|stopping| *stopping) => None,
+        };
+        let Some(protocol) = protocol else {
+            log::debug!("connection from {peer} closed: no request within {header_timeout:?}");
+            return;
+        };
+        let activity = Arc::new(Activity::new());
+        let service_activity = Arc::clone(&activity);
+        let service_state = Arc::clone(&state);
+        let service = hyper::service::service_fn(move |request| {
+            let state = Arc::clone(&service_state);
+            let request_guard = service_activity.begin();
+            async move {
+                let response = routes::handle(state, peer, request).await;
+                drop(request_guard);
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let mut connection = std::pin::pin!(connection);
+        loop {
+            let idle_check = activity.idle_deadline(header_timeout);
+            tokio::select! {
+                result = &mut connection => {
+                    if let Err(error) = result {
+                        log::debug!("connection from {peer} ended: {error}");
+                    }
+                    break;
+                }
+                () = tokio::time::sleep_until(idle_check), if protocol == Protocol::Http2 => {
+                    if activity.is_idle(header_timeout) {
+                        log::debug!("HTTP/2 connection from {peer} closed: idle for {header_timeout:?}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+/// The protocol a client speaks, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Waits until the client has sent enough for hyper to pick HTTP/1 or HTTP/2, at most `timeout`,
+/// and says which. Without this, a connection that never sends a byte would wait forever in
+/// hyper's version detection, before its header-read timeout applies. `None`: closed or timed out.
+async fn sniff_protocol(stream: &TcpStream, timeout: Duration) -> Option<Protocol> {
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let deadline = Instant::now() + timeout;
+    let mut buffer = [0u8; H2_PREFACE.len()];
+    loop {
+        let seen = match tokio::time::timeout_at(deadline, stream.peek(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) | Err(_) => return None,
+            Ok(Ok(seen)) => seen,
+        };
+        let bytes = buffer.get(..seen)?;
+        if !H2_PREFACE.starts_with(bytes) {
+            return Some(Protocol::Http1);
+        }
+        if seen == H2_PREFACE.len() {
+            return Some(Protocol::Http2);
+        }
+        // A partial HTTP/2 preface: peek again once more may have arrived.
+        tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5))).await.ok()?;
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    last_end: std::sync::Mutex<Instant>,
+}
+
+/// One request in flight; ends when dropped (also when the client goes away mid-request).
+struct RequestGuard(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { in_flight: AtomicUsize::new(0), last_end: std::sync::Mutex::new(Instant::now()) }
+    }
+
+    fn begin(self: &Arc<Activity>) -> RequestGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        RequestGuard(Arc::clone(self))
+    }
+
+    fn last_end(&self) -> Instant {
+        *self.last_end.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// When the connection would have been idle for `timeout`, if nothing happens meanwhile.
+    fn idle_deadline(&self, timeout: Duration) -> Instant {
+        if self.in_flight.load(Ordering::SeqCst) > 0 { Instant::now() + timeout } else { self.last_end() + timeout }
+    }
+
+    /// No request in flight and none ended within `timeout`.
+    fn is_idle(&self, timeout: Duration) -> bool {
+        self.in_flight.load(Ordering::SeqCst) == 0 && self.last_end().elapsed() >= timeout
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        *self.0.last_end.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Every `purge_interval`, removes expired records in batches of `purge_batch`.
+async fn purge_periodically(state: Arc<AppState>) {
+    let mut interval = tokio::time::interval(state.settings.purge_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let started = std::time::Instant::now();
+        match store_io::purge_expired(&state.store, state.settings.purge_batch).await {
+            Ok(0) => log::debug!("purge: no expired records"),
+            Ok(removed) => log::info!("purge: removed {removed} expired records in {:?}", started.elapsed()),
+            Err(error) => log::error!("purge failed: {error}"),
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! [`AppState`]: what every request handler shares: the store, the settings, the metrics and the
+//! accepted tokens. Built once, by [`Application::build`](crate::Application::build) (or by a
+//! caller of [`run`](crate::run) that wires its own).
+
+use std::sync::Arc;
+
+use guidstore::Store;
+
+use crate::auth::Auth;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The registry.
+    pub store: Arc<Store>,
+    /// Limits and intervals.
+    pub settings: Settings,
+    /// Request counters.
+    pub metrics: Metrics,
+    /// The accepted bearer tokens, when authentication is on.
+    pub auth: Option<Auth>,
+}
+
+impl AppState {
+    /// The state of a server over `store`.
+    pub fn new(store: Arc<Store>, settings: Settings, auth: Option<Auth>) -> Arc<AppState> {
+        Arc::new(AppState { store, settings, metrics: Metrics::default(), auth })
+    }
+}

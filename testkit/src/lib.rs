@@ -1,0 +1,19 @@
+//! guidstore-testkit: what the tests of every guidstore crate share, so each helper exists once.
+//!
+//! It depends on no guidstore crate (the library's own tests use it; a dependency back would make
+//! a dev-dependency cycle), and it only ever talks to loopback servers the tests start.
+//!
+//! Modules:
+//! - `http`: the one HTTP/1.1 response parser ([`http::read_response`]), a blocking keep-alive
+//!   client on `std::net::TcpStream` ([`http::Connection`], [`http::request_once`]) for raw-socket
+//!   and out-of-process tests, and [`http::Response`], what every client here returns.
+//! - `client` (feature `async`): hyper's client for well-formed requests (`client::Client`) and
+//!   raw reads on tokio sockets (`client::read_response`, `client::read_to_close`), parsed by
+//!   the same parser.
+//! - `fault`: storage faults: a small tmpfs that fills up ([`fault::Tmpfs`]) and `chattr +i`
+//!   ([`fault::Frozen`]), both undone when dropped; they need root ([`fault::is_root`]).
+
+#[cfg(feature = "async")]
+pub mod client;
+pub mod fault;
+pub mod http;
