@@ -40,6 +40,12 @@ pub enum Code {
     PayloadTooLarge,
     /// An `If-Match` precondition failed.
     PreconditionFailed,
+    /// A request that breaks HTTP itself (request line, `Host`, target form), before any route.
+    BadRequest,
+    /// Request headers larger than the server accepts.
+    HeaderTooLarge,
+    /// A request target longer than the server accepts.
+    UriTooLong,
     /// Missing or wrong credentials.
     Unauthorized,
     /// A change-feed position older than the oldest change kept.
@@ -52,7 +58,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 15] = [
+    pub const ALL: [Code; 18] = [
         Code::InvalidGuid,
         Code::InvalidExpire,
         Code::InvalidMetadata,
@@ -64,6 +70,9 @@ impl Code {
         Code::MethodNotAllowed,
         Code::PayloadTooLarge,
         Code::PreconditionFailed,
+        Code::BadRequest,
+        Code::HeaderTooLarge,
+        Code::UriTooLong,
         Code::Unauthorized,
         Code::EventsTruncated,
         Code::Unavailable,
@@ -84,6 +93,9 @@ impl Code {
             Code::MethodNotAllowed => "method_not_allowed",
             Code::PayloadTooLarge => "payload_too_large",
             Code::PreconditionFailed => "precondition_failed",
+            Code::BadRequest => "bad_request",
+            Code::HeaderTooLarge => "header_too_large",
+            Code::UriTooLong => "uri_too_long",
             Code::Unauthorized => "unauthorized",
             Code::EventsTruncated => "events_truncated",
             Code::Unavailable => "unavailable",
