@@ -298,31 +298,16 @@ pub enum IfMatch {
 
 impl IfMatch {
     /// Parses a header value: `*`, or a comma-separated list of entity-tags such as
-    /// `"abc", W/"def"`. Text that is not valid syntax yields a list that matches nothing.
+    /// `"abc", W/"def"` (RFC 9110 §5.6.1 list syntax: empty elements and whitespace around commas
+    /// are allowed). A value that is not valid syntax as a whole — two tags without a comma
+    /// (`"a""b"`), text after a tag, an unquoted tag, `*` beside tags — yields an empty list,
+    /// which matches nothing, even where the record's tag appears in it.
     pub fn parse(header: &str) -> IfMatch {
-        let header = header.trim();
+        let header = header.trim_matches([' ', '\t']);
         if header == "*" {
             return IfMatch::Any;
         }
-        let mut tags = Vec::new();
-        let mut rest = header;
-        loop {
-            rest = rest.trim_start_matches([' ', '\t', ',']);
-            if rest.is_empty() {
-                break;
-            }
-            let (weak, after) = match rest.strip_prefix("W/") {
-                Some(after) => (true, after),
-                None => (false, rest),
-            };
-            let Some(quoted) = after.strip_prefix('"') else { break };
-            let Some(end) = quoted.find('"') else { break };
-            let (opaque, remainder) = quoted.split_at(end);
-            let tag = format!("{}\"{opaque}\"", if weak { "W/" } else { "" });
-            tags.push(tag);
-            rest = remainder.get(1..).unwrap_or("");
-        }
-        IfMatch::Tags(tags)
+        IfMatch::Tags(parse_entity_tags(header).unwrap_or_default())
     }
 
     /// Whether `record` satisfies the precondition (strong comparison).
@@ -333,6 +318,36 @@ impl IfMatch {
                 let etag = record.etag();
                 tags.contains(&etag)
             }
+        }
+    }
+}
+
+/// `#entity-tag` (RFC 9110 §8.8.3, §5.6.1): the tags as given, or `None` if the list is not valid.
+fn parse_entity_tags(list: &str) -> Option<Vec<String>> {
+    let mut tags = Vec::new();
+    let mut rest = list;
+    loop {
+        // Empty list elements (`,,`) and whitespace around them are allowed.
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            return Some(tags);
+        }
+        let (weak, after) = match rest.strip_prefix("W/") {
+            Some(after) => (true, after),
+            None => (false, rest),
+        };
+        let quoted = after.strip_prefix('"')?;
+        let end = quoted.find('"')?;
+        let (opaque, remainder) = quoted.split_at(end);
+        // etagc = %x21 / %x23-7E / obs-text (non-ASCII here).
+        if !opaque.chars().all(|c| c == '!' || ('#'..='~').contains(&c) || !c.is_ascii()) {
+            return None;
+        }
+        tags.push(format!("{}\"{opaque}\"", if weak { "W/" } else { "" }));
+        rest = remainder.get(1..)?.trim_start_matches([' ', '\t']);
+        // After a tag: the end of the list or a comma, nothing else.
+        if !rest.is_empty() && !rest.starts_with(',') {
+            return None;
         }
     }
 }
@@ -491,6 +506,33 @@ mod tests {
         assert!(!IfMatch::parse("\"nope\"").matches(&record));
         assert!(!IfMatch::parse("").matches(&record));
         assert!(!IfMatch::parse("garbage").matches(&record));
+        assert!(IfMatch::parse(&format!(" ,{etag} ,, \"x\" ,")).matches(&record));
+    }
+
+    #[test]
+    fn if_match_that_is_not_list_syntax_matches_nothing_even_with_the_tag_inside() {
+        let record = Record::new(guid(), Expiry::new_after(NOW + 1, NOW).unwrap(), Metadata::new(), 1);
+        let etag = record.etag();
+        for text in [
+            format!("{etag}{etag}"),
+            format!("{etag}\"x\""),
+            format!("{etag} garbage"),
+            format!("{etag} \"x\""),
+            format!("{etag}, garbage"),
+            format!("garbage, {etag}"),
+            format!("*, {etag}"),
+            format!("{etag}, *"),
+            format!("{etag}, \"unterminated"),
+            format!("{etag};"),
+            "\"with space\"".to_owned(),
+        ] {
+            assert_eq!(IfMatch::parse(&text), IfMatch::Tags(Vec::new()), "{text}");
+            assert!(!IfMatch::parse(&text).matches(&record), "{text}");
+        }
+        assert_eq!(
+            IfMatch::parse(r#""a", W/"b",,"c""#),
+            IfMatch::Tags(vec!["\"a\"".into(), "W/\"b\"".into(), "\"c\"".into()])
+        );
     }
 
     fn json_leaf() -> impl Strategy<Value = Value> {
