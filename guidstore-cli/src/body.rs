@@ -51,10 +51,9 @@ pub fn build(fields: &Fields, unset: &[String], kind: BodyKind, stdin: impl Read
     Ok(Value::Object(object).to_string().into_bytes())
 }
 
-/// Rejects a body over the server's default limit ([`guidstore::DEFAULT_MAX_BODY`]) with
-/// `payload_too_large`, as a default server does: database mode applies the same limit.
-pub fn check_size(body: &[u8]) -> Result<(), CliError> {
-    let limit = guidstore::DEFAULT_MAX_BODY;
+/// Rejects a body over `limit` (`--max-body`, by default the server's [`guidstore::DEFAULT_MAX_BODY`])
+/// with `payload_too_large`, as a server with the same limit does: database mode applies it too.
+pub fn check_size(body: &[u8], limit: usize) -> Result<(), CliError> {
     if body.len() > limit {
         return Err(CliError::Api {
             code: guidstore::Code::PayloadTooLarge,
@@ -212,8 +211,11 @@ mod tests {
 
     #[test]
     fn size_limit_matches_the_api() {
-        assert!(check_size(&vec![b' '; 65_536]).is_ok());
-        let error = check_size(&vec![b' '; 65_537]).unwrap_err();
+        let limit = guidstore::DEFAULT_MAX_BODY;
+        assert_eq!(limit, 65_536);
+        assert!(check_size(&vec![b' '; 65_536], limit).is_ok());
+        let error = check_size(&vec![b' '; 65_537], limit).unwrap_err();
         assert_eq!(error.code(), "payload_too_large");
+        assert!(check_size(&[b' '; 100], 99).is_err());
     }
 }

@@ -49,6 +49,12 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
     pub timeout: u64,
 
+    /// Largest request body in bytes, and (with --db) the largest record an update may leave:
+    /// larger is payload_too_large, as from a server started with the same --max-body.
+    #[arg(long, global = true, env = "GUIDSTORE_MAX_BODY", default_value_t = guidstore::DEFAULT_MAX_BODY,
+          value_name = "BYTES")]
+    pub max_body: usize,
+
     /// Print the record indented over several lines instead of one line.
     #[arg(long, global = true)]
     pub pretty: bool,

@@ -54,6 +54,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// Say on stderr which store or server is used.
     pub verbose: bool,
+    /// Largest body (checked before sending or applying it) and, with a database, largest record.
+    pub max_body: usize,
 }
 
 /// A record as printed: its JSON and entity-tag.
@@ -116,11 +118,12 @@ impl Endpoint {
         result
     }
 
-    /// Creates a record from `body` (with `guid` when given) and returns it.
-    pub fn create(&self, guid: Option<&Guid>, body: Vec<u8>) -> Result<Output, CliError> {
+    /// Creates a record from `body` (with `guid` when given) and returns it. `max_body` is the
+    /// largest body accepted (the server checks its own limit).
+    pub fn create(&self, guid: Option<&Guid>, body: Vec<u8>, max_body: usize) -> Result<Output, CliError> {
         match self {
             Endpoint::Local(store) => {
-                check_size(&body)?;
+                check_size(&body, max_body)?;
                 let record = store.create(NewRecord::parse(&body, guid, store.now())?)?;
                 Ok(Output { json: record.to_json().as_bytes().to_vec(), etag: Some(record.etag()) })
             }
@@ -150,10 +153,17 @@ impl Endpoint {
     }
 
     /// Merge-patches the live record `guid` with `body`, if `if_match` (when given) matches.
-    pub fn update(&self, guid: &Guid, body: Vec<u8>, if_match_text: Option<&str>) -> Result<Output, CliError> {
+    /// `max_body` is the largest body accepted (the server checks its own limit).
+    pub fn update(
+        &self,
+        guid: &Guid,
+        body: Vec<u8>,
+        if_match_text: Option<&str>,
+        max_body: usize,
+    ) -> Result<Output, CliError> {
         match self {
             Endpoint::Local(store) => {
-                check_size(&body)?;
+                check_size(&body, max_body)?;
                 let patch = Patch::parse(&body, guid, store.now())?;
                 let record = store.update(guid, patch, if_match(if_match_text))?;
                 Ok(Output { json: record.to_json().as_bytes().to_vec(), etag: Some(record.etag()) })
@@ -206,8 +216,13 @@ fn note(settings: &Settings, message: std::fmt::Arguments<'_>) {
 /// Opens the file, or finds the server that holds it. A lock whose owner has not written its name
 /// yet (a store starting) is retried briefly.
 fn open_db(path: PathBuf, settings: &Settings) -> Result<Endpoint, CliError> {
-    let options =
-        || Options::default().cache_capacity(64).readers(1).owner(format!("guidstore-cli pid {}", std::process::id()));
+    let options = || {
+        Options::default()
+            .cache_capacity(64)
+            .readers(1)
+            .max_record_bytes(settings.max_body)
+            .owner(format!("guidstore-cli pid {}", std::process::id()))
+    };
     let mut attempt = 0;
     loop {
         match Store::open_with(&path, options()) {

@@ -87,6 +87,9 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::GuidMismatch
         | Code::GuidImmutable
         | Code::PayloadTooLarge
+        | Code::BadRequest
+        | Code::HeaderTooLarge
+        | Code::UriTooLong
         | Code::MethodNotAllowed
         | Code::Unauthorized
         | Code::EventsTruncated => EXIT_USAGE,
@@ -109,6 +112,9 @@ mod tests {
             ("guid_mismatch", 2),
             ("guid_immutable", 2),
             ("payload_too_large", 2),
+            ("bad_request", 2),
+            ("header_too_large", 2),
+            ("uri_too_long", 2),
             ("method_not_allowed", 2),
             ("unauthorized", 2),
             ("not_found", 3),

@@ -60,7 +60,9 @@ fn run(cli: Cli, target: Result<Target, CliError>) -> Result<(), CliError> {
         token: cli.token.clone(),
         timeout: std::time::Duration::from_secs(cli.timeout.max(1)),
         verbose: cli.verbose,
+        max_body: cli.max_body,
     };
+    let max_body = cli.max_body;
     let output = match cli.command {
         Command::Completions { shell } => {
             // Generated into memory first: clap_complete panics when its writer fails (a closed pipe).
@@ -71,7 +73,7 @@ fn run(cli: Cli, target: Result<Target, CliError>) -> Result<(), CliError> {
         Command::Create { guid, fields } => {
             let guid = guid.as_deref().map(Guid::parse).transpose().map_err(guidstore::Error::from)?;
             let body = body::build(&fields, &[], BodyKind::Create, io::stdin().lock())?;
-            Endpoint::with(target?, &options, true, |e| e.create(guid.as_ref(), body))?
+            Endpoint::with(target?, &options, true, |e| e.create(guid.as_ref(), body, max_body))?
         }
         Command::Get { guid } => {
             let guid = Guid::parse(&guid).map_err(guidstore::Error::from)?;
@@ -80,7 +82,7 @@ fn run(cli: Cli, target: Result<Target, CliError>) -> Result<(), CliError> {
         Command::Update { guid, fields, unset, if_match } => {
             let guid = Guid::parse(&guid).map_err(guidstore::Error::from)?;
             let body = body::build(&fields, &unset, BodyKind::Update, io::stdin().lock())?;
-            Endpoint::with(target?, &options, false, |e| e.update(&guid, body, if_match.as_deref()))?
+            Endpoint::with(target?, &options, false, |e| e.update(&guid, body, if_match.as_deref(), max_body))?
         }
         Command::Delete { guid, if_match } => {
             let guid = Guid::parse(&guid).map_err(guidstore::Error::from)?;

@@ -57,7 +57,8 @@ pub struct Config {
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub purge_batch: usize,
 
-    /// Largest accepted request body in bytes; larger bodies get 413.
+    /// Largest accepted request body in bytes; larger bodies get 413. Also the largest record: a
+    /// PATCH whose result would render larger gets 413 and changes nothing.
     #[arg(long, env = "GUIDSTORE_MAX_BODY", default_value_t = guidstore::DEFAULT_MAX_BODY)]
     pub max_body: usize,
 
@@ -150,6 +151,7 @@ impl Config {
             .cache_capacity(self.cache_capacity)
             .default_ttl(self.default_ttl)
             .synchronous(synchronous)
+            .max_record_bytes(self.max_body)
             .owner(owner)
     }
 

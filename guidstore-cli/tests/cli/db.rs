@@ -109,6 +109,34 @@ fn body_over_64_kib_exits_2_payload_too_large() {
 }
 
 #[test]
+fn max_body_sets_the_body_limit_from_the_flag_and_the_environment() {
+    let dir = TestDir::new();
+    let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(200));
+    dir.db(&["--max-body", "100", "create", "--json", &body]).assert_error(2, "payload_too_large");
+    let db = dir.db.to_str().unwrap();
+    dir.run(&["--db", db, "create", "--json", &body], &[("GUIDSTORE_MAX_BODY", "100")], b"")
+        .assert_error(2, "payload_too_large");
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(70 * 1024));
+    assert_eq!(dir.db(&["--max-body", "100000", "create", "--json", &big]).code, 0);
+}
+
+#[test]
+fn an_update_that_would_grow_the_record_past_max_body_exits_2_and_changes_nothing() {
+    let dir = TestDir::new();
+    let pad = "x".repeat(40 * 1024);
+    let created = dir.db(&["create", GUID, "--set", &format!(r#"a="{pad}""#)]).record();
+    // Each body is under the 64 KiB default, but the record would grow to about 80 KiB.
+    dir.db(&["update", GUID, "--set", &format!(r#"b="{pad}""#)]).assert_error(2, "payload_too_large");
+    assert_eq!(dir.db(&["get", GUID]).record(), created);
+    // A smaller limit applies to the record as well as to the body.
+    dir.db(&["--max-body", "1000", "update", GUID, "--set", "c=1"]).assert_error(2, "payload_too_large");
+    assert_eq!(dir.db(&["get", GUID]).record(), created);
+    // A larger limit allows the growth.
+    let grown = dir.db(&["--max-body", "200000", "update", GUID, "--set", &format!(r#"b="{pad}""#)]).record();
+    assert_eq!(grown["b"].as_str().map(str::len), Some(pad.len()));
+}
+
+#[test]
 fn get_of_an_unknown_guid_exits_3_not_found() {
     let dir = TestDir::new();
     dir.db(&["create"]).record();

@@ -75,7 +75,7 @@ impl TestDir {
     pub fn run<S: AsRef<OsStr>>(&self, args: &[S], env: &[(&str, &str)], stdin: &[u8]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_guidstore-cli"));
         command.args(args).current_dir(self.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for name in ["GUIDSTORE_DB", "GUIDSTORE_SERVER", "GUIDSTORE_TOKEN"] {
+        for name in ["GUIDSTORE_DB", "GUIDSTORE_SERVER", "GUIDSTORE_TOKEN", "GUIDSTORE_MAX_BODY"] {
             command.env_remove(name);
         }
         command.envs(env.iter().copied());
