@@ -35,6 +35,10 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A request that breaks HTTP/1.1's rules for `Host` and the request target (RFC 9112 §3.2),
+    /// or that hyper refused before routing (see `server.rs`).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -57,7 +61,10 @@ pub fn status_of(code: Code) -> StatusCode {
         | Code::InvalidMetadata
         | Code::InvalidJson
         | Code::GuidMismatch
-        | Code::GuidImmutable => StatusCode::BAD_REQUEST,
+        | Code::GuidImmutable
+        | Code::BadRequest => StatusCode::BAD_REQUEST,
+        Code::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        Code::UriTooLong => StatusCode::URI_TOO_LONG,
         Code::Unauthorized => StatusCode::UNAUTHORIZED,
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -79,6 +86,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => Code::MethodNotAllowed,
             ApiError::PayloadTooLarge { .. } => Code::PayloadTooLarge,
             ApiError::Unauthorized => Code::Unauthorized,
+            ApiError::BadRequest(_) => Code::BadRequest,
             ApiError::BodyRead(_) => Code::InvalidJson,
             ApiError::Unhealthy(_) => Code::Unavailable,
             ApiError::Task(_) => Code::Internal,
@@ -152,6 +160,7 @@ mod tests {
             (guidstore::Error::NotFound(guid()).into(), 404, "not_found"),
             (guidstore::Error::AlreadyExists(guid()).into(), 409, "already_exists"),
             (guidstore::Error::PreconditionFailed(guid()).into(), 412, "precondition_failed"),
+            (guidstore::Error::RecordTooLarge { size: 70_000, limit: 65_536 }.into(), 413, "payload_too_large"),
             (guidstore::Error::Closed.into(), 503, "unavailable"),
             (unavailable().into(), 503, "unavailable"),
             (internal().into(), 500, "internal"),
@@ -159,6 +168,7 @@ mod tests {
             (ApiError::MethodNotAllowed { method: hyper::Method::PUT, allow: "POST" }, 405, "method_not_allowed"),
             (ApiError::PayloadTooLarge { limit: 10 }, 413, "payload_too_large"),
             (ApiError::Unauthorized, 401, "unauthorized"),
+            (ApiError::BadRequest("no Host"), 400, "bad_request"),
             (ApiError::Unhealthy(guidstore::Error::Closed), 503, "unavailable"),
         ];
         for (error, status, code) in cases {

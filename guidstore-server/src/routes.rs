@@ -1,6 +1,6 @@
 //! Routing and handlers: a `match` on method and path, one arm per operation, each returning
 //! `Result<Response, ApiError>`. [`handle`] is the whole hyper service: it never fails, times the
-//! request, counts it, and writes the access-log line.
+//! request, counts it, and writes the access-log line (for writes, even when the client has gone).
 //!
 //! Bodies are parsed by the library (`NewRecord::parse`, `Patch::parse`); writes await the store's
 //! `Pending` futures, blocking reads go through `store_io` (never on a runtime worker thread);
@@ -13,7 +13,8 @@ use std::time::Instant;
 use guidstore::{Guid, IfMatch, NewRecord, Patch, Store};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Bytes, Incoming};
-use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, IF_MATCH, LOCATION};
+use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, HeaderValue, IF_MATCH, LOCATION};
+use hyper::http::uri::Authority;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
 use crate::error::ApiError;
@@ -66,7 +67,28 @@ impl<'a> Route<'a> {
 }
 
 /// Answers one request. Never fails: errors become JSON error responses.
+///
+/// A request that may write (`POST`, `PATCH`, `DELETE`) runs on its own task: hyper drops the
+/// request's future when the client goes away (a reset, a closed socket), but a write handed to
+/// the store commits all the same, and its access-log line and metrics must follow it. Reads stay
+/// on the connection's task, so a read whose client left is simply dropped.
 pub async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+    if !matches!(*request.method(), Method::POST | Method::PATCH | Method::DELETE) {
+        return answer(state, peer, request).await;
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match tokio::spawn(answer(state, peer, request)).await {
+        Ok(response) => response,
+        Err(error) => {
+            log::error!("{method} {path} from {peer}: the request's task failed: {error}");
+            ApiError::Task(error).into_response()
+        }
+    }
+}
+
+/// [`handle`]'s work: routes, answers, counts and logs one request.
+async fn answer(state: Arc<AppState>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let uri = request.uri().clone();
@@ -111,6 +133,7 @@ pub async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request<Inc
 }
 
 async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    check_host(&request)?;
     if route != Route::Healthz
         && let Some(auth) = &state.auth
         && !auth.allows(request.headers())
@@ -170,6 +193,40 @@ async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>
         }
         (Route::Unknown, _) => Err(ApiError::UnknownPath(request.uri().path().to_owned())),
     }
+}
+
+/// RFC 9112 §3.2 for HTTP/1.x: an HTTP/1.1 request carries exactly one `Host`, an HTTP/1.0 one
+/// at most, and its value is a host with an optional port. An absolute-form target (§3.2.2) must
+/// name the authority `Host` names, over `http` or `https`: this server is no proxy, so a target
+/// naming another host is refused rather than served as if it named this one. HTTP/2 carries
+/// the authority in `:authority`; nothing is checked there.
+fn check_host<B>(request: &Request<B>) -> Result<(), ApiError> {
+    let version = request.version();
+    if version >= Version::HTTP_2 {
+        return Ok(());
+    }
+    let mut hosts = request.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ApiError::BadRequest("more than one Host header"));
+    }
+    let host = match host {
+        Some(host) => host.as_bytes(),
+        None if version == Version::HTTP_11 => {
+            return Err(ApiError::BadRequest("an HTTP/1.1 request needs a Host header"));
+        }
+        None => b"",
+    };
+    if !host.is_empty() && (host.contains(&b'@') || Authority::try_from(host).is_err()) {
+        return Err(ApiError::BadRequest("the Host header is not a host with an optional port"));
+    }
+    if let Some(authority) = request.uri().authority() {
+        let known_scheme = matches!(request.uri().scheme_str(), Some("http" | "https"));
+        if !known_scheme || !authority.as_str().as_bytes().eq_ignore_ascii_case(host) {
+            return Err(ApiError::BadRequest("the request target names another host than the Host header"));
+        }
+    }
+    Ok(())
 }
 
 /// A GUID from the raw path segment: percent-encoding is not decoded, so `%41…` is invalid.
@@ -251,6 +308,39 @@ mod tests {
         ];
         for (path, expected) in cases {
             assert_eq!(Route::of(path), expected, "{path:?}");
+        }
+    }
+
+    fn request(version: Version, target: &str, hosts: &[&str]) -> Request<()> {
+        let mut builder = Request::get(target).version(version);
+        for host in hosts {
+            builder = builder.header(HOST, *host);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn host_follows_rfc_9112() {
+        let cases: [(Version, &str, &[&str], bool); 16] = [
+            (Version::HTTP_11, "/guid", &["x"], true),
+            (Version::HTTP_11, "/guid", &["127.0.0.1:8080"], true),
+            (Version::HTTP_11, "/guid", &["[::1]:80"], true),
+            (Version::HTTP_11, "/guid", &[""], true),
+            (Version::HTTP_11, "/guid", &[], false),
+            (Version::HTTP_11, "/guid", &["a", "a"], false),
+            (Version::HTTP_11, "/guid", &["user@x"], false),
+            (Version::HTTP_11, "/guid", &["x/y"], false),
+            (Version::HTTP_10, "/guid", &[], true),
+            (Version::HTTP_10, "/guid", &["a", "b"], false),
+            (Version::HTTP_11, "http://x:1/guid", &["X:1"], true),
+            (Version::HTTP_11, "http://evil.example/guid", &["x:1"], false),
+            (Version::HTTP_11, "http://x:1/guid", &[], false),
+            (Version::HTTP_10, "http://x/guid", &[], false),
+            (Version::HTTP_11, "ftp://x/guid", &["x"], false),
+            (Version::HTTP_2, "http://x/guid", &[], true),
+        ];
+        for (version, target, hosts, ok) in cases {
+            assert_eq!(check_host(&request(version, target, hosts)).is_ok(), ok, "{version:?} {target} {hosts:?}");
         }
     }
 

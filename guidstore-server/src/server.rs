@@ -66,7 +66,15 @@ struct Listener {
 impl Listener {
     fn new(listener: TcpListener, state: Arc<AppState>) -> Listener {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(state.settings.header_timeout).keep_alive(true);
+        // `half_close`: a client that shuts down its sending side after a request (`nc -N`, some
+        // HTTP/1.0 clients and proxies) still gets its answer; by default hyper would close at the
+        // EOF and drop the request in flight.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(state.settings.header_timeout)
+            .keep_alive(true)
+            .half_close(true);
         // HTTP/2 has no header-read timeout; pings find dead peers of idle connections.
         builder
             .http2()
@@ -160,8 +168,8 @@ impl Handler {
     /// First waits (at most `header_timeout`) for the client's first bytes, to tell HTTP/1 from
     /// HTTP/2; then hands the connection to hyper, watched by the graceful shutdown. HTTP/1 idle
     /// connections are closed by hyper's header-read timeout; HTTP/2 has none, so an HTTP/2
-    /// connection without a request for `header_timeout` is dropped here (with no request in
-    /// flight, nothing is lost).
+    /// connection without a request for `header_timeout` is closed here, with a GOAWAY (with no
+    /// request in flight, nothing is lost).
     async fn run(self) {
         let Handler { stream, peer, state, builder, watcher, mut stopping, _permit } = self;
         let _open = state.metrics.connection_opened();
@@ -186,8 +194,15 @@ impl Handler {
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+        // Shutdown and the HTTP/2 idle check both close through hyper's `graceful_shutdown`: an
+        // HTTP/2 GOAWAY (NO_ERROR), or no more keep-alive for HTTP/1. At shutdown the listener
+        // bounds the wait (`shutdown_timeout`); an idle HTTP/2 connection gets `header_timeout`
+        // to end after its GOAWAY. `_watcher` keeps the shutdown waiting until the handler ends.
+        let _watcher = watcher;
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
+        let mut stopping_seen = false;
+        let mut goaway_deadline: Option<Instant> = None;
         loop {
             let idle_check = activity.idle_deadline(header_timeout);
             tokio::select! {
@@ -197,16 +212,34 @@ impl Handler {
                     }
                     break;
                 }
-                () = tokio::time::sleep_until(idle_check), if protocol == Protocol::Http2 => {
+                _ = stopping.wait_for(|stopping| *stopping), if !stopping_seen => {
+                    stopping_seen = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                () = tokio::time::sleep_until(idle_check), if protocol == Protocol::Http2 && goaway_deadline.is_none() => {
                     if activity.is_idle(header_timeout) {
-                        log::debug!("HTTP/2 connection from {peer} closed: idle for {header_timeout:?}");
-                        break;
+                        log::debug!("HTTP/2 connection from {peer} closing: idle for {header_timeout:?}");
+                        connection.as_mut().graceful_shutdown();
+                        goaway_deadline = Some(Instant::now() + header_timeout);
                     }
+                }
+                () = sleep_until_some(goaway_deadline) => {
+                    log::debug!("HTTP/2 connection from {peer} dropped: still open {header_timeout:?} after GOAWAY");
+                    break;
                 }
             }
         }
     }
 }
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The protocol a client speaks, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {

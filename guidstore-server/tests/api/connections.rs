@@ -22,7 +22,8 @@ async fn one_keep_alive_connection_serves_many_requests() {
     let mut statuses = Vec::new();
     for (method, path) in [("POST", format!("/guid/{GUID}")), ("GET", format!("/guid/{GUID}")), ("GET", "/nope".into())]
     {
-        let request = Request::builder().method(method).uri(path).body(Full::new(Bytes::new())).unwrap();
+        let request =
+            Request::builder().method(method).uri(path).header("host", "x").body(Full::new(Bytes::new())).unwrap();
         let response = sender.send_request(request).await.unwrap();
         statuses.push(response.status().as_u16());
         response.into_body().collect().await.unwrap();

@@ -6,5 +6,6 @@ mod binary;
 mod connections;
 mod helpers;
 mod operations;
+mod protocol;
 mod records;
 mod validation;

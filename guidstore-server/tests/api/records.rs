@@ -161,6 +161,33 @@ async fn patch_rejects_another_guid_a_null_expire_and_a_bad_user() {
 }
 
 #[tokio::test]
+async fn a_patch_that_would_grow_the_record_past_the_body_limit_returns_413_and_changes_nothing() {
+    let app = spawn_app().await;
+    let pad = "x".repeat(60 * 1024);
+    let created = app.create_at(GUID, &format!(r#"{{"p0":"{pad}"}}"#)).await;
+    // Each body is under the 64 KiB limit; the second key would make the record about 120 KiB.
+    let refused = app.patch_guid(GUID, &format!(r#"{{"p1":"{pad}"}}"#)).await;
+    refused.assert_error(413, "payload_too_large");
+    assert!(!refused.closes_connection(), "the body was read whole: the connection stays usable");
+    let read = app.get_guid(GUID).await;
+    assert_eq!((read.json(), read.header("etag")), (created.json(), created.header("etag")));
+    // Replacing the big value with a small one is fine.
+    assert_eq!(app.patch_guid(GUID, r#"{"p0":"small"}"#).await.status, 200);
+}
+
+#[tokio::test]
+async fn the_record_limit_follows_max_body() {
+    let app = spawn_app_with(AppOptions::with(|config| config.max_body = 1000)).await;
+    let pad = "x".repeat(600);
+    app.create_at(GUID, &format!(r#"{{"a":"{pad}"}}"#)).await;
+    app.patch_guid(GUID, &format!(r#"{{"b":"{pad}"}}"#)).await.assert_error(413, "payload_too_large");
+    assert!(app.get_guid(GUID).await.json().get("b").is_none());
+    let roomy = spawn_app_with(AppOptions::with(|config| config.max_body = 4000)).await;
+    roomy.create_at(GUID, &format!(r#"{{"a":"{pad}"}}"#)).await;
+    assert_eq!(roomy.patch_guid(GUID, &format!(r#"{{"b":"{pad}"}}"#)).await.status, 200);
+}
+
+#[tokio::test]
 async fn delete_returns_204_with_an_empty_body_then_the_record_is_gone() {
     let app = spawn_app().await;
     app.create_at(GUID, "").await;
@@ -193,6 +220,23 @@ async fn if_match_that_matches_no_tag_returns_412_and_changes_nothing() {
     app.request("DELETE", &path, &[("if-match", &etag)], "").await.assert_error(412, "precondition_failed");
     let new_etag = patched.header("etag").unwrap();
     assert_eq!(app.request("DELETE", &path, &[("if-match", new_etag)], "").await.status, 204);
+}
+
+#[tokio::test]
+async fn if_match_that_is_not_list_syntax_matches_nothing_even_with_the_records_tag() {
+    let app = spawn_app().await;
+    let created = app.create_at(GUID, r#"{"user": "Jay"}"#).await;
+    let etag = created.header("etag").unwrap().to_owned();
+    let path = format!("/guid/{GUID}");
+    for invalid in [format!("{etag}{etag}"), format!("{etag} junk"), format!("*, {etag}")] {
+        let response = app.request("PATCH", &path, &[("if-match", &invalid)], r#"{"user": "x"}"#).await;
+        response.assert_error(412, "precondition_failed");
+        app.request("DELETE", &path, &[("if-match", &invalid)], "").await.assert_error(412, "precondition_failed");
+    }
+    assert_eq!(app.get_guid(GUID).await.header("etag"), Some(etag.as_str()));
+    // Valid list syntax with empty elements and whitespace still matches.
+    let list = format!(" , \"1111111111111111\" ,, {etag} ,");
+    assert_eq!(app.request("PATCH", &path, &[("if-match", &list)], "{}").await.status, 200);
 }
 
 #[tokio::test]
