@@ -15,6 +15,11 @@ use clap::{CommandFactory, FromArgMatches};
 use guidstore::{Options, Synchronous};
 use log::LevelFilter;
 
+/// The largest request head (request line and headers) hyper buffers for HTTP/1: a larger one is
+/// `431 header_too_large`. (hyper's default, about 400 KiB, would let 10,000 idle connections
+/// hold 4 GB.)
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// The server's configuration, from flags and `GUIDSTORE_*` environment variables.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(

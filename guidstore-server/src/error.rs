@@ -39,6 +39,12 @@ pub enum ApiError {
     /// or that hyper refused before routing (see `server.rs`).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Request headers larger than hyper's buffer (hyper answers; see `wire.rs`).
+    #[error("the request head is larger than {} bytes", crate::config::MAX_HEAD_BYTES)]
+    HeaderTooLarge,
+    /// A request target longer than hyper accepts (hyper answers; see `wire.rs`).
+    #[error("the request target is longer than 65,534 bytes")]
+    UriTooLong,
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -87,6 +93,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => Code::PayloadTooLarge,
             ApiError::Unauthorized => Code::Unauthorized,
             ApiError::BadRequest(_) => Code::BadRequest,
+            ApiError::HeaderTooLarge => Code::HeaderTooLarge,
+            ApiError::UriTooLong => Code::UriTooLong,
             ApiError::BodyRead(_) => Code::InvalidJson,
             ApiError::Unhealthy(_) => Code::Unavailable,
             ApiError::Task(_) => Code::Internal,
@@ -107,9 +115,14 @@ impl ApiError {
         }
     }
 
+    /// The JSON error body: `{"error": code, "message": text}`.
+    pub fn body(&self) -> String {
+        serde_json::json!({ "error": self.code().as_str(), "message": self.message() }).to_string()
+    }
+
     /// The response: status, JSON body, and `Allow` / `WWW-Authenticate` where they apply.
     pub fn into_response(self) -> hyper::Response<Body> {
-        let body = serde_json::json!({ "error": self.code().as_str(), "message": self.message() }).to_string();
+        let body = self.body();
         let mut response = json_response(self.status(), body.into());
         let headers = response.headers_mut();
         match &self {
@@ -169,6 +182,8 @@ mod tests {
             (ApiError::PayloadTooLarge { limit: 10 }, 413, "payload_too_large"),
             (ApiError::Unauthorized, 401, "unauthorized"),
             (ApiError::BadRequest("no Host"), 400, "bad_request"),
+            (ApiError::HeaderTooLarge, 431, "header_too_large"),
+            (ApiError::UriTooLong, 414, "uri_too_long"),
             (ApiError::Unhealthy(guidstore::Error::Closed), 503, "unavailable"),
         ];
         for (error, status, code) in cases {

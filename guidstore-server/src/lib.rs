@@ -7,8 +7,8 @@
 //! itself. The store is shared as `Arc<Store>` in [`AppState`].
 //!
 //! Modules import one way, and none imports from this crate root: `startup` uses `config`,
-//! `state`, `server`; `server` uses `routes` and `store_io`; `routes` uses `store_io`, `error` and
-//! `response`; `error` uses `response`.
+//! `state`, `server`; `server` uses `routes`, `store_io` and `wire`; `routes` uses `store_io`,
+//! `error` and `response`; `wire` uses `error`; `error` uses `response` and `config`.
 //!
 //! Modules:
 //! - `config`: [`Config`], the clap flags and environment variables, their defaults, and the
@@ -20,6 +20,8 @@
 //! - `response`: the response body type and the JSON, record and `HEAD` responses.
 //! - `store_io`: the async bridge to the store's blocking calls (reads that miss the cache, the
 //!   health check) and the purge.
+//! - `wire`: the byte stream of a connection, where hyper's own error answers (before any route)
+//!   get JSON bodies.
 //! - `error`: [`ApiError`](error::ApiError) and the one mapping from error codes to statuses.
 //! - `auth`: optional bearer-token authentication.
 //! - `metrics`: request counters and histograms, Prometheus rendering.
@@ -39,6 +41,7 @@ pub mod server;
 pub mod startup;
 pub mod state;
 pub mod store_io;
+pub mod wire;
 
 pub use auth::Auth;
 pub use config::{Config, Settings};

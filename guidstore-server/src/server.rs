@@ -25,7 +25,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::config::MAX_HEAD_BYTES;
 use crate::state::AppState;
+use crate::wire::JsonErrorBodies;
 use crate::{routes, store_io};
 
 /// How long the accept loop pauses after a failed `accept` (typically EMFILE).
@@ -74,7 +76,8 @@ impl Listener {
             .timer(TokioTimer::new())
             .header_read_timeout(state.settings.header_timeout)
             .keep_alive(true)
-            .half_close(true);
+            .half_close(true)
+            .max_buf_size(MAX_HEAD_BYTES);
         // HTTP/2 has no header-read timeout; pings find dead peers of idle connections.
         builder
             .http2()
@@ -199,7 +202,7 @@ impl Handler {
         // bounds the wait (`shutdown_timeout`); an idle HTTP/2 connection gets `header_timeout`
         // to end after its GOAWAY. `_watcher` keeps the shutdown waiting until the handler ends.
         let _watcher = watcher;
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = builder.serve_connection(TokioIo::new(JsonErrorBodies::new(stream)), service);
         let mut connection = std::pin::pin!(connection);
         let mut stopping_seen = false;
         let mut goaway_deadline: Option<Instant> = None;

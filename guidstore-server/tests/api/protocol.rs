@@ -135,3 +135,28 @@ async fn an_idle_http2_connection_gets_a_goaway_before_it_is_closed() {
     assert!(outcome.is_ok(), "the idle HTTP/2 connection was not closed");
     assert_eq!(goaway, Some(0), "no GOAWAY (NO_ERROR) before the close");
 }
+
+#[tokio::test]
+async fn requests_refused_before_routing_get_the_json_error_body() {
+    let app = spawn_app().await;
+    let big_header = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(70_000));
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    let cases: [(&[u8], u16, &str); 8] = [
+        (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+        (b"GET /guid/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, "bad_request"),
+        (b"POST /guid HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n{}", 400, "bad_request"),
+        (b"POST /guid HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", 400, "bad_request"),
+        (b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 400, "bad_request"),
+        (big_header.as_bytes(), 431, "header_too_large"),
+        (long_target.as_bytes(), 431, "header_too_large"),
+    ];
+    for (request, status, code) in cases {
+        let response = exchange(&app, request).await;
+        response.assert_error(status, code);
+        assert!(response.closes_connection(), "{response:?}");
+    }
+    // A head just under the limit is served.
+    let fits = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(60_000));
+    assert_eq!(exchange(&app, fits.as_bytes()).await.status, 200);
+}
