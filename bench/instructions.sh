@@ -5,17 +5,21 @@
 #   bash bench/instructions.sh                      # the release build of this tree
 #   bash bench/instructions.sh A/guidstore-server B/guidstore-server   # compare builds
 #
-# For each binary, three runs under `valgrind --tool=callgrind` (every thread counted), each on a
-# fresh database with one record: BASE GETs of it; BASE + EXTRA GETs; BASE GETs + METRICS GETs of
-# /metrics. The differences of the totals, divided by the number of extra requests, cancel the
-# start-up and shutdown: instructions per GET /guid/{guid} (a cache hit, logged, counted in the
-# metrics) and per GET /metrics. One keep-alive connection, one request at a time (client.py,
-# python3); only 127.0.0.1 is targeted. Needs valgrind (installed with apt-get if missing).
+# For each binary, runs under `valgrind --tool=callgrind` (every thread counted), each on a fresh
+# database with one record: BASE GETs of it; BASE + EXTRA GETs; BASE GETs + METRICS GETs of
+# /metrics; BASE GETs + POSTS creates; and the first two again with `--cache-capacity 0`. The
+# differences of the totals, divided by the number of extra requests, cancel the start-up and
+# shutdown: instructions per GET /guid/{guid} (a cache hit, logged, counted in the metrics), per
+# GET /guid/{guid} read from SQLite (no cache: the stored JSON is parsed), per POST /guid (parse,
+# commit with fsync, render) and per GET /metrics. The record carries numbers (client.py). One
+# keep-alive connection, one request at a time (client.py, python3); only 127.0.0.1 is targeted.
+# Needs valgrind (installed with apt-get if missing).
 set -euo pipefail
 
 BASE=${BASE:-1000}
 EXTRA=${EXTRA:-5000}
 METRICS=${METRICS:-500}
+POSTS=${POSTS:-1000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 if ! command -v valgrind >/dev/null; then
@@ -34,13 +38,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Total instructions of one run of server $1 serving $2 GETs and $3 /metrics.
+# Total instructions of one run of server $1 serving $2 GETs, $3 /metrics and $4 POSTs, with
+# cache capacity $5.
 run() {
     local dir="$WORK/run" out
     rm -rf "$dir" && mkdir -p "$dir"
     valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
         "$1" --listen 127.0.0.1:0 --db "$dir/guids.db" --log-file "$dir/server.log" --purge-interval 1h \
-        >"$dir/stdout" 2>"$dir/stderr" &
+        --cache-capacity "$5" >"$dir/stdout" 2>"$dir/stderr" &
     PID=$!
     for _ in $(seq 600); do
         grep -q '^listening on ' "$dir/stdout" 2>/dev/null && break
@@ -48,17 +53,21 @@ run() {
         sleep 0.1
     done
     out=$(sed -n 's|^listening on http://||p' "$dir/stdout")
-    python3 "$ROOT/bench/instructions/client.py" "$out" "$2" "$3"
+    python3 "$ROOT/bench/instructions/client.py" "$out" "$2" "$3" "$4"
     kill -TERM "$PID"
     wait "$PID"
     PID=
     sed -n 's/^totals: \([0-9]*\).*/\1/p' "$dir/callgrind.out"
 }
 
-printf '%-50s %16s %16s\n' "server" "instr/GET guid" "instr/GET metrics"
+printf '%-50s %14s %14s %14s %14s\n' "server" "GET (cache)" "GET (SQLite)" "POST /guid" "GET /metrics"
 for server in "$@"; do
-    base=$(run "$server" "$BASE" 0)
-    more=$(run "$server" $((BASE + EXTRA)) 0)
-    scraped=$(run "$server" "$BASE" "$METRICS")
-    printf '%-50s %16d %16d\n' "$server" $(((more - base) / EXTRA)) $(((scraped - base) / METRICS))
+    base=$(run "$server" "$BASE" 0 0 100000)
+    more=$(run "$server" $((BASE + EXTRA)) 0 0 100000)
+    scraped=$(run "$server" "$BASE" "$METRICS" 0 100000)
+    posted=$(run "$server" "$BASE" 0 "$POSTS" 100000)
+    cold_base=$(run "$server" "$BASE" 0 0 0)
+    cold_more=$(run "$server" $((BASE + EXTRA)) 0 0 0)
+    printf '%-50s %14d %14d %14d %14d\n' "$server" $(((more - base) / EXTRA)) $(((cold_more - cold_base) / EXTRA)) \
+        $(((posted - base) / POSTS)) $(((scraped - base) / METRICS))
 done

@@ -1,14 +1,18 @@
 """Drives one guidstore-server for bench/instructions.sh: creates one record, then sends GETS
-GET /guid/{guid} and METRICS GET /metrics, one at a time on one keep-alive connection, checking
-every status. Usage: client.py ADDRESS GETS METRICS"""
+GET /guid/{guid}, METRICS GET /metrics and POSTS POST /guid (each a new record), one at a time on
+one keep-alive connection, checking every status. The records carry numbers (an integer, a
+fraction, one past 64 bits, a list), so parsing and rendering numbers is part of what is counted.
+Usage: client.py ADDRESS GETS METRICS [POSTS]"""
 import http.client
 import sys
 
 host, port = sys.argv[1].rsplit(":", 1)
 gets, metrics = int(sys.argv[2]), int(sys.argv[3])
+posts = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 connection = http.client.HTTPConnection(host, int(port), timeout=120)
 guid = "9094E4C980C74043A4B586B420E69DDF"
-connection.request("POST", f"/guid/{guid}", body=b'{"user":"bench"}')
+body = b'{"user":"bench","n":12345,"f":1.5,"big":12345678901234567890,"list":[1,2,3]}'
+connection.request("POST", f"/guid/{guid}", body=body)
 response = connection.getresponse()
 response.read()
 assert response.status == 201, response.status
@@ -18,4 +22,9 @@ for path, count in ((f"/guid/{guid}", gets), ("/metrics", metrics)):
         response = connection.getresponse()
         response.read()
         assert response.status == 200, (path, response.status)
+for _ in range(posts):
+    connection.request("POST", "/guid", body=body)
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 201, response.status
 connection.close()

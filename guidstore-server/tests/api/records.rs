@@ -282,3 +282,21 @@ async fn records_are_read_from_storage_when_the_cache_is_off() {
     assert_eq!(response.json(), created.json());
     assert!(app.metrics().await.contains("guidstore_cache_misses_total 1\n"));
 }
+
+#[tokio::test]
+async fn numbers_keep_their_digits_through_create_get_and_patch() {
+    for cache_capacity in [1000, 0] {
+        let app = spawn_app_with(AppOptions::with(|config| config.cache_capacity = cache_capacity)).await;
+        let body = r#"{"n":12345678901234567890123,"u":18446744073709551616,"f":0.1000000000000000055511151231257827}"#;
+        let created = app.post_guid(body).await;
+        assert_eq!(created.status, 201);
+        let members =
+            r#""n":12345678901234567890123,"u":18446744073709551616,"f":0.1000000000000000055511151231257827"#;
+        assert!(created.text().ends_with(&format!("{members}}}")), "{}", created.text());
+        let location = created.header("location").unwrap().to_owned();
+        let read = app.request("GET", &location, &[], "").await;
+        assert!(read.text().ends_with(&format!("{members}}}")), "{}", read.text());
+        let patched = app.request("PATCH", &location, &[], r#"{"n":-98765432109876543210987654321}"#).await;
+        assert!(patched.text().contains(r#""n":-98765432109876543210987654321,"#), "{}", patched.text());
+    }
+}
