@@ -1,7 +1,9 @@
 //! Hostile clients against a real `guidstore-server` process: slowloris headers, a 1 GiB
 //! `Content-Length`, an endless chunked body, 100,000 nested `[`, random bytes and truncated
-//! requests. Throughout, ordinary requests must keep getting prompt answers and the process must
-//! stay up. (10,000 idle connections: the `idle-connections` binary, see RELIABILITY.md.)
+//! requests, request smuggling (Content-Length with Transfer-Encoding, duplicate lengths, odd
+//! codings), 1,000 pipelined requests, resets and half-closes mid-request. Throughout, ordinary
+//! requests must keep getting prompt answers and the process must stay up. (10,000 idle
+//! connections: the `idle-connections` binary, see RELIABILITY.md.)
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -272,5 +274,268 @@ fn an_http2_connection_that_never_sends_a_request_is_closed_after_the_header_tim
         }
     };
     assert!(closed_after < Duration::from_secs(4), "idle HTTP/2 connection closed after {closed_after:?}");
+    assert_alive(&mut server);
+}
+
+/// Closes `stream` with a TCP reset (SO_LINGER 0) instead of a FIN.
+fn reset(stream: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: the descriptor is open (owned by `stream`, dropped only after this call), and the
+    // option value is a valid `linger` of the size passed.
+    let result = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(result, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    drop(stream);
+}
+
+/// Sends `bytes` on a fresh connection, half-closes it and reads everything until the server closes.
+fn exchange_half_closed(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = stream.write_all(bytes);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status codes of every whole response in `answer`, in order; each 4xx must carry the JSON
+/// error body.
+fn statuses(answer: &str) -> Vec<u16> {
+    let mut rest = answer.as_bytes();
+    let mut found = Vec::new();
+    while let Ok(response) = guidstore_testkit::http::read_response(&mut rest, false) {
+        if (400..500).contains(&response.status) {
+            assert!(response.error_code().is_some(), "a {} without the JSON error body: {answer:?}", response.status);
+        }
+        found.push(response.status);
+    }
+    found
+}
+
+#[test]
+fn smuggling_attempts_are_refused_or_read_one_way_and_the_smuggled_request_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&dir, &[]);
+    let addr = server.addr();
+    let victim = "9094E4C980C74043A4B586B420E69DDF";
+    assert_eq!(request_once(addr, "POST", &format!("/guid/{victim}"), &[], Some(b"{}")).unwrap().status, 201);
+    // Each attack hides `DELETE /guid/{victim}` after a chunked body's end, inside what the
+    // request's Content-Length covers: a reader of the length sees one request, a reader of the
+    // chunks sees two. The server must refuse the request, or read it one way and never run the
+    // DELETE (RFC 9112 §6.3: with both, the chunked coding wins and the connection closes after).
+    let smuggled = format!("DELETE /guid/{victim} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let chunked_then_smuggled = format!("0\r\n\r\n{smuggled}");
+    let with_length =
+        |head: &str, body: &str| -> String { format!("{head}Content-Length: {}\r\n\r\n{body}", body.len()) };
+    let body = chunked_then_smuggled.as_str();
+    let attacks: Vec<(&str, String)> = vec![
+        (
+            "CL + `Transfer-Encoding: chunked` (CL.TE)",
+            with_length("POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n", body),
+        ),
+        (
+            "`Transfer-Encoding: chunked` then CL, CL = 3 (TE.CL)",
+            format!("POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n{body}"),
+        ),
+        (
+            "two different Content-Lengths",
+            format!(
+                "POST /guid HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: {}\r\n\r\n{{}}{smuggled}",
+                2 + smuggled.len()
+            ),
+        ),
+        (
+            "two equal Content-Lengths",
+            "POST /guid HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}".to_owned(),
+        ),
+        ("`Content-Length: 2, 2`", "POST /guid HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n\r\n{}".to_owned()),
+        ("`Content-Length: +2`", format!("POST /guid HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{{}}{smuggled}")),
+        (
+            "CL + `Transfer-Encoding: xchunked`",
+            with_length("POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n", body),
+        ),
+        (
+            "CL + `Transfer-Encoding: chunked, identity`",
+            with_length("POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n", body),
+        ),
+        (
+            "CL + `Transfer-Encoding: identity`",
+            with_length("POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n", body),
+        ),
+        (
+            "CL + two TE lines (`chunked`, `identity`)",
+            with_length(
+                "POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
+                body,
+            ),
+        ),
+        (
+            "CL + `Transfer-Encoding : chunked` (space before the colon)",
+            with_length("POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n", body),
+        ),
+        (
+            "CL + `Transfer-Encoding:<TAB>CHUNKED`",
+            with_length("POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\tCHUNKED\r\n", body),
+        ),
+        (
+            "CL + obs-fold `Transfer-Encoding:` / ` chunked`",
+            with_length("POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n", body),
+        ),
+        ("CL + chunked in HTTP/1.0", with_length("POST /guid HTTP/1.0\r\nTransfer-Encoding: chunked\r\n", body)),
+        (
+            "chunk size line ending in a bare LF, with an extension",
+            format!(
+                "POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2;x\n{{}}\r\n0\r\n\r\n{smuggled}"
+            ),
+        ),
+        (
+            "chunk size overflowing 64 bits",
+            format!(
+                "POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF2\r\n{{}}\r\n0\r\n\r\n{smuggled}"
+            ),
+        ),
+    ];
+    let mut table = Vec::new();
+    for (name, request) in &attacks {
+        let answer = exchange_half_closed(addr, request.as_bytes());
+        let statuses = statuses(&answer);
+        let alive = request_once(addr, "GET", &format!("/guid/{victim}"), &[], None).unwrap();
+        eprintln!("{name}: {statuses:?}, victim {}", alive.status);
+        assert!(!statuses.iter().any(|status| *status >= 500), "{name}: a 5xx: {answer}");
+        assert!(!statuses.contains(&204), "{name}: the smuggled DELETE ran: {answer}");
+        assert_eq!(alive.status, 200, "{name}: the victim is gone: {answer}");
+        let codes: Vec<String> = statuses.iter().map(u16::to_string).collect();
+        table.push(format!("| {name} | {} |", codes.join(", ")));
+    }
+    eprintln!("{}", table.join("\n"));
+    assert_alive(&mut server);
+}
+
+#[test]
+fn a_thousand_pipelined_requests_are_all_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&dir, &[]);
+    let addr = server.addr();
+    let mut wire = Vec::new();
+    for i in 0..500 {
+        let guid = format!("{i:032X}");
+        let body = format!(r#"{{"n":{i}}}"#);
+        wire.extend_from_slice(
+            format!("POST /guid/{guid} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+        );
+        wire.extend_from_slice(format!("GET /guid/{guid} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    }
+    let started = Instant::now();
+    let mut connection = Connection::connect(addr, Duration::from_secs(30)).unwrap();
+    let writer_stream = connection.stream().try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut stream = writer_stream;
+        stream.write_all(&wire)
+    });
+    for i in 0..500 {
+        let created = connection.read_response(false).expect("the create's answer");
+        assert_eq!(created.status, 201, "request {}", 2 * i);
+        let read = connection.read_response(false).expect("the read's answer");
+        assert_eq!(read.status, 200, "request {}", 2 * i + 1);
+        let record: serde_json::Value = serde_json::from_slice(&read.body).unwrap();
+        assert_eq!((record["guid"].as_str(), record["n"].as_u64()), (Some(format!("{i:032X}").as_str()), Some(i)));
+    }
+    writer.join().unwrap().unwrap();
+    let elapsed = started.elapsed();
+    eprintln!("1,000 pipelined requests (500 creates, 500 reads) answered in order in {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(30));
+    assert_alive(&mut server);
+}
+
+#[test]
+fn resets_mid_request_leave_the_server_serving_and_every_committed_write_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&dir, &[]);
+    let addr = server.addr();
+    let body = br#"{"user":"gone"}"#;
+    // Reset while the head, then the body, is being sent: nothing may be created.
+    for (i, cut) in [
+        "POST /guid/0000000000000000000000000000AA0",
+        "POST /guid/0000000000000000000000000000AA01 HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n{\"us",
+    ]
+    .iter()
+    .enumerate()
+    {
+        for _ in 0..20 {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(cut.as_bytes()).unwrap();
+            reset(stream);
+        }
+        assert_eq!(
+            request_once(addr, "GET", "/guid/0000000000000000000000000000AA01", &[], None).unwrap().status,
+            404,
+            "cut {i}"
+        );
+    }
+    // A whole request, then a reset or a half-close before the answer: the write may or may not
+    // have reached the store, but each one that did has its access-log line.
+    let mut guids = Vec::new();
+    for i in 0..60u32 {
+        let guid = format!("{:032X}", 0xB000 + i);
+        let request = format!("POST /guid/{guid} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(&[request.as_bytes(), body].concat()).unwrap();
+        if i % 2 == 0 {
+            reset(stream);
+        } else {
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            drop(stream);
+        }
+        guids.push(guid);
+    }
+    let mut committed = 0;
+    for guid in &guids {
+        if request_once(addr, "GET", &format!("/guid/{guid}"), &[], None).unwrap().status != 200 {
+            continue;
+        }
+        committed += 1;
+        let line = format!("POST /guid/{guid} 201 ");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !server.log().contains(&line) {
+            assert!(Instant::now() < deadline, "{guid} was committed but server.log has no line for it");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    eprintln!("{committed} of {} writes whose client went away were committed; each is logged", guids.len());
+    assert_alive(&mut server);
+}
+
+#[test]
+fn half_closed_clients_get_their_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&dir, &[]);
+    let addr = server.addr();
+    for i in 0..10u32 {
+        let guid = format!("{:032X}", 0xC000 + i);
+        let body = r#"{"user":"nc -N"}"#;
+        let answer = exchange_half_closed(
+            addr,
+            format!("POST /guid/{guid} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+        );
+        assert!(answer.starts_with("HTTP/1.1 201 "), "create {i}: {answer:?}");
+        let line = format!("POST /guid/{guid} 201 ");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !server.log().contains(&line) {
+            assert!(Instant::now() < deadline, "no server.log line for {guid}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let health = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let answer = exchange_half_closed(addr, format!("{health}{health}").as_bytes());
+    assert_eq!(statuses(&answer), [200, 200], "{answer:?}");
     assert_alive(&mut server);
 }
