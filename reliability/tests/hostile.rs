@@ -229,6 +229,11 @@ fn random_bytes_and_truncated_requests_do_not_hurt_the_server() {
         if answer.starts_with(b"HTTP/1.1 5") {
             answered_5xx.push((i, String::from_utf8_lossy(&answer).into_owned()));
         }
+        if answer.starts_with(b"HTTP/1.1 4") {
+            // Every 4xx, hyper's own included, carries the JSON error body.
+            let response = guidstore_testkit::http::read_response(&mut answer.as_slice(), false).expect("a whole answer");
+            assert!(response.error_code().is_some(), "payload {i}: a 4xx without the JSON body: {response:?}");
+        }
         if i % 50 == 0 {
             assert_alive(&mut server);
         }
@@ -413,6 +418,9 @@ fn smuggling_attempts_are_refused_or_read_one_way_and_the_smuggled_request_never
         assert!(!statuses.iter().any(|status| *status >= 500), "{name}: a 5xx: {answer}");
         assert!(!statuses.contains(&204), "{name}: the smuggled DELETE ran: {answer}");
         assert_eq!(alive.status, 200, "{name}: the victim is gone: {answer}");
+        if name.contains("Transfer-Encoding") && statuses.contains(&201) {
+            assert!(answer.contains("\r\nconnection: close\r\n"), "{name}: read as chunked, yet kept open: {answer}");
+        }
         let codes: Vec<String> = statuses.iter().map(u16::to_string).collect();
         table.push(format!("| {name} | {} |", codes.join(", ")));
     }
