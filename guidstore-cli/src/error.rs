@@ -46,6 +46,21 @@ pub enum CliError {
     },
 }
 
+impl From<guidstore::ImportError> for CliError {
+    fn from(error: guidstore::ImportError) -> CliError {
+        match error {
+            guidstore::ImportError::Line { line, error } => {
+                CliError::Api { code: error.code(), message: format!("line {line}: {error}") }
+            }
+            guidstore::ImportError::Conflict { .. } => {
+                CliError::Api { code: guidstore::Code::AlreadyExists, message: error.to_string() }
+            }
+            guidstore::ImportError::Read(source) => CliError::io("reading the input", source),
+            guidstore::ImportError::Store(error) => CliError::Store(error),
+        }
+    }
+}
+
 impl CliError {
     /// The machine code printed after `error:`: the API's codes, plus `usage` and `io`.
     pub fn code(&self) -> &'static str {
