@@ -99,6 +99,7 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::InvalidExpire
         | Code::InvalidMetadata
         | Code::InvalidJson
+        | Code::InvalidQuery
         | Code::GuidMismatch
         | Code::GuidImmutable
         | Code::PayloadTooLarge
@@ -121,6 +122,7 @@ mod tests {
             ("invalid_expire", 2),
             ("invalid_metadata", 2),
             ("invalid_json", 2),
+            ("invalid_query", 2),
             ("guid_mismatch", 2),
             ("guid_immutable", 2),
             ("payload_too_large", 2),

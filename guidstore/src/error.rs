@@ -26,6 +26,8 @@ pub enum Code {
     InvalidMetadata,
     /// A body that is not a JSON object.
     InvalidJson,
+    /// A query parameter that is not valid (e.g. `after=x` on `/events`).
+    InvalidQuery,
     /// A body `guid` that differs from the path's.
     GuidMismatch,
     /// An update that tries to change the GUID.
@@ -52,11 +54,12 @@ pub enum Code {
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 15] = [
+    pub const ALL: [Code; 16] = [
         Code::InvalidGuid,
         Code::InvalidExpire,
         Code::InvalidMetadata,
         Code::InvalidJson,
+        Code::InvalidQuery,
         Code::GuidMismatch,
         Code::GuidImmutable,
         Code::NotFound,
@@ -77,6 +80,7 @@ impl Code {
             Code::InvalidExpire => "invalid_expire",
             Code::InvalidMetadata => "invalid_metadata",
             Code::InvalidJson => "invalid_json",
+            Code::InvalidQuery => "invalid_query",
             Code::GuidMismatch => "guid_mismatch",
             Code::GuidImmutable => "guid_immutable",
             Code::NotFound => "not_found",
