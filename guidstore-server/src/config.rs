@@ -32,9 +32,39 @@ pub struct Config {
     #[arg(long, env = "GUIDSTORE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// SQLite database file (created if missing).
-    #[arg(long, env = "GUIDSTORE_DB", default_value = "./guidstore.db")]
-    pub db: PathBuf,
+    /// Where the records live: an SQLite file path or sqlite:PATH (created if missing; one server
+    /// owns it), postgres://USER[:PASS]@HOST[:PORT]/DB[?sslmode=disable|prefer] or
+    /// mysql://USER[:PASS]@HOST[:PORT]/DB (also mariadb://): a database any number of servers share.
+    /// Without a password in the URL, PGPASSWORD or MYSQL_PWD is used. Never logged with its password.
+    #[arg(
+        long,
+        env = "GUIDSTORE_DB",
+        default_value = "./guidstore.db",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
+    pub db: String,
+
+    /// Most connections to a PostgreSQL or MySQL database at once.
+    #[arg(long, env = "GUIDSTORE_DB_POOL_SIZE", default_value_t = guidstore::DEFAULT_POOL_SIZE,
+          value_parser = RangedU64ValueParser::<usize>::new().range(2..))]
+    pub db_pool_size: usize,
+
+    /// How long any call to a PostgreSQL or MySQL database may take (connect, query, commit) before
+    /// the request is answered 503 unavailable; the database is asked to cancel longer statements.
+    #[arg(long, env = "GUIDSTORE_DB_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub db_timeout: Duration,
+
+    /// At startup, how long to keep retrying a PostgreSQL or MySQL database that cannot be reached
+    /// (with backoff, each attempt logged) before giving up with exit code 1.
+    #[arg(long, env = "GUIDSTORE_DB_WAIT", default_value = "60s", value_parser = parse_duration)]
+    pub db_wait: Duration,
+
+    /// On a shared database, how often the change log is read when no request asks for it: bounds how
+    /// stale a `Cache-Control: max-stale` read can be and how late the change feed sees other
+    /// servers' writes on MySQL (PostgreSQL servers also wake each other with NOTIFY).
+    #[arg(long, env = "GUIDSTORE_TAIL_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub tail_interval: Duration,
 
     /// Log file, appended to (never truncated).
     #[arg(long, env = "GUIDSTORE_LOG_FILE", default_value = "./server.log")]
@@ -86,6 +116,20 @@ pub struct Config {
     #[arg(long, env = "GUIDSTORE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// The longest a `GET /events` long poll waits for a change (a request's `wait` is cut to it);
+    /// lower it below a proxy's idle timeout.
+    #[arg(long, env = "GUIDSTORE_EVENTS_MAX_WAIT", default_value = "60s", value_parser = parse_duration)]
+    pub events_max_wait: Duration,
+
+    /// How long changes stay in the change log for `GET /events` consumers (older ones are trimmed
+    /// with each purge; a consumer behind them gets 410 events_truncated). The newest is always kept.
+    #[arg(long, env = "GUIDSTORE_EVENTS_RETENTION", default_value = "7days", value_parser = parse_duration)]
+    pub events_retention: Duration,
+
+    /// Also keep at most this many of the newest changes (no count limit when absent).
+    #[arg(long, env = "GUIDSTORE_EVENTS_RETENTION_COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub events_retention_count: Option<u64>,
+
     /// File of bearer tokens, one per line. When set, every route but /healthz needs
     /// `Authorization: Bearer TOKEN`.
     #[arg(long, env = "GUIDSTORE_AUTH_TOKEN_FILE")]
@@ -107,6 +151,12 @@ pub struct Settings {
     pub purge_interval: Duration,
     /// Most records removed per purge transaction.
     pub purge_batch: usize,
+    /// The longest a long poll of `/events` waits.
+    pub events_max_wait: Duration,
+    /// How long changes stay in the change log.
+    pub events_retention: Duration,
+    /// At most this many changes stay in the change log.
+    pub events_retention_count: Option<u64>,
 }
 
 impl Default for Settings {
@@ -143,6 +193,9 @@ impl Config {
             shutdown_timeout: self.shutdown_timeout,
             purge_interval: self.purge_interval,
             purge_batch: self.purge_batch,
+            events_max_wait: self.events_max_wait,
+            events_retention: self.events_retention,
+            events_retention_count: self.events_retention_count,
         }
     }
 
@@ -157,17 +210,24 @@ impl Config {
             .default_ttl(self.default_ttl)
             .synchronous(synchronous)
             .max_record_bytes(self.max_body)
+            .pool_size(self.db_pool_size)
+            .timeout(self.db_timeout)
+            .tail_interval(self.tail_interval)
             .owner(owner)
     }
 
     /// The effective configuration as one line for the startup log (never the tokens).
     pub fn summary(&self) -> String {
         format!(
-            "listen={} db={} log_file={} log_level={} cache_capacity={} default_ttl={}s purge_interval={:?} \
-             purge_batch={} max_body={} sync={:?} max_connections={} header_timeout={:?} shutdown_timeout={:?} \
-             auth={}",
+            "listen={} db={} db_pool_size={} db_timeout={:?} db_wait={:?} tail_interval={:?} log_file={} log_level={} \
+             cache_capacity={} default_ttl={}s purge_interval={:?} purge_batch={} max_body={} sync={:?} \
+             max_connections={} header_timeout={:?} shutdown_timeout={:?} auth={}",
             self.listen,
-            self.db.display(),
+            guidstore::redact_url(&self.db),
+            self.db_pool_size,
+            self.db_timeout,
+            self.db_wait,
+            self.tail_interval,
             self.log_file.display(),
             self.log_level,
             self.cache_capacity,
@@ -238,7 +298,7 @@ mod tests {
     fn defaults_match_the_documented_values() {
         let config = Config::try_parse_from(["guidstore-server"]).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.db, PathBuf::from("./guidstore.db"));
+        assert_eq!(config.db, "./guidstore.db");
         assert_eq!(config.log_file, PathBuf::from("./server.log"));
         assert_eq!(config.log_level, LevelFilter::Info);
         assert_eq!(config.default_ttl, 2_592_000);
@@ -271,6 +331,13 @@ mod tests {
         for flag in [
             "listen",
             "db",
+            "db-pool-size",
+            "db-timeout",
+            "db-wait",
+            "tail-interval",
+            "events-max-wait",
+            "events-retention",
+            "events-retention-count",
             "log-file",
             "log-level",
             "cache-capacity",
@@ -288,6 +355,13 @@ mod tests {
             let env = format!("GUIDSTORE_{}", flag.replace('-', "_").to_uppercase());
             assert!(help.contains(&env), "{env} missing from --help");
         }
+    }
+
+    #[test]
+    fn summary_and_help_never_show_a_database_password() {
+        let config = Config::try_parse_from(["guidstore-server", "--db", "postgres://app:hunter2@db/reg"]).unwrap();
+        assert!(config.summary().contains("db=postgres://app:***@db/reg"), "{}", config.summary());
+        assert!(!config.summary().contains("hunter2"));
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// A request target longer than hyper accepts (hyper answers; see `wire.rs`).
     #[error("the request target is longer than 65,534 bytes")]
     UriTooLong,
+    /// A query parameter or header value that is not valid.
+    #[error("{0}")]
+    InvalidQuery(String),
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -66,6 +69,7 @@ pub fn status_of(code: Code) -> StatusCode {
         | Code::InvalidExpire
         | Code::InvalidMetadata
         | Code::InvalidJson
+        | Code::InvalidQuery
         | Code::GuidMismatch
         | Code::GuidImmutable
         | Code::BadRequest => StatusCode::BAD_REQUEST,
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::BadRequest(_) => Code::BadRequest,
             ApiError::HeaderTooLarge => Code::HeaderTooLarge,
             ApiError::UriTooLong => Code::UriTooLong,
+            ApiError::InvalidQuery(_) => Code::InvalidQuery,
             ApiError::BodyRead(_) => Code::InvalidJson,
             ApiError::Unhealthy(_) => Code::Unavailable,
             ApiError::Task(_) => Code::Internal,

@@ -4,18 +4,44 @@
 //! (the writer thread does the work). Routing and HTTP are not here (`routes.rs`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use guidstore::{Guid, Record, Store};
 
 use crate::error::ApiError;
 
 /// The live record `guid`: from the cache inline, or from storage on a blocking thread.
-pub async fn get(store: &Arc<Store>, guid: Guid) -> Result<Arc<Record>, ApiError> {
+///
+/// On a shared database (several servers) the cache is first brought up to date by a freshness
+/// round shared with every read waiting at the time, so the answer reflects every write
+/// acknowledged before the request, by any server — unless `max_stale` accepts the cache as it
+/// is: it is at most [`Store::staleness`] behind the database, the time since the last round began.
+pub async fn get(store: &Arc<Store>, guid: Guid, max_stale: Option<Duration>) -> Result<Arc<Record>, ApiError> {
+    if store.is_shared() {
+        let fresh_enough = max_stale.zip(store.staleness()).is_some_and(|(accepted, behind)| behind <= accepted);
+        if !fresh_enough {
+            store.sync_async().await?;
+        }
+    }
     if let Some(record) = store.get_cached(&guid) {
         return Ok(record);
     }
     let store = Arc::clone(store);
-    Ok(tokio::task::spawn_blocking(move || store.get(&guid)).await??)
+    Ok(tokio::task::spawn_blocking(move || store.get_current(&guid)).await??)
+}
+
+/// How many revisions the cache is behind the database (a query: for `/metrics` only). `None` when
+/// the store is not shared or the database does not answer.
+pub async fn revisions_behind(store: &Arc<Store>) -> Option<u64> {
+    if !store.is_shared() {
+        return None;
+    }
+    let store = Arc::clone(store);
+    let newest = tokio::task::spawn_blocking(move || store.revision().map(|newest| (newest, store.counters()))).await;
+    match newest {
+        Ok(Ok((newest, counters))) => Some(newest.saturating_sub(counters.applied_revision)),
+        _ => None,
+    }
 }
 
 /// Whether storage answers (`/healthz`), checked on a blocking thread.
@@ -28,4 +54,18 @@ pub async fn check(store: &Arc<Store>) -> Result<(), ApiError> {
 /// thread); how many were removed.
 pub async fn purge_expired(store: &Store, batch: usize) -> Result<u64, guidstore::Error> {
     store.purge_all_expired_async(batch).await
+}
+
+/// Trims the change log to `retention` (and `count`), on a blocking thread; how many changes were
+/// removed.
+pub async fn trim_changes(store: &Arc<Store>, retention: Duration, count: Option<u64>) -> Result<u64, ApiError> {
+    let store = Arc::clone(store);
+    Ok(tokio::task::spawn_blocking(move || store.trim_changes(Some(retention), count)).await??)
+}
+
+/// Up to `limit` changes after `after` for a change-feed consumer, on a blocking thread (recent
+/// ones come from memory, older ones from the change log).
+pub async fn events_after(store: &Arc<Store>, after: u64, limit: usize) -> Result<Vec<guidstore::Change>, ApiError> {
+    let store = Arc::clone(store);
+    Ok(tokio::task::spawn_blocking(move || store.events_after(after, limit)).await??)
 }

@@ -231,7 +231,8 @@ fn random_bytes_and_truncated_requests_do_not_hurt_the_server() {
         }
         if answer.starts_with(b"HTTP/1.1 4") {
             // Every 4xx, hyper's own included, carries the JSON error body.
-            let response = guidstore_testkit::http::read_response(&mut answer.as_slice(), false).expect("a whole answer");
+            let response =
+                guidstore_testkit::http::read_response(&mut answer.as_slice(), false).expect("a whole answer");
             assert!(response.error_code().is_some(), "payload {i}: a 4xx without the JSON body: {response:?}");
         }
         if i % 50 == 0 {

@@ -103,7 +103,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server over `db`; with `token`, it requires `Authorization: Bearer TOKEN`.
     pub fn start(db: &Path, token: Option<&str>) -> TestServer {
-        let config = Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db: db.to_owned(), ..Config::default() };
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            db: db.to_string_lossy().into_owned(),
+            ..Config::default()
+        };
         let (ready_sender, ready) = std::sync::mpsc::channel();
         let (shutdown, shutdown_receiver) = oneshot::channel::<()>();
         let token = token.map(str::to_owned);

@@ -5,4 +5,5 @@
 mod db;
 mod helpers;
 mod server;
+mod transfer;
 mod usage;

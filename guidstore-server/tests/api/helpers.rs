@@ -70,7 +70,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
-    let config = Config { db: dir.path().join("guids.db"), ..options.config };
+    let config = Config { db: dir.path().join("guids.db").to_string_lossy().into_owned(), ..options.config };
     let store_clock = clock.clone();
     let mut builder = Application::builder(config).store_options(move |options| options.clock(store_clock));
     if let Some(tokens) = options.tokens {

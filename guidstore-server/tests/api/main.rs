@@ -4,6 +4,7 @@
 mod auth;
 mod binary;
 mod connections;
+mod events;
 mod helpers;
 mod operations;
 mod protocol;

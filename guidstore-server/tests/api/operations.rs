@@ -86,7 +86,8 @@ async fn purge_expired_reports_how_many_records_it_removed() {
 #[tokio::test]
 async fn records_survive_a_restart_on_the_same_database() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config { db: dir.path().join("guids.db"), ..AppOptions::default().config };
+    let config =
+        Config { db: dir.path().join("guids.db").to_string_lossy().into_owned(), ..AppOptions::default().config };
     for round in 0..2 {
         let app = Application::build(config.clone()).await.unwrap();
         let client = guidstore_testkit::client::Client::new(app.url());
