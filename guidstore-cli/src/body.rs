@@ -141,7 +141,10 @@ mod tests {
             ("k=12", json!(12)),
             // Numbers keep their text (serde_json's arbitrary_precision); only the exponent is signed.
             ("k=1e3", serde_json::from_str::<Value>("1e+3").unwrap()),
-            ("k=123456789012345678901234567890", serde_json::from_str::<Value>("123456789012345678901234567890").unwrap()),
+            (
+                "k=123456789012345678901234567890",
+                serde_json::from_str::<Value>("123456789012345678901234567890").unwrap(),
+            ),
             ("k={\"a\":1}", json!({"a":1})),
             ("k={not json", json!("{not json")),
             ("k=null", json!(null)),

@@ -51,6 +51,9 @@ pub enum ApiError {
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// The client ended its side of the connection before the whole body arrived.
+    #[error("the connection was closed before the whole request body arrived")]
+    BodyCutShort,
     /// The body could not be read (the client broke off, or bad chunked encoding).
     #[error("could not read the request body: {0}")]
     BodyRead(#[source] hyper::Error),
@@ -100,7 +103,7 @@ impl ApiError {
             ApiError::HeaderTooLarge => Code::HeaderTooLarge,
             ApiError::UriTooLong => Code::UriTooLong,
             ApiError::InvalidQuery(_) => Code::InvalidQuery,
-            ApiError::BodyRead(_) => Code::InvalidJson,
+            ApiError::BodyRead(_) | ApiError::BodyCutShort => Code::InvalidJson,
             ApiError::Unhealthy(_) => Code::Unavailable,
             ApiError::Task(_) => Code::Internal,
         }

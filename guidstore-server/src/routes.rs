@@ -21,6 +21,7 @@ use crate::error::ApiError;
 use crate::metrics::{RouteLabel, StoreGauges};
 use crate::response::{Body, json_response, record_response, strip_body};
 use crate::state::AppState;
+use crate::wire::EofHold;
 use crate::{events, store_io};
 
 /// The log target of the one-line-per-request access log.
@@ -294,6 +295,9 @@ fn if_match(headers: &HeaderMap) -> Option<IfMatch> {
 /// `Content-Length` before reading anything, or while a chunked body streams in.
 async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::PayloadTooLarge { limit };
+    // An HTTP/1 client's EOF is held back while this request runs (wire.rs); a body it cuts
+    // short is then known from `closed`, not from hyper.
+    let client_eof = request.extensions().get::<Arc<EofHold>>().cloned();
     let mut body = request.into_body();
     let declared = body.size_hint().lower();
     if declared > u64::try_from(limit).unwrap_or(u64::MAX) {
@@ -302,7 +306,13 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Ap
     let mut first: Option<Bytes> = None;
     let mut joined: Vec<u8> = Vec::new();
     let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            () = closed(client_eof.as_deref()) => return Err(ApiError::BodyCutShort),
+        };
+        let Some(frame) = frame else { break };
         let Ok(data) = frame.map_err(ApiError::BodyRead)?.into_data() else { continue };
         total = total.saturating_add(data.len());
         if total > limit {
@@ -319,6 +329,14 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Ap
         }
     }
     Ok(first.unwrap_or_else(|| joined.into()))
+}
+
+/// Completes when the client has sent its EOF; never without an [`EofHold`] (HTTP/2).
+async fn closed(client_eof: Option<&EofHold>) {
+    match client_eof {
+        Some(hold) => hold.closed().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn create(store: &Store, new_record: NewRecord) -> Result<Response<Body>, ApiError> {

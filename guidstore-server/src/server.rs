@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::config::MAX_HEAD_BYTES;
 use crate::state::AppState;
-use crate::wire::JsonErrorBodies;
+use crate::wire::{EofHold, WireStream};
 use crate::{routes, store_io};
 
 /// How long the accept loop pauses after a failed `accept` (typically EMFILE).
@@ -68,15 +68,12 @@ struct Listener {
 impl Listener {
     fn new(listener: TcpListener, state: Arc<AppState>) -> Listener {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        // `half_close`: a client that shuts down its sending side after a request (`nc -N`, some
-        // HTTP/1.0 clients and proxies) still gets its answer; by default hyper would close at the
-        // EOF and drop the request in flight.
+        // Half-closed clients are answered by `WireStream` (wire.rs), not by hyper's `half_close`.
         builder
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(state.settings.header_timeout)
             .keep_alive(true)
-            .half_close(true)
             .max_buf_size(MAX_HEAD_BYTES);
         // HTTP/2 has no header-read timeout; pings find dead peers of idle connections.
         builder
@@ -189,12 +186,17 @@ impl Handler {
         let activity = Arc::new(Activity::new());
         let service_activity = Arc::clone(&activity);
         let service_state = Arc::clone(&state);
-        let service = hyper::service::service_fn(move |request| {
+        let eof_hold = Arc::new(EofHold::default());
+        let service_hold = Arc::clone(&eof_hold);
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let state = Arc::clone(&service_state);
             let request_guard = service_activity.begin();
+            let hold_guard = service_hold.hold();
+            request.extensions_mut().insert(Arc::clone(&service_hold));
             async move {
                 let response = routes::handle(state, peer, request).await;
                 drop(request_guard);
+                drop(hold_guard);
                 Ok::<_, Infallible>(response)
             }
         });
@@ -203,7 +205,8 @@ impl Handler {
         // bounds the wait (`shutdown_timeout`); an idle HTTP/2 connection gets `header_timeout`
         // to end after its GOAWAY. `_watcher` keeps the shutdown waiting until the handler ends.
         let _watcher = watcher;
-        let connection = builder.serve_connection(TokioIo::new(JsonErrorBodies::new(stream)), service);
+        let http1 = (protocol == Protocol::Http1).then_some(eof_hold);
+        let connection = builder.serve_connection(TokioIo::new(WireStream::new(stream, http1)), service);
         let mut connection = std::pin::pin!(connection);
         let mut stopping_seen = false;
         let mut goaway_deadline: Option<Instant> = None;

@@ -1,5 +1,17 @@
-//! [`JsonErrorBodies`]: the byte stream of an HTTP/1 connection, with hyper's own error answers
-//! given the JSON error body every other 4xx of the server has.
+//! [`WireStream`]: a client connection's byte stream as hyper sees it, with three changes for
+//! HTTP/1 clients that hyper offers no option for:
+//!
+//! - **A half-close waits for the answers.** A client that shuts down its sending side after a
+//!   request (`nc -N`, some HTTP/1.0 clients and proxies) sends an EOF; hyper would close at once
+//!   and drop the request in flight. While a request is in flight ([`EofHold`]), the EOF is held
+//!   back from hyper and given to it when the last answer has been handed over, so every request
+//!   read in full is answered. (hyper's own `half_close` option never reads during an answer, so
+//!   it would also keep streaming an event stream to a client long gone; holding the EOF only
+//!   while a handler runs does not.)
+//! - **A `#fragment` in a request target is refused.** hyper's URI type drops a fragment while
+//!   parsing; [`spoil_fragments`] turns the `#` of a request line into a space first, so hyper
+//!   finds a request line with a bad version and answers `400`.
+//! - **hyper's own error answers get the JSON error body** every other 4xx of the server has.
 //!
 //! hyper answers a request it cannot parse (a garbage request line, a bad header, conflicting
 //! `Content-Length`s, a head larger than its buffer, a target longer than 65,534 bytes) itself,
@@ -8,37 +20,110 @@
 //! those three status lines followed by `connection: close` and `content-length: 0`, which the
 //! service's responses never are (they always carry `content-type`) — when a write starts with
 //! it, and writes the same head with a JSON body instead (`bad_request`, `uri_too_long`,
-//! `header_too_large`). Every other byte passes through untouched; reads are not looked at.
+//! `header_too_large`). Every other written byte passes through untouched.
 //!
-//! Nothing here knows routes or the store; `server.rs` wraps HTTP/1 connections in it.
+//! Nothing here knows routes or the store; `server.rs` wraps every connection in it (HTTP/2
+//! connections unchanged: their bytes are frames, not lines).
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 
 use crate::error::ApiError;
 
 /// hyper's automatic answer: status line, then these headers (then `date`, then the blank line).
 const AUTOMATIC_HEADERS: &[u8] = b"\r\nconnection: close\r\ncontent-length: 0\r\n";
 
-/// An HTTP/1 connection's stream whose hyper-made error answers get JSON bodies.
-#[derive(Debug)]
-pub struct JsonErrorBodies<S> {
-    inner: S,
-    /// A rewritten answer and how much of it is written; drained before anything else is written.
-    pending: Option<(Vec<u8>, usize)>,
+/// Requests in flight on one HTTP/1 connection, during which the client's EOF is held back.
+///
+/// A request still reading its body when the EOF comes can never get the rest: its handler
+/// learns it from [`EofHold::closed`] (the request is then answered as a broken body), so the
+/// hold never waits for a body that cannot come.
+#[derive(Debug, Default)]
+pub struct EofHold {
+    in_flight: AtomicUsize,
+    /// The reader waiting for the last request to end, to give hyper the EOF.
+    reader: Mutex<Option<Waker>>,
+    /// The client has sent its EOF.
+    eof: AtomicBool,
+    /// Wakes [`EofHold::closed`].
+    eof_notify: Notify,
 }
 
-impl<S> JsonErrorBodies<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> JsonErrorBodies<S> {
-        JsonErrorBodies { inner, pending: None }
+/// One request in flight; dropping it may release a held EOF.
+#[derive(Debug)]
+pub struct HoldGuard(Arc<EofHold>);
+
+impl EofHold {
+    /// Marks a request in flight until the guard is dropped.
+    pub fn hold(self: &Arc<EofHold>) -> HoldGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        HoldGuard(Arc::clone(self))
+    }
+
+    /// Completes once the client has sent its EOF: nothing more will arrive on the connection.
+    pub async fn closed(&self) {
+        let notified = self.eof_notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if !self.eof.load(Ordering::SeqCst) {
+            notified.await;
+        }
+    }
+
+    /// Records the client's EOF and wakes [`EofHold::closed`].
+    fn set_eof(&self) {
+        self.eof.store(true, Ordering::SeqCst);
+        self.eof_notify.notify_waiters();
+    }
+
+    /// Whether no request is in flight; if one is, `cx` is woken when the last one ends.
+    fn is_released(&self, cx: &Context<'_>) -> bool {
+        if self.in_flight.load(Ordering::SeqCst) == 0 {
+            return true;
+        }
+        *self.reader.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+        // A request that ended between the load and the store found no waker: look again.
+        self.in_flight.load(Ordering::SeqCst) == 0
     }
 }
 
-impl<S: AsyncWrite + Unpin> JsonErrorBodies<S> {
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && let Some(reader) = self.0.reader.lock().unwrap_or_else(PoisonError::into_inner).take()
+        {
+            reader.wake();
+        }
+    }
+}
+
+/// A connection's stream as hyper sees it (see the module's documentation).
+#[derive(Debug)]
+pub struct WireStream<S> {
+    inner: S,
+    /// A rewritten answer and how much of it is written; drained before anything else is written.
+    pending: Option<(Vec<u8>, usize)>,
+    /// For HTTP/1: the requests in flight, and where the bytes read stand within a line.
+    http1: Option<(Arc<EofHold>, Line)>,
+    /// The client's EOF arrived while a request was in flight.
+    eof_held: bool,
+}
+
+impl<S> WireStream<S> {
+    /// Wraps `inner`. `http1` is `Some` for an HTTP/1 connection: the requests whose answers a
+    /// client's EOF waits for. For HTTP/2 (`None`) reads pass through untouched.
+    pub fn new(inner: S, http1: Option<Arc<EofHold>>) -> WireStream<S> {
+        WireStream { inner, pending: None, http1: http1.map(|hold| (hold, Line::Start)), eof_held: false }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> WireStream<S> {
     /// Writes what is left of a rewritten answer.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some((bytes, written)) = &mut self.pending {
@@ -91,13 +176,94 @@ fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
     Some(rewritten)
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for JsonErrorBodies<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for WireStream<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let Some((hold, line)) = &mut this.http1 else {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
+        if this.eof_held {
+            // Nothing more will come; the EOF goes to hyper once the answers are handed over.
+            return if hold.is_released(cx) { Poll::Ready(Ok(())) } else { Poll::Pending };
+        }
+        let before = buf.filled().len();
+        let had_room = buf.remaining() > 0;
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let Some(fresh) = buf.filled_mut().get_mut(before..) else { return Poll::Ready(Ok(())) };
+        if fresh.is_empty() && had_room {
+            hold.set_eof();
+            if !hold.is_released(cx) {
+                this.eof_held = true;
+                return Poll::Pending;
+            }
+        }
+        *line = spoil_fragments(*line, fresh);
+        Poll::Ready(Ok(()))
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for JsonErrorBodies<S> {
+/// Where the bytes read from an HTTP/1 client stand within a line, for [`spoil_fragments`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// At the start of a line.
+    Start,
+    /// In a first word of capitals: perhaps a request line's method.
+    Method,
+    /// After `METHOD SP`: in what would be a request target.
+    Target,
+    /// Anywhere else, up to the end of the line.
+    Rest,
+}
+
+/// Turns a `#` in the target of a request line into a space, so that hyper's parser finds a
+/// request line with a bad version and refuses it (`400`, given its JSON body above): hyper's
+/// URI type drops a fragment silently, and RFC 9110 §7.1 keeps fragments out of requests.
+///
+/// A request line is a line that starts with capitals and a space (`GET /guid/…#x HTTP/1.1`).
+/// Header lines never look like one (a name is followed by `:`), and neither does a line of a
+/// JSON body (none starts with a capital). `bytes` is what one read gave; `line` carries over.
+fn spoil_fragments(mut line: Line, bytes: &mut [u8]) -> Line {
+    let mut at = 0;
+    while let Some(rest) = bytes.get_mut(at..) {
+        if rest.is_empty() {
+            break;
+        }
+        match line {
+            Line::Rest => match memchr::memchr(b'\n', rest) {
+                Some(newline) => {
+                    at += newline + 1;
+                    line = Line::Start;
+                }
+                None => break,
+            },
+            Line::Target => match memchr::memchr3(b'#', b' ', b'\n', rest) {
+                Some(found) => {
+                    if let Some(byte) = rest.get_mut(found) {
+                        if *byte == b'#' {
+                            *byte = b' ';
+                        }
+                        line = if *byte == b'\n' { Line::Start } else { Line::Rest };
+                    }
+                    at += found + 1;
+                }
+                None => break,
+            },
+            Line::Start | Line::Method => {
+                let byte = rest[0];
+                line = match (line, byte) {
+                    (_, b'A'..=b'Z') => Line::Method,
+                    (Line::Method, b' ') => Line::Target,
+                    (_, b'\n') => Line::Start,
+                    _ => Line::Rest,
+                };
+                at += 1;
+            }
+        }
+    }
+    line
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WireStream<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
@@ -187,10 +353,65 @@ mod tests {
         }
     }
 
+    /// `text` through `spoil_fragments`, fed in pieces of `piece` bytes.
+    fn spoiled(text: &str, piece: usize) -> String {
+        let mut bytes = text.as_bytes().to_vec();
+        let mut line = Line::Start;
+        for chunk in bytes.chunks_mut(piece) {
+            line = spoil_fragments(line, chunk);
+        }
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_hash_in_a_request_target_becomes_a_space_and_nothing_else_changes() {
+        let cases = [
+            ("GET /guid/A#frag HTTP/1.1\r\nHost: x\r\n\r\n", "GET /guid/A frag HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ("GET http://x/a?b#c HTTP/1.1\r\n", "GET http://x/a?b c HTTP/1.1\r\n"),
+            (
+                "GET /a HTTP/1.1\r\nX-Tag: #1\r\nIf-Match: \"#\"\r\n\r\n",
+                "GET /a HTTP/1.1\r\nX-Tag: #1\r\nIf-Match: \"#\"\r\n\r\n",
+            ),
+            (
+                "POST /a HTTP/1.1\r\n\r\n{\"a\":\"GET /b#c HTTP/1.1\"}",
+                "POST /a HTTP/1.1\r\n\r\n{\"a\":\"GET /b#c HTTP/1.1\"}",
+            ),
+            ("{\n  \"x\": \"#\"\n}\nPATCH /g#h HTTP/1.1\r\n", "{\n  \"x\": \"#\"\n}\nPATCH /g h HTTP/1.1\r\n"),
+            ("GET /a HTTP/1.1#\r\n", "GET /a HTTP/1.1#\r\n"),
+            ("get /a#b HTTP/1.1\r\n", "get /a#b HTTP/1.1\r\n"),
+            ("", ""),
+        ];
+        for (input, expected) in cases {
+            for piece in [1, 2, 3, 7, 1024] {
+                assert_eq!(spoiled(input, piece), expected, "{input:?} in pieces of {piece}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_eof_waits_while_a_request_is_in_flight() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, server) = tokio::io::duplex(64);
+        let hold = Arc::new(EofHold::default());
+        let mut wrapped = WireStream::new(server, Some(Arc::clone(&hold)));
+        client.write_all(b"GET /a#b HTTP/1.1\r\n").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut received = vec![0u8; 64];
+        let n = wrapped.read(&mut received).await.unwrap();
+        assert_eq!(&received[..n], b"GET /a b HTTP/1.1\r\n");
+        let guard = hold.hold();
+        let read = tokio::spawn(async move { wrapped.read(&mut [0u8; 8]).await.unwrap() });
+        tokio::task::yield_now().await;
+        assert!(!read.is_finished(), "the EOF reached the reader while a request was in flight");
+        tokio::time::timeout(std::time::Duration::from_secs(5), hold.closed()).await.expect("closed() after the EOF");
+        drop(guard);
+        assert_eq!(tokio::time::timeout(std::time::Duration::from_secs(5), read).await.unwrap().unwrap(), 0);
+    }
+
     #[tokio::test]
     async fn a_rewritten_answer_is_written_whole_through_a_slow_stream() {
         let (client, mut server) = tokio::io::duplex(7);
-        let mut wrapped = JsonErrorBodies::new(client);
+        let mut wrapped = WireStream::new(client, None);
         let head = automatic("HTTP/1.1 400 Bad Request");
         let reader = tokio::spawn(async move {
             let mut received = Vec::new();

@@ -160,3 +160,23 @@ async fn requests_refused_before_routing_get_the_json_error_body() {
     let fits = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(60_000));
     assert_eq!(exchange(&app, fits.as_bytes()).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_fragment_in_the_request_target_is_400_bad_request() {
+    let app = spawn_app().await;
+    app.create_at(GUID, "").await;
+    for request in [
+        format!("GET /guid/{GUID}#x HTTP/1.1\r\nHost: x\r\n\r\n"),
+        format!("DELETE /guid/{GUID}#x HTTP/1.1\r\nHost: x\r\n\r\n"),
+        format!("GET http://x/guid/{GUID}?a=b#x HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ] {
+        exchange(&app, request.as_bytes()).await.assert_error(400, "bad_request");
+    }
+    assert_eq!(app.get_guid(GUID).await.status, 200, "the DELETE with a fragment changed nothing");
+    // A `#` elsewhere (a header, the body) is ordinary.
+    let body = r##"{"tag":"#1"}"##;
+    let request =
+        format!("PATCH /guid/{GUID} HTTP/1.1\r\nHost: x\r\nX-Note: #2\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let response = exchange(&app, request.as_bytes()).await;
+    assert_eq!(response.status, 200, "{response:?}");
+}
