@@ -8,7 +8,7 @@
 //!
 //! Modules import one way, and none imports from this crate root: `startup` uses `config`,
 //! `state`, `server`; `server` uses `routes`, `store_io` and `wire`; `routes` uses `store_io`,
-//! `error` and `response`; `wire` uses `error`; `error` uses `response` and `config`.
+//! `error`, `response` and `wire`; `wire` uses `error`; `error` uses `response` and `config`.
 //!
 //! Modules:
 //! - `config`: [`Config`], the clap flags and environment variables, their defaults, and the
@@ -21,8 +21,8 @@
 //! - `store_io`: the async bridge to the store's blocking calls (reads that miss the cache, the
 //!   health check) and the purge.
 //! - `events`: `GET /events`, the change feed as a long poll or Server-Sent Events.
-//! - `wire`: the byte stream of a connection, where hyper's own error answers (before any route)
-//!   get JSON bodies.
+//! - `wire`: a connection's byte stream as hyper sees it: half-closed HTTP/1 clients are
+//!   answered, `#fragment` targets refused, hyper's own error answers given JSON bodies.
 //! - `error`: [`ApiError`](error::ApiError) and the one mapping from error codes to statuses.
 //! - `auth`: optional bearer-token authentication.
 //! - `metrics`: request counters and histograms, Prometheus rendering.

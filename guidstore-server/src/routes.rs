@@ -76,13 +76,21 @@ impl<'a> Route<'a> {
 /// request's future when the client goes away (a reset, a closed socket), but a write handed to
 /// the store commits all the same, and its access-log line and metrics must follow it. Reads stay
 /// on the connection's task, so a read whose client left is simply dropped.
-pub async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+///
+/// `client_eof` is the HTTP/1 connection's [`EofHold`]: a body cut short by the client's EOF is
+/// known from it (hyper does not see that EOF while the request runs).
+pub async fn handle(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    client_eof: Option<Arc<EofHold>>,
+    request: Request<Incoming>,
+) -> Response<Body> {
     if !matches!(*request.method(), Method::POST | Method::PATCH | Method::DELETE) {
-        return answer(state, peer, request).await;
+        return answer(state, peer, client_eof, request).await;
     }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    match tokio::spawn(answer(state, peer, request)).await {
+    match tokio::spawn(answer(state, peer, client_eof, request)).await {
         Ok(response) => response,
         Err(error) => {
             log::error!("{method} {path} from {peer}: the request's task failed: {error}");
@@ -92,13 +100,18 @@ pub async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request<Inc
 }
 
 /// [`handle`]'s work: routes, answers, counts and logs one request.
-async fn answer(state: Arc<AppState>, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+async fn answer(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    client_eof: Option<Arc<EofHold>>,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let uri = request.uri().clone();
     let version = request.version();
     let route = Route::of(uri.path());
-    let mut response = match dispatch(&state, route, request).await {
+    let mut response = match dispatch(&state, route, client_eof.as_deref(), request).await {
         Ok(response) => response,
         Err(error) => {
             let status = error.status();
@@ -139,6 +152,7 @@ async fn answer(state: Arc<AppState>, peer: SocketAddr, request: Request<Incomin
 async fn dispatch(
     state: &Arc<AppState>,
     route: Route<'_>,
+    client_eof: Option<&EofHold>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     check_host(&request)?;
@@ -151,7 +165,7 @@ async fn dispatch(
     let method = request.method().clone();
     match (route, method) {
         (Route::Collection, Method::POST) => {
-            let body = read_body(request, state.settings.max_body).await?;
+            let body = read_body(request, state.settings.max_body, client_eof).await?;
             let new_record = NewRecord::parse(&body, None, state.store.now())?;
             create(&state.store, new_record).await
         }
@@ -163,14 +177,14 @@ async fn dispatch(
         }
         (Route::Item(segment), Method::POST) => {
             let guid = parse_guid(segment)?;
-            let body = read_body(request, state.settings.max_body).await?;
+            let body = read_body(request, state.settings.max_body, client_eof).await?;
             let new_record = NewRecord::parse(&body, Some(&guid), state.store.now())?;
             create(&state.store, new_record).await
         }
         (Route::Item(segment), Method::PATCH) => {
             let guid = parse_guid(segment)?;
             let if_match = if_match(request.headers());
-            let body = read_body(request, state.settings.max_body).await?;
+            let body = read_body(request, state.settings.max_body, client_eof).await?;
             let patch = Patch::parse(&body, &guid, state.store.now())?;
             let record = state.store.update_async(&guid, patch, if_match).await?;
             Ok(record_response(StatusCode::OK, &record))
@@ -293,11 +307,10 @@ fn if_match(headers: &HeaderMap) -> Option<IfMatch> {
 
 /// Reads the whole body, refusing it with 413 as soon as it is known to exceed `limit`: from
 /// `Content-Length` before reading anything, or while a chunked body streams in.
-async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(request: Request<Incoming>, limit: usize, client_eof: Option<&EofHold>) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::PayloadTooLarge { limit };
     // An HTTP/1 client's EOF is held back while this request runs (wire.rs); a body it cuts
     // short is then known from `closed`, not from hyper.
-    let client_eof = request.extensions().get::<Arc<EofHold>>().cloned();
     let mut body = request.into_body();
     let declared = body.size_hint().lower();
     if declared > u64::try_from(limit).unwrap_or(u64::MAX) {
@@ -310,7 +323,7 @@ async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Ap
         let frame = tokio::select! {
             biased;
             frame = body.frame() => frame,
-            () = closed(client_eof.as_deref()) => return Err(ApiError::BodyCutShort),
+            () = closed(client_eof) => return Err(ApiError::BodyCutShort),
         };
         let Some(frame) = frame else { break };
         let Ok(data) = frame.map_err(ApiError::BodyRead)?.into_data() else { continue };

@@ -186,15 +186,16 @@ impl Handler {
         let activity = Arc::new(Activity::new());
         let service_activity = Arc::clone(&activity);
         let service_state = Arc::clone(&state);
-        let eof_hold = Arc::new(EofHold::default());
-        let service_hold = Arc::clone(&eof_hold);
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        // HTTP/1 only: an HTTP/2 connection's bytes are frames, and its streams end on their own.
+        let eof_hold = (protocol == Protocol::Http1).then(|| Arc::new(EofHold::default()));
+        let service_hold = eof_hold.clone();
+        let service = hyper::service::service_fn(move |request| {
             let state = Arc::clone(&service_state);
             let request_guard = service_activity.begin();
-            let hold_guard = service_hold.hold();
-            request.extensions_mut().insert(Arc::clone(&service_hold));
+            let hold_guard = service_hold.as_ref().map(EofHold::hold);
+            let client_eof = service_hold.clone();
             async move {
-                let response = routes::handle(state, peer, request).await;
+                let response = routes::handle(state, peer, client_eof, request).await;
                 drop(request_guard);
                 drop(hold_guard);
                 Ok::<_, Infallible>(response)
@@ -205,8 +206,7 @@ impl Handler {
         // bounds the wait (`shutdown_timeout`); an idle HTTP/2 connection gets `header_timeout`
         // to end after its GOAWAY. `_watcher` keeps the shutdown waiting until the handler ends.
         let _watcher = watcher;
-        let http1 = (protocol == Protocol::Http1).then_some(eof_hold);
-        let connection = builder.serve_connection(TokioIo::new(WireStream::new(stream, http1)), service);
+        let connection = builder.serve_connection(TokioIo::new(WireStream::new(stream, eof_hold)), service);
         let mut connection = std::pin::pin!(connection);
         let mut stopping_seen = false;
         let mut goaway_deadline: Option<Instant> = None;

@@ -49,6 +49,8 @@ pub struct EofHold {
     in_flight: AtomicUsize,
     /// The reader waiting for the last request to end, to give hyper the EOF.
     reader: Mutex<Option<Waker>>,
+    /// Whether `reader` holds a waker (so most requests end without taking the lock).
+    reader_waiting: AtomicBool,
     /// The client has sent its EOF.
     eof: AtomicBool,
     /// Wakes [`EofHold::closed`].
@@ -88,6 +90,7 @@ impl EofHold {
             return true;
         }
         *self.reader.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+        self.reader_waiting.store(true, Ordering::SeqCst);
         // A request that ended between the load and the store found no waker: look again.
         self.in_flight.load(Ordering::SeqCst) == 0
     }
@@ -96,6 +99,7 @@ impl EofHold {
 impl Drop for HoldGuard {
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.reader_waiting.swap(false, Ordering::SeqCst)
             && let Some(reader) = self.0.reader.lock().unwrap_or_else(PoisonError::into_inner).take()
         {
             reader.wake();
