@@ -201,7 +201,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for WireStream<S> {
                 return Poll::Pending;
             }
         }
-        *line = spoil_fragments(*line, fresh);
+        *line = if memchr::memchr(b'#', fresh).is_some() {
+            spoil_fragments(*line, fresh)
+        } else {
+            // No `#` (nearly always): only the last, unfinished line decides where the next read
+            // starts, and a read usually ends with a request's blank line.
+            match memchr::memrchr(b'\n', fresh) {
+                Some(newline) => spoil_fragments(Line::Start, fresh.get_mut(newline + 1..).unwrap_or_default()),
+                None => spoil_fragments(*line, fresh),
+            }
+        };
         Poll::Ready(Ok(()))
     }
 }
@@ -390,6 +399,30 @@ mod tests {
                 assert_eq!(spoiled(input, piece), expected, "{input:?} in pieces of {piece}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_target_split_across_reads_is_still_checked() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut wrapped = WireStream::new(server, Some(Arc::new(EofHold::default())));
+        let mut received = Vec::new();
+        for piece in [
+            "GET /a HTTP/1.1\r\nHost: #\r\n\r\nGET /b",
+            "/c",
+            "#d HTTP/1.1\r\n",
+            "X: #\r\n\r\nGE",
+            "T /e#f HTTP/1.1\r\n",
+        ] {
+            client.write_all(piece.as_bytes()).await.unwrap();
+            let mut buffer = [0u8; 1024];
+            let n = wrapped.read(&mut buffer).await.unwrap();
+            received.extend_from_slice(&buffer[..n]);
+        }
+        assert_eq!(
+            String::from_utf8(received).unwrap(),
+            "GET /a HTTP/1.1\r\nHost: #\r\n\r\nGET /b/c d HTTP/1.1\r\nX: #\r\n\r\nGET /e f HTTP/1.1\r\n"
+        );
     }
 
     #[tokio::test]
