@@ -11,7 +11,7 @@ use std::time::Duration;
 use guidstore::{Options, Synchronous};
 use log::LevelFilter;
 
-use crate::Settings;
+use crate::{Settings, TlsFiles};
 
 /// The server's configuration, from flags and `GUIDSTORE_*` environment variables.
 #[derive(Debug, Clone, clap::Parser)]
@@ -82,6 +82,20 @@ pub struct Config {
     /// `Authorization: Bearer TOKEN`.
     #[arg(long, env = "GUIDSTORE_AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
+
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain, leaf first; needs
+    /// --tls-key. Reloaded when the file changes (checked every 10 s) or on SIGHUP.
+    #[arg(long, env = "GUIDSTORE_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1, not encrypted).
+    #[arg(long, env = "GUIDSTORE_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require a client certificate signed by a CA of this PEM file; connections without one are
+    /// refused during the TLS handshake. Needs --tls-cert.
+    #[arg(long, env = "GUIDSTORE_TLS_CLIENT_CA", requires = "tls_cert", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// `--sync`: SQLite's `synchronous` setting.
@@ -103,7 +117,17 @@ impl Config {
             shutdown_timeout: self.shutdown_timeout,
             purge_interval: self.purge_interval,
             purge_batch: usize::try_from(self.purge_batch).unwrap_or(usize::MAX),
+            ..Settings::default()
         }
+    }
+
+    /// The TLS files, when TLS is on (loading them is `main.rs`'s job).
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// The store options, recording `owner` (the server's URL) in the database's lock file.
@@ -124,7 +148,7 @@ impl Config {
         format!(
             "listen={} db={} log_file={} log_level={} cache_capacity={} default_ttl={}s purge_interval={:?} \
              purge_batch={} max_body={} sync={:?} max_connections={} header_timeout={:?} shutdown_timeout={:?} \
-             auth={}",
+             auth={} tls={}",
             self.listen,
             self.db.display(),
             self.log_file.display(),
@@ -139,6 +163,15 @@ impl Config {
             self.header_timeout,
             self.shutdown_timeout,
             self.auth_token_file.as_ref().map_or_else(|| "off".to_owned(), |p| format!("tokens from {}", p.display())),
+            self.tls_files().map_or_else(
+                || "off".to_owned(),
+                |files| format!(
+                    "(cert {} key {} client_ca {})",
+                    files.cert.display(),
+                    files.key.display(),
+                    files.client_ca.map_or_else(|| "none".to_owned(), |path| path.display().to_string())
+                )
+            ),
         )
     }
 }
@@ -199,6 +232,24 @@ mod tests {
         assert_eq!(config.max_body, 65_536);
         assert_eq!(config.sync, SyncMode::Full);
         assert_eq!(config.auth_token_file, None);
+        assert_eq!(config.tls_files(), None);
+    }
+
+    #[test]
+    fn tls_needs_both_a_certificate_and_a_key() {
+        let both = Config::try_parse_from(["guidstore-server", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        let files = both.tls_files().unwrap();
+        assert_eq!((files.cert, files.key, files.client_ca), ("c.pem".into(), "k.pem".into(), None));
+        assert!(both.summary().contains("tls=(cert c.pem key k.pem client_ca none)"), "{}", both.summary());
+        for args in [
+            &["--tls-cert", "c.pem"][..],
+            &["--tls-key", "k.pem"],
+            &["--tls-client-ca", "ca.pem"],
+            &["--tls-client-ca", "ca.pem", "--tls-key", "k.pem"],
+        ] {
+            let parsed = Config::try_parse_from(std::iter::once("guidstore-server").chain(args.iter().copied()));
+            assert!(parsed.is_err(), "{args:?} accepted");
+        }
     }
 
     #[test]
@@ -219,6 +270,9 @@ mod tests {
             "header-timeout",
             "shutdown-timeout",
             "auth-token-file",
+            "tls-cert",
+            "tls-key",
+            "tls-client-ca",
         ] {
             assert!(help.contains(&format!("--{flag}")), "--{flag} missing from --help");
             let env = format!("GUIDSTORE_{}", flag.replace('-', "_").to_uppercase());

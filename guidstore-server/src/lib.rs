@@ -11,10 +11,12 @@
 //! - `error`: [`ApiError`](error::ApiError) and the one mapping from error codes to statuses.
 //! - `auth`: optional bearer-token authentication.
 //! - `metrics`: request counters and histograms, Prometheus rendering.
+//! - `tls`: optional TLS (rustls): certificate loading and reloading, handshakes, client certificates.
 //!
-//! Connections: HTTP/1.1 with keep-alive and HTTP/2 over cleartext (hyper-util's auto builder),
-//! a header-read timeout (also for the first bytes of a connection and idle keep-alive
-//! connections), a cap on open connections, and graceful shutdown bounded by
+//! Connections: HTTP/1.1 with keep-alive and HTTP/2, over cleartext (told apart by the first bytes)
+//! or over TLS when [`Settings::tls`] is set (chosen by ALPN), a header-read timeout (also for the
+//! TLS handshake, the first bytes of a connection and idle keep-alive connections), a cap on open
+//! connections, and graceful shutdown bounded by
 //! [`Settings::shutdown_timeout`]. A background task purges expired records.
 
 pub mod auth;
@@ -22,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod routes;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -39,6 +42,7 @@ use tokio::time::Instant;
 
 pub use auth::Auth;
 pub use metrics::Metrics;
+pub use tls::{Tls, TlsFiles};
 
 /// Limits and intervals of the server (see [`config::Config`] for their meaning and defaults).
 #[derive(Debug, Clone)]
@@ -55,6 +59,10 @@ pub struct Settings {
     pub purge_interval: Duration,
     /// Most records removed per purge transaction.
     pub purge_batch: usize,
+    /// TLS, when on: every connection starts with a handshake.
+    pub tls: Option<Tls>,
+    /// How often the TLS files are checked for changes (a changed file is reloaded).
+    pub tls_reload_interval: Duration,
 }
 
 impl Default for Settings {
@@ -66,6 +74,8 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(10),
             purge_interval: Duration::from_secs(60),
             purge_batch: 1000,
+            tls: None,
+            tls_reload_interval: Duration::from_secs(10),
         }
     }
 }
@@ -90,9 +100,9 @@ impl AppState {
     }
 }
 
-/// Serves HTTP on `listener` until `shutdown` completes, then stops accepting, lets in-flight
-/// requests finish (at most [`Settings::shutdown_timeout`]) and returns. The store stays open:
-/// closing it is the caller's job, once every clone of `state` is dropped.
+/// Serves HTTP (HTTPS with [`Settings::tls`]) on `listener` until `shutdown` completes, then stops
+/// accepting, lets in-flight requests finish (at most [`Settings::shutdown_timeout`]) and returns.
+/// The store stays open: closing it is the caller's job, once every clone of `state` is dropped.
 pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(state.settings.header_timeout).keep_alive(true);
@@ -103,12 +113,14 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
         .max_concurrent_streams(256)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
-    let builder = Arc::new(builder);
+    // The protocol is known before hyper sees a connection (from its first bytes, or ALPN).
+    let builders = Arc::new([builder.clone().http1_only(), builder.http2_only()]);
     let slots = Arc::new(Semaphore::new(state.settings.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
     let graceful = GracefulShutdown::new();
     let (stopping_sender, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
     let purger = tokio::spawn(purge_periodically(Arc::clone(&state)));
+    let tls_watcher = state.settings.tls.clone().map(|tls| tokio::spawn(tls.watch(state.settings.tls_reload_interval)));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -137,20 +149,23 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
             log::debug!("set_nodelay for {peer}: {error}");
         }
         let watcher = graceful.watcher();
-        let builder = Arc::clone(&builder);
+        let builders = Arc::clone(&builders);
         let state = Arc::clone(&state);
         let mut stopping = stopping.clone();
         connections.spawn(async move {
             let _permit = permit;
             let _open = state.metrics.connection_opened();
             let header_timeout = state.settings.header_timeout;
-            let protocol = tokio::select! {
-                protocol = sniff_protocol(&stream, header_timeout) => protocol,
+            let opened = tokio::select! {
+                opened = open_connection(stream, peer, state.settings.tls.as_ref(), header_timeout) => opened,
                 _ = stopping.wait_for(|stopping| *stopping) => None,
             };
-            let Some(protocol) = protocol else {
-                log::debug!("connection from {peer} closed: no request within {header_timeout:?}");
+            let Some((stream, protocol)) = opened else {
                 return;
+            };
+            let builder = match protocol {
+                Protocol::Http1 => &builders[0],
+                Protocol::Http2 => &builders[1],
             };
             let activity = Arc::new(Activity::new());
             let service_state = Arc::clone(&state);
@@ -192,6 +207,9 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
     drop(listener);
     let _ = stopping_sender.send(true);
     purger.abort();
+    if let Some(tls_watcher) = &tls_watcher {
+        tls_watcher.abort();
+    }
     log::info!("shutting down: waiting for {} open connections", graceful.count());
     let timeout = state.settings.shutdown_timeout;
     tokio::select! {
@@ -202,11 +220,32 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
     let _ = purger.await;
 }
 
-/// The protocol a client speaks, from its first bytes.
+/// The protocol a client speaks, from its first bytes or from ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
     Http1,
     Http2,
+}
+
+/// The stream hyper serves and its protocol: after the TLS handshake (at most `timeout`) the one
+/// ALPN chose (HTTP/1.1 without ALPN), or in cleartext the one its first bytes show. `None`: the
+/// connection failed, was closed or timed out (and is logged at debug).
+async fn open_connection(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<&Tls>,
+    timeout: Duration,
+) -> Option<(tls::Stream, Protocol)> {
+    let Some(tls) = tls else {
+        let Some(protocol) = sniff_protocol(&stream, timeout).await else {
+            log::debug!("connection from {peer} closed: no request within {timeout:?}");
+            return None;
+        };
+        return Some((tls::Stream::Plain(stream), protocol));
+    };
+    let stream = tls.accept(stream, peer, timeout).await?;
+    let protocol = if tls::negotiated_h2(&stream) { Protocol::Http2 } else { Protocol::Http1 };
+    Some((tls::Stream::Tls(Box::new(stream)), protocol))
 }
 
 /// Waits until the client has sent enough for hyper to pick HTTP/1 or HTTP/2, at most `timeout`,

@@ -1,7 +1,9 @@
 //! The `guidstore-server` binary: glue only. It parses the configuration, opens server.log,
 //! binds the listener, opens the store (recording the server's URL in the database's lock file so
-//! the CLI can find it), prints `listening on http://ADDR` on stdout, and calls
-//! [`guidstore_server::run`] until SIGINT or SIGTERM; then it closes the store and exits 0.
+//! the CLI can find it), prints `listening on http://ADDR` (`https://` with TLS) on stdout, and
+//! calls [`guidstore_server::run`] until SIGINT or SIGTERM; then it closes the store and exits 0.
+//! With TLS, the certificate and key are loaded before anything else starts (a bad file is one
+//! error line and exit 1), and SIGHUP reloads them.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, IsTerminal};
@@ -14,7 +16,7 @@ use clap::Parser;
 use guidstore::Store;
 use guidstore_server::config::Config;
 use guidstore_server::routes::ACCESS_LOG;
-use guidstore_server::{AppState, Auth, run};
+use guidstore_server::{AppState, Auth, Tls, run};
 use log::LevelFilter;
 use simplelog::{ColorChoice, CombinedLogger, ConfigBuilder, TermLogger, TerminalMode, WriteLogger};
 use tokio::net::{TcpListener, TcpSocket};
@@ -86,6 +88,12 @@ fn serve(config: &Config) -> Result<(), String> {
         }
         None => None,
     };
+    let mut settings = config.settings();
+    if let Some(files) = config.tls_files() {
+        let tls = Tls::load(files).map_err(|error| format!("TLS: {error}"))?;
+        log::info!("TLS on: {}", tls.describe());
+        settings.tls = Some(tls);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,14 +102,18 @@ fn serve(config: &Config) -> Result<(), String> {
         .block_on(async { bind(config.listen) })
         .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
     let address = listener.local_addr().map_err(|error| format!("cannot read the bound address: {error}"))?;
-    let url = format!("http://{address}");
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{address}");
     // Opened on the main thread, outside the runtime: no SQLite work on a runtime thread.
     let store = Store::open_with(&config.db, config.store_options(&url))
         .map_err(|error| format!("cannot open database {}: {error}", config.db.display()))?;
     let store = Arc::new(store);
     runtime.block_on(async {
         let shutdown = shutdown_signal().map_err(|error| format!("cannot install signal handlers: {error}"))?;
-        let state = AppState::new(Arc::clone(&store), config.settings(), auth);
+        if let Some(tls) = &settings.tls {
+            reload_on_hangup(tls.clone()).map_err(|error| format!("cannot install the SIGHUP handler: {error}"))?;
+        }
+        let state = AppState::new(Arc::clone(&store), settings, auth);
         println!("listening on {url}");
         log::info!("listening on {url}, database {}", config.db.display());
         run(listener, state, shutdown).await;
@@ -145,4 +157,17 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
         };
         log::info!("received {name}: shutting down");
     })
+}
+
+/// Reloads the TLS files on every SIGHUP. The handler is installed before it returns.
+fn reload_on_hangup(tls: Tls) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            log::info!("received SIGHUP: reloading the TLS files");
+            tls.reload_now().await;
+        }
+    });
+    Ok(())
 }

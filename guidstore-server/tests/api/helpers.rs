@@ -1,23 +1,31 @@
 //! Test harness: [`spawn_app`] starts the real server (`guidstore_server::run`) on `127.0.0.1:0`
 //! with its own temporary database and a [`ManualClock`], and [`TestApp`] talks HTTP to it.
+//!
+//! With `GUIDSTORE_TEST_TLS=1` every app serves HTTPS with a certificate made for it (see
+//! [`TestTls`]), and every client of the harness ([`TestApp::request`], [`TestApp::connect`], ...)
+//! speaks TLS: the whole suite runs once more over HTTPS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use guidstore::{ManualClock, Options, Store};
-use guidstore_server::{AppState, Auth, Settings, run};
+use guidstore_server::{AppState, Auth, Settings, Tls, TlsFiles, run};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{HeaderMap, Request};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::ServerName;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use crate::pki::{Issued, TestCa, client_config};
 
 /// The time every test app starts at.
 pub const NOW: u64 = 1_700_000_000;
@@ -26,11 +34,25 @@ pub const GUID: &str = "9094E4C980C74043A4B586B420E69DDF";
 /// The bearer token of apps spawned with authentication.
 pub const TOKEN: &str = "test-token-7f3a";
 
+/// Whether the suite runs over HTTPS (`GUIDSTORE_TEST_TLS=1`).
+pub fn tls_mode() -> bool {
+    std::env::var_os("GUIDSTORE_TEST_TLS").is_some_and(|value| value == "1")
+}
+
 /// How a test app is set up.
 pub struct AppOptions {
     pub settings: Settings,
     pub tokens: Option<Vec<&'static str>>,
     pub cache_capacity: usize,
+    /// HTTPS with certificates made for the app; `Some` by default under `GUIDSTORE_TEST_TLS=1`.
+    pub tls: Option<TlsOptions>,
+}
+
+/// The TLS of a test app.
+#[derive(Default)]
+pub struct TlsOptions {
+    /// The server requires a client certificate from the app's CA (the harness's clients have one).
+    pub client_ca: bool,
 }
 
 impl Default for AppOptions {
@@ -39,16 +61,39 @@ impl Default for AppOptions {
             settings: Settings { purge_interval: Duration::from_secs(3600), ..Settings::default() },
             tokens: None,
             cache_capacity: 1000,
+            tls: tls_mode().then(TlsOptions::default),
         }
     }
 }
+
+/// The certificates of an app serving HTTPS: a CA made for it, the server's certificate and key
+/// files, and a client certificate (used by the harness's clients).
+pub struct TestTls {
+    pub ca: TestCa,
+    pub files: TlsFiles,
+    pub server: Issued,
+    pub client: Issued,
+}
+
+impl TestTls {
+    /// A rustls client for this app offering `alpn`, with the harness's client certificate.
+    pub fn connector(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+        tokio_rustls::TlsConnector::from(client_config(&self.ca, alpn, Some(&self.client)))
+    }
+}
+
+/// Any stream a test talks through: TCP, or TLS over TCP.
+pub trait TestIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> TestIo for T {}
 
 /// A running server and a client for it.
 pub struct TestApp {
     pub address: SocketAddr,
     pub clock: ManualClock,
     pub state: Arc<AppState>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// The certificates, when the app serves HTTPS.
+    pub tls: Option<TestTls>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -102,16 +147,63 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     )
     .unwrap();
     let auth = options.tokens.map(|tokens| Auth::from_tokens(tokens).unwrap());
-    let state = AppState::new(Arc::new(store), options.settings, auth);
+    let mut settings = options.settings;
+    let tls = options.tls.map(|tls_options| {
+        let ca = TestCa::new("guidstore test CA");
+        let server = ca.server("guidstore test server");
+        let (cert, key) = server.write(dir.path(), "server");
+        let client_ca = tls_options.client_ca.then(|| ca.write(&dir.path().join("client-ca.pem")));
+        let files = TlsFiles { cert, key, client_ca };
+        settings.tls = Some(Tls::load(files.clone()).unwrap());
+        TestTls { client: ca.client("guidstore test client"), ca, files, server }
+    });
+    let state = AppState::new(Arc::new(store), settings, auth);
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(run(listener, Arc::clone(&state), async {
         let _ = stop.await;
     }));
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    TestApp { address, clock, state, client, shutdown: Some(shutdown), server: Some(server), _dir: dir }
+    // HTTP/1.1 only, as a plain `build_http` client: ALPN offers just http/1.1.
+    let client_tls = match &tls {
+        Some(tls) => client_config(&tls.ca, &[], Some(&tls.client)),
+        None => client_config(&TestCa::new("unused"), &[], None),
+    };
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(Arc::unwrap_or_clone(client_tls))
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    TestApp { address, clock, state, tls, client, shutdown: Some(shutdown), server: Some(server), _dir: dir }
 }
 
 impl TestApp {
+    /// `http://ADDRESS/PATH`, or `https://` when the app serves HTTPS.
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.address)
+    }
+
+    /// A new connection for HTTP/1.1 (over TLS when the app serves HTTPS, with ALPN http/1.1).
+    pub async fn connect(&self) -> Box<dyn TestIo> {
+        self.connect_offering(&[b"http/1.1"]).await
+    }
+
+    /// A new connection for HTTP/2 (over TLS when the app serves HTTPS, with ALPN h2).
+    pub async fn connect_h2(&self) -> Box<dyn TestIo> {
+        self.connect_offering(&[b"h2"]).await
+    }
+
+    async fn connect_offering(&self, alpn: &[&[u8]]) -> Box<dyn TestIo> {
+        let stream = TcpStream::connect(self.address).await.unwrap();
+        match &self.tls {
+            None => Box::new(stream),
+            Some(tls) => {
+                let name = ServerName::IpAddress(self.address.ip().into());
+                Box::new(tls.connector(alpn).connect(name, stream).await.unwrap())
+            }
+        }
+    }
+
     /// Sends a request and reads the whole response.
     pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> TestResponse {
         self.request_bytes(method, path, headers, Bytes::copy_from_slice(body.as_bytes())).await
@@ -119,7 +211,7 @@ impl TestApp {
 
     /// Sends a request with a raw body.
     pub async fn request_bytes(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> TestResponse {
-        let mut builder = Request::builder().method(method).uri(format!("http://{}{path}", self.address));
+        let mut builder = Request::builder().method(method).uri(self.url(path));
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
@@ -159,7 +251,7 @@ impl TestApp {
 
     /// Writes `bytes` on a new connection, half-closes it, and reads until the server closes.
     pub async fn raw(&self, bytes: &[u8]) -> String {
-        let mut stream = TcpStream::connect(self.address).await.unwrap();
+        let mut stream = self.connect().await;
         stream.write_all(bytes).await.unwrap();
         stream.shutdown().await.unwrap();
         read_to_close(&mut stream).await
@@ -194,7 +286,7 @@ impl TestApp {
 }
 
 /// Reads until the peer closes (or resets) the connection; at most 10 s.
-pub async fn read_to_close(stream: &mut TcpStream) -> String {
+pub async fn read_to_close(stream: &mut (impl AsyncRead + Unpin + ?Sized)) -> String {
     let mut received = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), async {
         let mut buffer = [0u8; 4096];
@@ -211,7 +303,7 @@ pub async fn read_to_close(stream: &mut TcpStream) -> String {
 }
 
 /// Reads one HTTP/1.1 response (headers and a `Content-Length` body) from `stream`.
-pub async fn read_response(stream: &mut TcpStream) -> String {
+pub async fn read_response(stream: &mut (impl AsyncRead + Unpin + ?Sized)) -> String {
     let mut received = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
