@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use clap::Parser;
 use guidstore::Store;
 use guidstore_server::config::Config;
-use guidstore_server::{AppState, Auth};
+use guidstore_server::{AppState, Auth, Tls, TlsFiles};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -78,7 +78,14 @@ impl TestDir {
     pub fn run<S: AsRef<OsStr>>(&self, args: &[S], env: &[(&str, &str)], stdin: &[u8]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_guidstore-cli"));
         command.args(args).current_dir(self.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for name in ["GUIDSTORE_DB", "GUIDSTORE_SERVER", "GUIDSTORE_TOKEN"] {
+        for name in [
+            "GUIDSTORE_DB",
+            "GUIDSTORE_SERVER",
+            "GUIDSTORE_TOKEN",
+            "GUIDSTORE_CACERT",
+            "GUIDSTORE_CLIENT_CERT",
+            "GUIDSTORE_CLIENT_KEY",
+        ] {
             command.env_remove(name);
         }
         command.envs(env.iter().copied());
@@ -105,6 +112,15 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server over `db`; with `token`, it requires `Authorization: Bearer TOKEN`.
     pub fn start(db: &Path, token: Option<&str>) -> TestServer {
+        TestServer::start_with(db, token, None)
+    }
+
+    /// Starts a server over `db` serving HTTPS with these files (its URL is `https://...`).
+    pub fn start_https(db: &Path, tls: TlsFiles) -> TestServer {
+        TestServer::start_with(db, None, Some(tls))
+    }
+
+    fn start_with(db: &Path, token: Option<&str>, tls: Option<TlsFiles>) -> TestServer {
         let config = Config::try_parse_from([OsStr::new("guidstore-server"), OsStr::new("--db"), db.as_os_str()])
             .expect("server configuration");
         let (ready_sender, ready) = std::sync::mpsc::channel();
@@ -118,10 +134,13 @@ impl TestServer {
                 .expect("tokio runtime");
             let store = runtime.block_on(async {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                let url = format!("http://{}", listener.local_addr().expect("local address"));
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                let url = format!("{scheme}://{}", listener.local_addr().expect("local address"));
                 let store = Arc::new(Store::open_with(&config.db, config.store_options(&url)).expect("open store"));
                 let auth = token.as_deref().and_then(|token| Auth::from_tokens([token]));
-                let state = AppState::new(Arc::clone(&store), config.settings(), auth);
+                let mut settings = config.settings();
+                settings.tls = tls.map(|files| Tls::load(files).expect("TLS files"));
+                let state = AppState::new(Arc::clone(&store), settings, auth);
                 ready_sender.send(url).expect("report the URL");
                 guidstore_server::run(listener, state, async {
                     let _ = shutdown_receiver.await;
