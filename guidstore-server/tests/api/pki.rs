@@ -56,6 +56,13 @@ impl TestCa {
         Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
     }
 
+    /// A root store holding this CA.
+    pub fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()).unwrap();
+        roots
+    }
+
     /// Writes the CA certificate to `path`.
     pub fn write(&self, path: &Path) -> PathBuf {
         std::fs::write(path, &self.cert_pem).unwrap();
@@ -82,12 +89,10 @@ impl Issued {
 /// A rustls client that trusts `ca`, offers `alpn` (in that order; none when empty) and, when
 /// given, presents `client` as its certificate.
 pub fn client_config(ca: &TestCa, alpn: &[&[u8]], client: Option<&Issued>) -> Arc<ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap()).unwrap();
     let builder = ClientConfig::builder_with_provider(guidstore_server::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots);
+        .with_root_certificates(ca.roots());
     let mut config = match client {
         None => builder.with_no_client_auth(),
         Some(client) => {

@@ -84,6 +84,17 @@ async fn https_serves_http2_or_http1_as_alpn_chooses() {
 
     // The harness's pooled client (hyper-rustls) round-trips too.
     assert_eq!(app.get_guid(GUID).await.status, 200);
+
+    // TLS 1.2 clients are served as well.
+    let tls12 = ClientConfig::builder_with_provider(guidstore_server::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(tls.ca.roots())
+        .with_no_client_auth();
+    let stream = handshake(&app, Arc::new(tls12)).await.unwrap();
+    assert_eq!(stream.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    let answer = healthz_http1(stream).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
 }
 
 #[tokio::test]
