@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project: the workspace's Rust tests (unit, integration, property, hostile-client,
-# fault and one-cycle crash tests, the examples and walkthrough.sh), a short crash-durability run,
-# the HTTP contract tests (schemathesis), and smoke runs of the benchmarks and fuzz targets.
+# fault and one-cycle crash tests, the examples and walkthrough.sh), the API tests again over HTTPS,
+# a short crash-durability run, the HTTP contract tests (schemathesis), and smoke runs of the
+# benchmarks and fuzz targets.
 # This is the README's test command; .ci/run calls it after the lints. Needs network access to
 # crates.io and PyPI the first time (schemathesis is installed into target/contract/).
 set -euo pipefail
@@ -14,6 +15,9 @@ trap 'rm -f "$log"' EXIT
 
 step "cargo test --workspace"
 cargo test --workspace --locked 2>&1 | tee "$log"
+
+step "the API tests once more, over HTTPS (GUIDSTORE_TEST_TLS=1: certificates made by the harness)"
+GUIDSTORE_TEST_TLS=1 cargo test -p guidstore-server --test api --locked 2>&1 | tee -a "$log"
 
 step "library benchmark, smoke run (figures are not checked here)"
 GUIDSTORE_BENCH_SECS=0.2 cargo bench -p guidstore --bench store --locked

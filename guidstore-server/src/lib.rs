@@ -23,10 +23,12 @@
 //! - `error`: [`ApiError`](error::ApiError) and the one mapping from error codes to statuses.
 //! - `auth`: optional bearer-token authentication.
 //! - `metrics`: request counters and histograms, Prometheus rendering.
+//! - `tls`: optional TLS (rustls): certificate loading and reloading, handshakes, client certificates.
 //!
-//! Connections: HTTP/1.1 with keep-alive and HTTP/2 over cleartext (hyper-util's auto builder),
-//! a header-read timeout (also for the first bytes of a connection and idle keep-alive
-//! connections), a cap on open connections, and graceful shutdown bounded by
+//! Connections: HTTP/1.1 with keep-alive and HTTP/2, over cleartext (told apart by the first bytes)
+//! or over TLS when [`Settings::tls`] is set (chosen by ALPN), a header-read timeout (also for the
+//! TLS handshake, the first bytes of a connection and idle keep-alive connections), a cap on open
+//! connections, and graceful shutdown bounded by
 //! [`Settings::shutdown_timeout`]. A background task purges expired records.
 
 pub mod auth;
@@ -39,6 +41,7 @@ pub mod server;
 pub mod startup;
 pub mod state;
 pub mod store_io;
+pub mod tls;
 
 pub use auth::Auth;
 pub use config::{Config, Settings};
@@ -47,3 +50,4 @@ pub use server::run;
 pub use startup::{Application, ApplicationBuilder, StartupError, Stopped};
 pub use state::AppState;
 pub use store_io::purge_expired;
+pub use tls::{Tls, TlsFiles};

@@ -1,8 +1,9 @@
 //! The `guidstore-server` binary: glue only. It parses the configuration, opens server.log,
 //! installs the signal handlers, builds the server with [`Application::build`] (which binds, and
 //! opens the store recording the server's URL in the database's lock file so the CLI can find it),
-//! prints `listening on http://ADDR` on stdout, serves until SIGINT or SIGTERM, then closes the
-//! store and exits 0 (1 on any failure, logged).
+//! prints `listening on http://ADDR` (`https://` with TLS) on stdout, serves until SIGINT or
+//! SIGTERM, then closes the store and exits 0 (1 on any failure, logged). With TLS, SIGHUP reloads
+//! the certificate and key.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, IsTerminal};
@@ -10,9 +11,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use guidstore_server::Application;
 use guidstore_server::config::Config;
 use guidstore_server::routes::ACCESS_LOG;
+use guidstore_server::{Application, Tls};
 use log::LevelFilter;
 use simplelog::{ColorChoice, CombinedLogger, ConfigBuilder, TermLogger, TerminalMode, WriteLogger};
 
@@ -80,6 +81,9 @@ fn serve(config: Config) -> Result<(), String> {
     let stopped = runtime.block_on(async {
         let shutdown = shutdown_signal().map_err(|error| format!("cannot install signal handlers: {error}"))?;
         let app = Application::build(config).await.map_err(|error| error.to_string())?;
+        if let Some(tls) = &app.state().settings.tls {
+            reload_on_hangup(tls.clone()).map_err(|error| format!("cannot install the SIGHUP handler: {error}"))?;
+        }
         println!("listening on {}", app.url());
         log::info!("listening on {}, database {}", app.url(), db.display());
         Ok::<_, String>(app.run_until_stopped(shutdown).await)
@@ -101,4 +105,17 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
         };
         log::info!("received {name}: shutting down");
     })
+}
+
+/// Reloads the TLS files on every SIGHUP. The handler is installed before it returns.
+fn reload_on_hangup(tls: Tls) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            log::info!("received SIGHUP: reloading the TLS files");
+            tls.reload_now().await;
+        }
+    });
+    Ok(())
 }

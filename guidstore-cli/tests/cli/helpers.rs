@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 
 use guidstore_server::config::Config;
-use guidstore_server::{Application, Auth};
+use guidstore_server::{Application, Auth, TlsFiles};
 use guidstore_testkit::http::request_once;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -75,7 +75,14 @@ impl TestDir {
     pub fn run<S: AsRef<OsStr>>(&self, args: &[S], env: &[(&str, &str)], stdin: &[u8]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_guidstore-cli"));
         command.args(args).current_dir(self.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for name in ["GUIDSTORE_DB", "GUIDSTORE_SERVER", "GUIDSTORE_TOKEN"] {
+        for name in [
+            "GUIDSTORE_DB",
+            "GUIDSTORE_SERVER",
+            "GUIDSTORE_TOKEN",
+            "GUIDSTORE_CACERT",
+            "GUIDSTORE_CLIENT_CERT",
+            "GUIDSTORE_CLIENT_KEY",
+        ] {
             command.env_remove(name);
         }
         command.envs(env.iter().copied());
@@ -103,7 +110,21 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server over `db`; with `token`, it requires `Authorization: Bearer TOKEN`.
     pub fn start(db: &Path, token: Option<&str>) -> TestServer {
-        let config = Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db: db.to_owned(), ..Config::default() };
+        TestServer::start_with(db, token, None)
+    }
+
+    /// Starts a server over `db` serving HTTPS with these files, as `--tls-cert`, `--tls-key` and
+    /// `--tls-client-ca` would (its URL is `https://...`).
+    pub fn start_https(db: &Path, tls: TlsFiles) -> TestServer {
+        TestServer::start_with(db, None, Some(tls))
+    }
+
+    fn start_with(db: &Path, token: Option<&str>, tls: Option<TlsFiles>) -> TestServer {
+        let mut config =
+            Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db: db.to_owned(), ..Config::default() };
+        if let Some(TlsFiles { cert, key, client_ca }) = tls {
+            config = Config { tls_cert: Some(cert), tls_key: Some(key), tls_client_ca: client_ca, ..config };
+        }
         let (ready_sender, ready) = std::sync::mpsc::channel();
         let (shutdown, shutdown_receiver) = oneshot::channel::<()>();
         let token = token.map(str::to_owned);
@@ -132,7 +153,8 @@ impl TestServer {
         TestServer { url, address, shutdown: Some(shutdown), thread: Some(thread) }
     }
 
-    /// `GET path` with the testkit's client (not through the CLI's): status and body.
+    /// `GET path` with the testkit's blocking client (not through the CLI's): status and body. Plain
+    /// HTTP only: that client speaks no TLS (the HTTPS tests go through the CLI).
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         let authorization = token.map(|token| format!("Bearer {token}"));
         let headers: Vec<(&str, &str)> = authorization.iter().map(|value| ("Authorization", value.as_str())).collect();

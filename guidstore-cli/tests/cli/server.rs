@@ -111,5 +111,6 @@ fn an_unreachable_server_exits_1_unavailable() {
     let run = dir.run(&["--server", &url, "--timeout", "5", "get", GUID], &[], b"");
     run.assert_error(1, "unavailable");
     assert!(run.stderr.contains(&url), "{run:?}");
-    dir.run(&["--server", "https://127.0.0.1:1", "get", GUID], &[], b"").assert_error(2, "usage");
+    dir.run(&["--server", "ftp://127.0.0.1:1", "get", GUID], &[], b"").assert_error(2, "usage");
+    dir.run(&["--server", "https://127.0.0.1:1", "get", GUID], &[], b"").assert_error(1, "unavailable");
 }
