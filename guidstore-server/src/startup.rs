@@ -9,7 +9,7 @@
 //!
 //! A test changes what a flag cannot express through [`ApplicationBuilder`]: bearer tokens given
 //! directly, a hook over the store's [`Options`] (a `ManualClock`, say) and one over the server's
-//! [`Settings`] (TLS set up in memory, a short TLS reload interval).
+//! [`Settings`] (a short TLS reload interval, say).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,7 +23,7 @@ use crate::auth::{Auth, AuthError};
 use crate::config::{Config, Settings};
 use crate::server::run;
 use crate::state::AppState;
-use crate::tls::Tls;
+use crate::tls::{Tls, TlsError};
 
 /// Pending connections the kernel queues before `accept` (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
@@ -50,9 +50,9 @@ pub enum StartupError {
         /// The cause.
         source: guidstore::Error,
     },
-    /// The TLS certificate, key or client CA cannot be used.
+    /// The TLS certificate, key or client CA cannot be used (the error names the file).
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] TlsError),
     /// The blocking task that opens the database panicked.
     #[error("opening the database failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -107,8 +107,8 @@ impl ApplicationBuilder {
         self
     }
 
-    /// Change the server's settings after the configuration has set them (e.g. a shorter TLS
-    /// reload interval, or TLS files a test made).
+    /// Change the server's settings after the configuration has set them, TLS loaded from its
+    /// files included (e.g. a shorter TLS reload interval).
     pub fn settings(mut self, hook: impl FnOnce(Settings) -> Settings + Send + 'static) -> ApplicationBuilder {
         self.settings = Some(Box::new(hook));
         self
@@ -129,7 +129,7 @@ impl ApplicationBuilder {
         let mut settings = config.settings();
         if let Some(files) = config.tls_files() {
             // Before anything else starts: a bad file is one clear error, and nothing is opened.
-            let tls = Tls::load(files).map_err(|error| StartupError::Tls(error.to_string()))?;
+            let tls = Tls::load(files)?;
             log::info!("TLS on: {}", tls.describe());
             settings.tls = Some(tls);
         }
