@@ -166,7 +166,8 @@ impl Config {
         }
     }
 
-    /// The TLS files, when TLS is on (loading them is `main.rs`'s job).
+    /// The TLS files, when TLS is on (loading them is
+    /// [`ApplicationBuilder::build`](crate::ApplicationBuilder::build)'s job).
     pub fn tls_files(&self) -> Option<TlsFiles> {
         Some(TlsFiles {
             cert: self.tls_cert.clone()?,

@@ -7,8 +7,8 @@
 //! itself. The store is shared as `Arc<Store>` in [`AppState`].
 //!
 //! Modules import one way, and none imports from this crate root: `startup` uses `config`,
-//! `state`, `server`; `server` uses `routes` and `store_io`; `routes` uses `store_io`, `error` and
-//! `response`; `error` uses `response`.
+//! `state`, `server`, `tls`; `server` uses `routes`, `store_io` and `tls`; `config` uses `tls`;
+//! `routes` uses `store_io`, `error` and `response`; `error` uses `response`.
 //!
 //! Modules:
 //! - `config`: [`Config`], the clap flags and environment variables, their defaults, and the

@@ -32,10 +32,11 @@ use crate::{routes, store_io};
 /// How long the accept loop pauses after a failed `accept` (typically EMFILE).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves HTTP on `listener` until `shutdown` completes, then stops accepting, lets in-flight
-/// requests finish (at most [`Settings::shutdown_timeout`](crate::config::Settings::shutdown_timeout))
-/// and returns. The store stays open: closing it is the caller's job, once every clone of `state`
-/// is dropped.
+/// Serves HTTP (HTTPS with [`Settings::tls`](crate::config::Settings::tls), whose files it checks
+/// for changes every `tls_reload_interval`) on `listener` until `shutdown` completes, then stops
+/// accepting, lets in-flight requests finish (at most
+/// [`Settings::shutdown_timeout`](crate::config::Settings::shutdown_timeout)) and returns. The
+/// store stays open: closing it is the caller's job, once every clone of `state` is dropped.
 pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
     let mut server = Listener::new(listener, Arc::clone(&state));
     let tls_watcher = state.settings.tls.clone().map(|tls| tokio::spawn(tls.watch(state.settings.tls_reload_interval)));
@@ -164,10 +165,10 @@ impl Handler {
     /// Serves the connection until the client closes it, it idles out, or shutdown ends it.
     ///
     /// First (at most `header_timeout`) runs the TLS handshake and takes the protocol ALPN chose,
-    /// or waits for a cleartext client's first bytes to tell HTTP/1 from HTTP/2; then hands the connection to hyper, watched by the graceful shutdown. HTTP/1 idle
-    /// connections are closed by hyper's header-read timeout; HTTP/2 has none, so an HTTP/2
-    /// connection without a request for `header_timeout` is dropped here (with no request in
-    /// flight, nothing is lost).
+    /// or waits for a cleartext client's first bytes to tell HTTP/1 from HTTP/2; then hands the
+    /// connection to hyper, watched by the graceful shutdown. HTTP/1 idle connections are closed by
+    /// hyper's header-read timeout; HTTP/2 has none, so an HTTP/2 connection without a request for
+    /// `header_timeout` is dropped here (with no request in flight, nothing is lost).
     async fn run(self) {
         let Handler { stream, peer, state, builders, watcher, mut stopping, _permit } = self;
         let _open = state.metrics.connection_opened();

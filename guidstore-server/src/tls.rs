@@ -6,7 +6,8 @@
 //! at most one line per second per peer address ([`FailureLog`]), so a scanner cannot flood the log.
 //!
 //! [`Stream`] is what hyper serves: a plain TCP stream or a TLS one. Nothing here binds, accepts or
-//! speaks HTTP: `lib.rs` hands each accepted `TcpStream` to [`Tls::accept`] and serves the result.
+//! speaks HTTP: `server.rs` hands each accepted `TcpStream` to [`Tls::accept`] and serves the
+//! result; `startup.rs` loads the files, `main.rs` reloads them on SIGHUP.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -331,7 +332,7 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// Which handshake failures get a log line: at most one per [`FAILURE_LOG_INTERVAL`] per peer
+/// Which handshake failures get a log line: at most one per `FAILURE_LOG_INTERVAL` (1 s) per peer
 /// address; the others are counted and the count is told with the next line.
 #[derive(Debug, Default)]
 pub struct FailureLog {

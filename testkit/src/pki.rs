@@ -1,7 +1,7 @@
 //! Certificates made at test time with rcgen (feature `pki`): a [`TestCa`] issues server
 //! certificates (for `127.0.0.1` and `localhost`) and client certificates, and [`client_config`]
-//! builds a rustls client that trusts a CA, offers the given ALPN protocols and may present a client
-//! certificate. The server's and the CLI's TLS tests share it.
+//! builds a rustls client that trusts a CA, offers the given ALPN protocols and may present a
+//! client certificate. The server's and the CLI's TLS tests share it.
 //!
 //! Everything here is made from constants and fresh keys, so a failure is a bug of the test set-up:
 //! it panics with the reason.
@@ -86,7 +86,7 @@ impl TestCa {
 }
 
 impl Issued {
-    /// Writes the certificate and key as `STEM.pem` and `STEM-key.pem` in `dir`; returns both paths.
+    /// Writes the certificate and key as `STEM.pem` and `STEM-key.pem` in `dir`; returns the paths.
     pub fn write(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
         let cert = dir.join(format!("{stem}.pem"));
         let key = dir.join(format!("{stem}-key.pem"));

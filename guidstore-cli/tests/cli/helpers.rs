@@ -153,8 +153,8 @@ impl TestServer {
         TestServer { url, address, shutdown: Some(shutdown), thread: Some(thread) }
     }
 
-    /// `GET path` with the testkit's blocking client (not through the CLI's): status and body. Plain
-    /// HTTP only: that client speaks no TLS (the HTTPS tests go through the CLI).
+    /// `GET path` with the testkit's blocking client (not through the CLI's): status and body.
+    /// Plain HTTP only: that client speaks no TLS (the HTTPS tests go through the CLI).
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         let authorization = token.map(|token| format!("Bearer {token}"));
         let headers: Vec<(&str, &str)> = authorization.iter().map(|value| ("Authorization", value.as_str())).collect();
