@@ -15,7 +15,11 @@ use tokio::sync::oneshot;
 
 /// Serves `db` on a free port while `body` runs with the server's URL.
 fn with_server(db: &Path, token: Option<&str>, body: impl FnOnce(&str)) {
-    let config = Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db: db.to_owned(), ..Config::default() };
+    let config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        db: db.to_string_lossy().into_owned(),
+        ..Config::default()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let (shutdown, stopped) = oneshot::channel::<()>();
     let (url, server) = runtime.block_on(async {

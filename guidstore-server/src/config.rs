@@ -29,9 +29,39 @@ pub struct Config {
     #[arg(long, env = "GUIDSTORE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// SQLite database file (created if missing).
-    #[arg(long, env = "GUIDSTORE_DB", default_value = "./guidstore.db")]
-    pub db: PathBuf,
+    /// Where the records live: an SQLite file path or sqlite:PATH (created if missing; one server
+    /// owns it), postgres://USER[:PASS]@HOST[:PORT]/DB[?sslmode=disable|prefer] or
+    /// mysql://USER[:PASS]@HOST[:PORT]/DB (also mariadb://): a database any number of servers share.
+    /// Without a password in the URL, PGPASSWORD or MYSQL_PWD is used. Never logged with its password.
+    #[arg(
+        long,
+        env = "GUIDSTORE_DB",
+        default_value = "./guidstore.db",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
+    pub db: String,
+
+    /// Most connections to a PostgreSQL or MySQL database at once.
+    #[arg(long, env = "GUIDSTORE_DB_POOL_SIZE", default_value_t = guidstore::DEFAULT_POOL_SIZE,
+          value_parser = RangedU64ValueParser::<usize>::new().range(2..))]
+    pub db_pool_size: usize,
+
+    /// How long any call to a PostgreSQL or MySQL database may take (connect, query, commit) before
+    /// the request is answered 503 unavailable; the database is asked to cancel longer statements.
+    #[arg(long, env = "GUIDSTORE_DB_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub db_timeout: Duration,
+
+    /// At startup, how long to keep retrying a PostgreSQL or MySQL database that cannot be reached
+    /// (with backoff, each attempt logged) before giving up with exit code 1.
+    #[arg(long, env = "GUIDSTORE_DB_WAIT", default_value = "60s", value_parser = parse_duration)]
+    pub db_wait: Duration,
+
+    /// On a shared database, how often the change log is read when no request asks for it: bounds how
+    /// stale a `Cache-Control: max-stale` read can be and how late the change feed sees other
+    /// servers' writes on MySQL (PostgreSQL servers also wake each other with NOTIFY).
+    #[arg(long, env = "GUIDSTORE_TAIL_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub tail_interval: Duration,
 
     /// Log file, appended to (never truncated).
     #[arg(long, env = "GUIDSTORE_LOG_FILE", default_value = "./server.log")]
@@ -186,17 +216,24 @@ impl Config {
             .cache_capacity(self.cache_capacity)
             .default_ttl(self.default_ttl)
             .synchronous(synchronous)
+            .pool_size(self.db_pool_size)
+            .timeout(self.db_timeout)
+            .tail_interval(self.tail_interval)
             .owner(owner)
     }
 
     /// The effective configuration as one line for the startup log (never the tokens).
     pub fn summary(&self) -> String {
         format!(
-            "listen={} db={} log_file={} log_level={} cache_capacity={} default_ttl={}s purge_interval={:?} \
-             purge_batch={} max_body={} sync={:?} max_connections={} header_timeout={:?} shutdown_timeout={:?} \
-             auth={} tls={}",
+            "listen={} db={} db_pool_size={} db_timeout={:?} db_wait={:?} tail_interval={:?} log_file={} log_level={} \
+             cache_capacity={} default_ttl={}s purge_interval={:?} purge_batch={} max_body={} sync={:?} \
+             max_connections={} header_timeout={:?} shutdown_timeout={:?} auth={} tls={}",
             self.listen,
-            self.db.display(),
+            guidstore::redact_url(&self.db),
+            self.db_pool_size,
+            self.db_timeout,
+            self.db_wait,
+            self.tail_interval,
             self.log_file.display(),
             self.log_level,
             self.cache_capacity,
@@ -276,7 +313,7 @@ mod tests {
     fn defaults_match_the_documented_values() {
         let config = Config::try_parse_from(["guidstore-server"]).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.db, PathBuf::from("./guidstore.db"));
+        assert_eq!(config.db, "./guidstore.db");
         assert_eq!(config.log_file, PathBuf::from("./server.log"));
         assert_eq!(config.log_level, LevelFilter::Info);
         assert_eq!(config.default_ttl, 2_592_000);
@@ -327,6 +364,10 @@ mod tests {
         for flag in [
             "listen",
             "db",
+            "db-pool-size",
+            "db-timeout",
+            "db-wait",
+            "tail-interval",
             "log-file",
             "log-level",
             "cache-capacity",
@@ -347,6 +388,13 @@ mod tests {
             let env = format!("GUIDSTORE_{}", flag.replace('-', "_").to_uppercase());
             assert!(help.contains(&env), "{env} missing from --help");
         }
+    }
+
+    #[test]
+    fn summary_and_help_never_show_a_database_password() {
+        let config = Config::try_parse_from(["guidstore-server", "--db", "postgres://app:hunter2@db/reg"]).unwrap();
+        assert!(config.summary().contains("db=postgres://app:***@db/reg"), "{}", config.summary());
+        assert!(!config.summary().contains("hunter2"));
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn serve(config: Config) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
-    let db = config.db.clone();
+    let db = guidstore::redact_url(&config.db);
     let stopped = runtime.block_on(async {
         let shutdown = shutdown_signal().map_err(|error| format!("cannot install signal handlers: {error}"))?;
         let app = Application::build(config).await.map_err(|error| error.to_string())?;
@@ -85,12 +85,12 @@ fn serve(config: Config) -> Result<(), String> {
             reload_on_hangup(tls.clone()).map_err(|error| format!("cannot install the SIGHUP handler: {error}"))?;
         }
         println!("listening on {}", app.url());
-        log::info!("listening on {}, database {}", app.url(), db.display());
+        log::info!("listening on {}, database {db}", app.url());
         Ok::<_, String>(app.run_until_stopped(shutdown).await)
     })?;
     // Stops whatever blocking reads are left, dropping their clones of the store.
     runtime.shutdown_timeout(Duration::from_secs(5));
-    stopped.close().map_err(|error| format!("closing database {} failed: {error}", db.display()))
+    stopped.close().map_err(|error| format!("closing database {db} failed: {error}"))
 }
 
 /// Completes on the first SIGINT or SIGTERM. The handlers are installed before it returns.

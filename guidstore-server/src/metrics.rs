@@ -132,7 +132,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of these metrics and of the store's `stats`.
-    pub fn render(&self, stats: &Stats) -> String {
+    pub fn render(&self, stats: &Stats, gauges: &StoreGauges) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP guidstore_http_requests_total HTTP requests answered, by route, method and status.\n");
         out.push_str("# TYPE guidstore_http_requests_total counter\n");
@@ -190,7 +190,59 @@ impl Metrics {
         counter(&mut out, "guidstore_store_commits_total", "Write transactions committed.", stats.commits);
         counter(&mut out, "guidstore_store_writes_total", "Writes committed.", stats.writes);
         counter(&mut out, "guidstore_store_errors_total", "Storage operations that failed.", stats.storage_errors);
+        gauge(
+            &mut out,
+            "guidstore_revision_applied",
+            "The revision up to which this server's cache reflects the change log.",
+            stats.applied_revision,
+        );
+        counter(
+            &mut out,
+            "guidstore_freshness_rounds_total",
+            "Reads of the change log by the tailer (freshness round trips, shared by the reads waiting).",
+            stats.sync_rounds,
+        );
+        if let Some(lag) = gauges.tail_lag {
+            gauge(
+                &mut out,
+                "guidstore_tail_lag_seconds",
+                "How far behind the database the cache may be: time since the last freshness round began.",
+                lag.as_secs_f64(),
+            );
+        }
+        if let Some(behind) = gauges.revisions_behind {
+            gauge(
+                &mut out,
+                "guidstore_tail_lag_revisions",
+                "Committed revisions the cache has not applied yet (a query at scrape time).",
+                behind,
+            );
+        }
+        gauge(&mut out, "guidstore_feed_subscribers", "Change-feed consumers waiting now.", gauges.subscribers);
+        counter(&mut out, "guidstore_feed_events_total", "Changes published to the change feed.", gauges.events);
         out
+    }
+}
+
+/// Store figures that are not counters of [`Stats`]: the coherence lag and the change feed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreGauges {
+    /// Time since the last freshness round began (shared databases).
+    pub tail_lag: Option<Duration>,
+    /// Revisions committed but not applied (shared databases, when the database answered).
+    pub revisions_behind: Option<u64>,
+    /// Change-feed consumers waiting.
+    pub subscribers: usize,
+    /// Changes published to the feed.
+    pub events: u64,
+}
+
+impl StoreGauges {
+    /// The gauges of `store`; `revisions_behind` is measured by the caller (it needs a query).
+    pub fn of(store: &guidstore::Store, revisions_behind: Option<u64>) -> StoreGauges {
+        let (subscribers, events) = store.feed_counts();
+        let tail_lag = if store.is_shared() { store.staleness() } else { None };
+        StoreGauges { tail_lag, revisions_behind, subscribers, events }
     }
 }
 
@@ -229,7 +281,7 @@ mod tests {
             StatusCode::IM_A_TEAPOT,
             Duration::ZERO,
         );
-        let text = metrics.render(&Stats { cache_hits: 7, purged: 3, ..Stats::default() });
+        let text = metrics.render(&Stats { cache_hits: 7, purged: 3, ..Stats::default() }, &StoreGauges::default());
         assert!(
             text.contains("guidstore_http_requests_total{route=\"/guid/{guid}\",method=\"GET\",status=\"200\"} 2\n")
         );
@@ -255,18 +307,20 @@ mod tests {
         let first = metrics.connection_opened();
         let second = metrics.connection_opened();
         drop(first);
-        let text = metrics.render(&Stats::default());
+        let text = metrics.render(&Stats::default(), &StoreGauges::default());
         assert!(text.contains("guidstore_http_connections_open 1\n"), "{text}");
         assert!(text.contains("guidstore_http_connections_total 2\n"), "{text}");
         drop(second);
-        assert!(metrics.render(&Stats::default()).contains("guidstore_http_connections_open 0\n"));
+        assert!(
+            metrics.render(&Stats::default(), &StoreGauges::default()).contains("guidstore_http_connections_open 0\n")
+        );
     }
 
     #[test]
     fn every_sample_line_is_a_name_then_a_number() {
         let metrics = Metrics::default();
         metrics.record(RouteLabel::Metrics, &Method::GET, StatusCode::OK, Duration::from_secs(9));
-        for line in metrics.render(&Stats::default()).lines().filter(|l| !l.starts_with('#')) {
+        for line in metrics.render(&Stats::default(), &StoreGauges::default()).lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(name.starts_with("guidstore_"), "{line}");
             assert!(value.parse::<f64>().is_ok(), "{line}");

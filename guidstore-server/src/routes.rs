@@ -8,16 +8,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use guidstore::{Guid, IfMatch, NewRecord, Patch, Store};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Bytes, Incoming};
-use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, IF_MATCH, LOCATION};
+use hyper::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderValue, IF_MATCH, LOCATION};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
 use crate::error::ApiError;
-use crate::metrics::RouteLabel;
+use crate::metrics::{RouteLabel, StoreGauges};
 use crate::response::{Body, json_response, record_response, strip_body};
 use crate::state::AppState;
 use crate::store_io;
@@ -127,7 +127,7 @@ async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>
         (Route::Collection, method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_COLLECTION }),
         (Route::Item(segment), Method::GET | Method::HEAD) => {
             let guid = parse_guid(segment)?;
-            let record = store_io::get(&state.store, guid).await?;
+            let record = store_io::get(&state.store, guid, max_stale(request.headers())).await?;
             Ok(record_response(StatusCode::OK, &record))
         }
         (Route::Item(segment), Method::POST) => {
@@ -158,7 +158,8 @@ async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>
             Ok(json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#)))
         }
         (Route::Metrics, Method::GET | Method::HEAD) => {
-            let text = state.metrics.render(&state.store.counters());
+            let behind = store_io::revisions_behind(&state.store).await;
+            let text = state.metrics.render(&state.store.counters(), &StoreGauges::of(&state.store, behind));
             let mut response = Response::new(Body::new(text.into()));
             response
                 .headers_mut()
@@ -170,6 +171,35 @@ async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>
         }
         (Route::Unknown, _) => Err(ApiError::UnknownPath(request.uri().path().to_owned())),
     }
+}
+
+/// The staleness a request accepts: the `max-stale` directive of its `Cache-Control` header
+/// lines (RFC 9111 §5.2.1.2). `max-stale` alone accepts any staleness; an invalid value is ignored
+/// (the read is then linearizable, as without the directive).
+fn max_stale(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|directive| {
+            let directive = directive.trim();
+            let (name, value) =
+                directive.split_once('=').map_or((directive, None), |(n, v)| (n.trim(), Some(v.trim())));
+            if !name.eq_ignore_ascii_case("max-stale") {
+                return None;
+            }
+            match value {
+                None => Some(Duration::MAX),
+                Some(seconds) => {
+                    let seconds = seconds.trim_matches('"');
+                    if seconds.is_empty() || !seconds.bytes().all(|b| b.is_ascii_digit()) {
+                        return None;
+                    }
+                    Some(seconds.parse().map_or(Duration::MAX, Duration::from_secs))
+                }
+            }
+        })
 }
 
 /// A GUID from the raw path segment: percent-encoding is not decoded, so `%41…` is invalid.
@@ -251,6 +281,25 @@ mod tests {
         ];
         for (path, expected) in cases {
             assert_eq!(Route::of(path), expected, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn max_stale_is_read_from_any_cache_control_line() {
+        let parse = |lines: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                headers.append(CACHE_CONTROL, HeaderValue::from_str(line).unwrap());
+            }
+            max_stale(&headers)
+        };
+        assert_eq!(parse(&[]), None);
+        assert_eq!(parse(&["max-stale=5"]), Some(Duration::from_secs(5)));
+        assert_eq!(parse(&["no-cache", "Max-Stale = \"30\""]), Some(Duration::from_secs(30)));
+        assert_eq!(parse(&["max-age=0, max-stale"]), Some(Duration::MAX));
+        assert_eq!(parse(&["max-stale=99999999999999999999999"]), Some(Duration::MAX));
+        for invalid in ["max-stale=", "max-stale=-1", "max-stale=1.5", "max-stale=x", "max-staleness=4"] {
+            assert_eq!(parse(&[invalid]), None, "{invalid}");
         }
     }
 

@@ -13,10 +13,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use guidstore::{Options, Store};
+use guidstore::{Code, Options, Store};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::auth::{Auth, AuthError};
@@ -43,10 +43,10 @@ pub enum StartupError {
         source: std::io::Error,
     },
     /// The database cannot be opened (or is held by another process, named in the message).
-    #[error("cannot open database {}: {source}", path.display())]
+    #[error("cannot open database {db}: {source}")]
     Open {
-        /// The database file.
-        path: PathBuf,
+        /// The database, its password redacted.
+        db: String,
         /// The cause.
         source: guidstore::Error,
     },
@@ -67,7 +67,7 @@ pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
     url: String,
-    db: PathBuf,
+    db: String,
     state: Arc<AppState>,
 }
 
@@ -145,11 +145,8 @@ impl ApplicationBuilder {
         if let Some(hook) = store_options {
             options = hook(options);
         }
-        let db = config.db.clone();
-        let path = db.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open_with(&path, options))
-            .await?
-            .map_err(|source| StartupError::Open { path: db.clone(), source })?;
+        let db = guidstore::redact_url(&config.db);
+        let store = open_store(config.db.clone(), options, config.db_wait).await?;
         let state = AppState::new(Arc::new(store), settings, auth);
         Ok(Application { listener, address, url, db, state })
     }
@@ -194,7 +191,7 @@ impl Application {
 #[derive(Debug)]
 pub struct Stopped {
     store: Arc<Store>,
-    db: PathBuf,
+    db: String,
 }
 
 impl Stopped {
@@ -203,11 +200,11 @@ impl Stopped {
     /// shared (a test kept the state) is left to close when its last holder drops it.
     pub fn close(self) -> Result<(), guidstore::Error> {
         let Stopped { store, db } = self;
-        log::info!("closing database {}: committing queued writes", db.display());
+        log::info!("closing database {db}: committing queued writes");
         match Arc::try_unwrap(store) {
             Ok(store) => {
                 store.close()?;
-                log::info!("database {} closed; shutdown complete", db.display());
+                log::info!("database {db} closed; shutdown complete");
             }
             Err(store) => {
                 log::warn!("the store is still in use at exit; it closes when dropped");
@@ -215,6 +212,30 @@ impl Stopped {
             }
         }
         Ok(())
+    }
+}
+
+/// Opens the store at `db` on a blocking thread (opening blocks). A database that cannot be reached
+/// yet (a transient error: down, restarting, refusing connections) is retried with backoff, each
+/// failure logged, for at most `wait`; any other error is final at once.
+async fn open_store(db: String, options: Options, wait: Duration) -> Result<Store, StartupError> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let (url, attempt_options) = (db.clone(), options.clone());
+        let opened = tokio::task::spawn_blocking(move || Store::open_url(&url, attempt_options)).await?;
+        match opened {
+            Ok(store) => return Ok(store),
+            Err(error) if error.code() == Code::Unavailable && started.elapsed() + pause < wait => {
+                log::warn!(
+                    "cannot reach database {} ({error}); retrying in {pause:?} (giving up after {wait:?})",
+                    guidstore::redact_url(&db)
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(source) => return Err(StartupError::Open { db: guidstore::redact_url(&db), source }),
+        }
     }
 }
 

@@ -4,18 +4,44 @@
 //! (the writer thread does the work). Routing and HTTP are not here (`routes.rs`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use guidstore::{Guid, Record, Store};
 
 use crate::error::ApiError;
 
 /// The live record `guid`: from the cache inline, or from storage on a blocking thread.
-pub async fn get(store: &Arc<Store>, guid: Guid) -> Result<Arc<Record>, ApiError> {
+///
+/// On a shared database (several servers) the cache is first brought up to date by a freshness
+/// round shared with every read waiting at the time, so the answer reflects every write
+/// acknowledged before the request, by any server — unless `max_stale` accepts the cache as it
+/// is: it is at most [`Store::staleness`] behind the database, the time since the last round began.
+pub async fn get(store: &Arc<Store>, guid: Guid, max_stale: Option<Duration>) -> Result<Arc<Record>, ApiError> {
+    if store.is_shared() {
+        let fresh_enough = max_stale.zip(store.staleness()).is_some_and(|(accepted, behind)| behind <= accepted);
+        if !fresh_enough {
+            store.sync_async().await?;
+        }
+    }
     if let Some(record) = store.get_cached(&guid) {
         return Ok(record);
     }
     let store = Arc::clone(store);
-    Ok(tokio::task::spawn_blocking(move || store.get(&guid)).await??)
+    Ok(tokio::task::spawn_blocking(move || store.get_current(&guid)).await??)
+}
+
+/// How many revisions the cache is behind the database (a query: for `/metrics` only). `None` when
+/// the store is not shared or the database does not answer.
+pub async fn revisions_behind(store: &Arc<Store>) -> Option<u64> {
+    if !store.is_shared() {
+        return None;
+    }
+    let store = Arc::clone(store);
+    let newest = tokio::task::spawn_blocking(move || store.revision().map(|newest| (newest, store.counters()))).await;
+    match newest {
+        Ok(Ok((newest, counters))) => Some(newest.saturating_sub(counters.applied_revision)),
+        _ => None,
+    }
 }
 
 /// Whether storage answers (`/healthz`), checked on a blocking thread.

@@ -2,13 +2,12 @@
 //! them: every read reflects every write acknowledged before it, by any store, although each
 //! store answers hot reads from its own cache.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use guidstore::{Error, Guid, ManualClock, NewRecord, Options, Patch, Store};
-use support::{Kind, TestDb};
+use guidstore_testkit::db::{Kind, TestDb};
+use guidstore_testkit::on_shared_backends;
 
 const NOW: u64 = 1_700_000_000;
 const G1: &str = "9094E4C980C74043A4B586B420E69DDF";

@@ -3,14 +3,13 @@
 //! revisions and the change log, persistence across reopen, concurrency. Then what only SQLite
 //! files have: file ownership and bad files.
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
 use guidstore::{Clock, Error, Guid, IfMatch, ManualClock, NewRecord, Options, Patch, Store};
+use guidstore_testkit::db::{Kind, TestDb};
+use guidstore_testkit::on_every_backend;
 use serde_json::json;
-use support::{Kind, TestDb};
 
 const NOW: u64 = 1_700_000_000;
 

@@ -15,9 +15,12 @@
 //!   client configurations trusting them (`pki::client_config`).
 //! - `fault`: storage faults: a small tmpfs that fills up ([`fault::Tmpfs`]) and `chattr +i`
 //!   ([`fault::Frozen`]), both undone when dropped; they need root ([`fault::is_root`]).
+//! - `db`: a fresh database per test on SQLite, PostgreSQL or MariaDB ([`db::TestDb`]), and the
+//!   macros that run a test on every backend ([`on_every_backend!`], [`on_shared_backends!`]).
 
 #[cfg(feature = "async")]
 pub mod client;
+pub mod db;
 pub mod fault;
 pub mod http;
 #[cfg(feature = "pki")]

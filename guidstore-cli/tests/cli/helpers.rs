@@ -120,8 +120,11 @@ impl TestServer {
     }
 
     fn start_with(db: &Path, token: Option<&str>, tls: Option<TlsFiles>) -> TestServer {
-        let mut config =
-            Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db: db.to_owned(), ..Config::default() };
+        let mut config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            db: db.to_string_lossy().into_owned(),
+            ..Config::default()
+        };
         if let Some(TlsFiles { cert, key, client_ca }) = tls {
             config = Config { tls_cert: Some(cert), tls_key: Some(key), tls_client_ca: client_ca, ..config };
         }

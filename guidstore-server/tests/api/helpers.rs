@@ -147,7 +147,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
-    let mut config = Config { db: dir.path().join("guids.db"), ..options.config };
+    let mut config = Config { db: dir.path().join("guids.db").to_string_lossy().into_owned(), ..options.config };
     let tls = options.tls.as_ref().map(|tls_options| TestTls::new(dir.path(), tls_options));
     if let Some(tls) = &tls {
         config = tls.configure(config);

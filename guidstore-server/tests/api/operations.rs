@@ -89,8 +89,10 @@ async fn records_survive_a_restart_on_the_same_database() {
     let options = AppOptions::default();
     // Under GUIDSTORE_TEST_TLS=1 over HTTPS too: the same certificates for both runs.
     let tls = options.tls.as_ref().map(|tls_options| TestTls::new(dir.path(), tls_options));
-    let config = Config { db: dir.path().join("guids.db"), ..options.config };
-    let config = tls.as_ref().map_or(config.clone(), |tls| tls.configure(config));
+    let mut config = Config { db: dir.path().join("guids.db").to_string_lossy().into_owned(), ..options.config };
+    if let Some(tls) = &tls {
+        config = tls.configure(config);
+    }
     for round in 0..2 {
         let app = Application::build(config.clone()).await.unwrap();
         let client = client_for(app.url(), tls.as_ref());

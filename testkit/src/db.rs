@@ -8,8 +8,6 @@
 //! skipped with a loud line on stderr and in `target/skipped-backend-tests.txt` — unless
 //! `GUIDSTORE_REQUIRE_SERVICES=1` (set by `.ci/run`), which makes them fail instead.
 
-#![allow(dead_code, reason = "each test binary uses part of the support module")]
-
 use std::io::Write as _;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -199,13 +197,13 @@ fn rand_u64() -> u64 {
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
-            $( #[test] fn $name() { super::$name($crate::support::Kind::Sqlite) } )*
+            $( #[test] fn $name() { super::$name($crate::db::Kind::Sqlite) } )*
         }
         mod postgres {
-            $( #[test] fn $name() { super::$name($crate::support::Kind::Postgres) } )*
+            $( #[test] fn $name() { super::$name($crate::db::Kind::Postgres) } )*
         }
         mod mysql {
-            $( #[test] fn $name() { super::$name($crate::support::Kind::Mysql) } )*
+            $( #[test] fn $name() { super::$name($crate::db::Kind::Mysql) } )*
         }
     };
 }
@@ -216,10 +214,10 @@ macro_rules! on_every_backend {
 macro_rules! on_shared_backends {
     ($($name:ident),* $(,)?) => {
         mod postgres {
-            $( #[test] fn $name() { super::$name($crate::support::Kind::Postgres) } )*
+            $( #[test] fn $name() { super::$name($crate::db::Kind::Postgres) } )*
         }
         mod mysql {
-            $( #[test] fn $name() { super::$name($crate::support::Kind::Mysql) } )*
+            $( #[test] fn $name() { super::$name($crate::db::Kind::Mysql) } )*
         }
     };
 }
