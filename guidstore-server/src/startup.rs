@@ -217,7 +217,8 @@ impl Stopped {
 
 /// Opens the store at `db` on a blocking thread (opening blocks). A database that cannot be reached
 /// yet (a transient error: down, restarting, refusing connections) is retried with backoff, each
-/// failure logged, for at most `wait`; any other error is final at once.
+/// failure logged, for at most `wait`; any other error is final at once, `Locked` included (another
+/// live process holds the file: waiting for it is not what `--db-wait` is for).
 async fn open_store(db: String, options: Options, wait: Duration) -> Result<Store, StartupError> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(250);
@@ -226,7 +227,11 @@ async fn open_store(db: String, options: Options, wait: Duration) -> Result<Stor
         let opened = tokio::task::spawn_blocking(move || Store::open_url(&url, attempt_options)).await?;
         match opened {
             Ok(store) => return Ok(store),
-            Err(error) if error.code() == Code::Unavailable && started.elapsed() + pause < wait => {
+            Err(error)
+                if error.code() == Code::Unavailable
+                    && !matches!(error, guidstore::Error::Locked { .. })
+                    && started.elapsed() + pause < wait =>
+            {
                 log::warn!(
                     "cannot reach database {} ({error}); retrying in {pause:?} (giving up after {wait:?})",
                     guidstore::redact_url(&db)
