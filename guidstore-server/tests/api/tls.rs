@@ -1,6 +1,6 @@
 //! HTTPS: round trips over HTTP/1.1 and HTTP/2 chosen by ALPN, client certificates, reloading a
-//! changed certificate, the handshake timeout, and clear errors for bad files. Certificates are
-//! made at test time (rcgen).
+//! changed certificate (on disk, and on SIGHUP, also one sent while the server is starting), the
+//! handshake timeout, and clear errors for bad files. Certificates are made at test time (rcgen).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -331,6 +331,38 @@ fn the_binary_refuses_a_bad_key_with_one_error_line_and_exit_1() {
     assert!(errors[0].contains("TLS: the certificate") && errors[0].contains("cannot be used together"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!dir.path().join("guids.db").exists(), "nothing is opened before the TLS files are checked");
+}
+
+#[test]
+fn a_sighup_while_the_database_is_awaited_does_not_end_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("test CA");
+    let (cert, key) = ca.server("server").write(dir.path(), "server");
+    // Nothing listens on port 1: the server retries the database for --db-wait, then exits 1.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_guidstore-server"))
+        .args(["--listen", "127.0.0.1:0", "--db", "postgres://guidstore@127.0.0.1:1/none", "--db-wait", "2s"])
+        .arg("--log-file")
+        .arg(dir.path().join("server.log"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("cannot reach database") {
+        assert!(stderr.read_line(&mut seen).unwrap() > 0, "stderr ended: {seen}");
+    }
+    let status = Command::new("sh").arg("-c").arg(format!("kill -HUP {}", child.id())).status().unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    // Exit status 1 after the wait, not death by SIGHUP (which has no exit code).
+    assert_eq!(child.wait().unwrap().code(), Some(1), "{seen}{rest}");
+    assert!(rest.contains("cannot open database postgres://guidstore@127.0.0.1:1/none"), "{seen}{rest}");
 }
 
 #[tokio::test]
