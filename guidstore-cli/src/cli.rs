@@ -8,9 +8,12 @@ use clap_complete::Shell;
 
 const AFTER_HELP: &str = "\
 Where records live:
-  --db PATH       work on the database file directly (default ./guidstore.db). If a guidstore-server
-                  has the file open, the command goes through that server over HTTP instead (the
-                  server writes its URL in PATH.lock), so the CLI is safe beside a running server.
+  --db PATH|URL   work on the database directly: an SQLite file (default ./guidstore.db; sqlite:PATH
+                  also works), or postgres://USER[:PASS]@HOST[:PORT]/DB or mysql://... (mariadb://),
+                  which any number of servers and CLIs share. If a guidstore-server has an SQLite
+                  file open, the command goes through that server over HTTP instead (the server
+                  writes its URL in PATH.lock), so the CLI is safe beside a running server.
+                  Without a password in the URL, PGPASSWORD or MYSQL_PWD is used.
   --server URL    talk HTTP to a running guidstore-server: http://HOST:PORT, or https://HOST:PORT
                   over TLS, trusting the system's CA certificates or only those of --cacert FILE
                   (--client-cert and --client-key for a server that requires client certificates).
@@ -19,8 +22,12 @@ Where records live:
 
 Output:
   create, get and update print the record as one line of JSON on stdout, exactly the server's body
-  (--pretty indents it); delete and purge print nothing. Errors go to stderr as
-  `error: CODE: message`, with the API's codes (invalid_guid, not_found, ...).
+  (--pretty indents it); delete and purge print nothing; export prints one record per line (NDJSON)
+  and import reports its counts on stderr. Errors go to stderr as `error: CODE: message`, with the
+  API's codes (invalid_guid, not_found, ...).
+
+Moving a registry:
+  guidstore-cli --db old.db export | guidstore-cli --db postgres://app@db/registry import
 
 Exit codes:
   0  success
@@ -36,9 +43,16 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "guidstore-cli", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Database file to work on.
-    #[arg(long, global = true, env = "GUIDSTORE_DB", default_value = "./guidstore.db", value_name = "PATH")]
-    pub db: PathBuf,
+    /// Database to work on: an SQLite file path (or sqlite:PATH), postgres://… or mysql://….
+    #[arg(
+        long,
+        global = true,
+        env = "GUIDSTORE_DB",
+        default_value = "./guidstore.db",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
+    pub db: String,
 
     /// Base URL of a running guidstore-server, e.g. http://127.0.0.1:8080 (instead of --db).
     #[arg(long, global = true, env = "GUIDSTORE_SERVER", value_name = "URL")]
@@ -125,6 +139,21 @@ pub enum Command {
     },
     /// Remove expired records from the database file (--db only; -v prints how many).
     Purge,
+    /// Print every live record as one line of JSON (NDJSON), exactly as GET renders it, in GUID order
+    /// (--db only; streamed: constant memory whatever the size).
+    Export,
+    /// Read NDJSON records (as export prints them) from FILE or stdin and write them in batches of
+    /// 10,000, one transaction each (--db only). Expired records are skipped; a record already there
+    /// with the same content is unchanged (so a re-run is harmless); --on-conflict decides about a
+    /// live record with other content. A bad line stops with its line number, before anything of its
+    /// batch is written (earlier batches stay). Counts go to stderr, with progress on a terminal.
+    Import {
+        /// The file to read (`-` or nothing: stdin).
+        file: Option<PathBuf>,
+        /// What to do with a live record of the same GUID and other content.
+        #[arg(long, value_enum, default_value_t = OnConflictArg::Fail)]
+        on_conflict: OnConflictArg,
+    },
     /// Print a shell completion script (bash, zsh, fish, ...) on stdout.
     Completions {
         /// The shell.
@@ -149,4 +178,25 @@ pub struct Fields {
     /// The body as a JSON object: inline, @FILE to read a file, or - to read stdin.
     #[arg(long, value_name = "OBJECT|@FILE|-")]
     pub json: Option<String>,
+}
+
+/// `--on-conflict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnConflictArg {
+    /// Keep the stored record.
+    Skip,
+    /// Replace it with the imported one.
+    Replace,
+    /// Stop with an error (exit 4); nothing of that batch is written.
+    Fail,
+}
+
+impl From<OnConflictArg> for guidstore::OnConflict {
+    fn from(arg: OnConflictArg) -> guidstore::OnConflict {
+        match arg {
+            OnConflictArg::Skip => guidstore::OnConflict::Skip,
+            OnConflictArg::Replace => guidstore::OnConflict::Replace,
+            OnConflictArg::Fail => guidstore::OnConflict::Fail,
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
-use guidstore::{Error, Guid, IfMatch, NewRecord, Options, Patch, Store};
+use guidstore::{Error, Guid, IfMatch, Location, NewRecord, Options, Patch, Store};
 use hyper::Method;
 
 use crate::body::check_size;
@@ -26,8 +26,8 @@ const LOCK_RETRY_DELAY: Duration = Duration::from_millis(25);
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// A database file.
-    Db(PathBuf),
+    /// A database: an SQLite file path, or a postgres:// or mysql:// URL.
+    Db(String),
     /// A server's base URL.
     Server(String),
 }
@@ -93,11 +93,21 @@ impl Endpoint {
                 note(settings, format_args!("using server {}", remote.base()));
                 Ok(Endpoint::Remote { remote: Box::new(remote), held: None })
             }
-            Target::Db(path) if !create && !path.exists() => {
-                note(settings, format_args!("database {} does not exist", path.display()));
-                Ok(Endpoint::Missing)
-            }
-            Target::Db(path) => open_db(path, settings),
+            Target::Db(db) => match Location::parse(&db).map_err(|error| CliError::Usage(error.to_string()))? {
+                Location::Sqlite(path) if !create && !path.exists() => {
+                    note(settings, format_args!("database {} does not exist", path.display()));
+                    Ok(Endpoint::Missing)
+                }
+                Location::Sqlite(path) => open_db(path, settings),
+                shared => {
+                    let store = Store::open_url(&db, options()).map_err(|error| match error {
+                        Error::InvalidUrl { .. } => CliError::Usage(error.to_string()),
+                        other => other.into(),
+                    })?;
+                    note(settings, format_args!("using database {shared}"));
+                    Ok(Endpoint::Local(store))
+                }
+            },
         }
     }
 
@@ -180,6 +190,50 @@ impl Endpoint {
         }
     }
 
+    /// Writes every live record to `out` as NDJSON; how many. Databases only: the HTTP API has no
+    /// export route.
+    pub fn export(&self, out: impl std::io::Write) -> Result<u64, CliError> {
+        match self {
+            Endpoint::Local(store) => store.export(out).map_err(|error| match error {
+                guidstore::ExportError::Write(source) => CliError::io("writing stdout", source),
+                guidstore::ExportError::Store(error) => error.into(),
+            }),
+            Endpoint::Missing => Ok(0),
+            Endpoint::Remote { remote, held } => Err(self.no_route("export", remote, held.as_deref())),
+        }
+    }
+
+    /// Imports NDJSON records from `input`, calling `progress` after each batch. Databases only.
+    pub fn import(
+        &self,
+        input: impl std::io::BufRead,
+        on_conflict: guidstore::OnConflict,
+        progress: impl FnMut(&guidstore::ImportStats),
+    ) -> Result<guidstore::ImportStats, CliError> {
+        match self {
+            Endpoint::Local(store) => store.import(input, on_conflict, progress).map_err(CliError::from),
+            // `open` never gives `Missing` for an import (it creates the file).
+            Endpoint::Missing => Err(CliError::Unavailable("the database file does not exist".to_owned())),
+            Endpoint::Remote { remote, held } => Err(self.no_route("import", remote, held.as_deref())),
+        }
+    }
+
+    /// The error of a command the HTTP API has no route for.
+    fn no_route(&self, command: &str, remote: &Remote, held: Option<&std::path::Path>) -> CliError {
+        match held {
+            None => CliError::Usage(format!(
+                "{command} works on a database (--db); the HTTP API of {} has no {command} route",
+                remote.base()
+            )),
+            Some(path) => CliError::Unavailable(format!(
+                "database {} is in use by guidstore-server at {}, whose HTTP API has no {command} route \
+                 (stop the server, or keep the registry in a shared database: postgres:// or mysql://)",
+                path.display(),
+                remote.base()
+            )),
+        }
+    }
+
     /// Removes every expired record, in batches; how many were removed. Database files only: the
     /// HTTP API has no purge route.
     pub fn purge(&self) -> Result<u64, CliError> {
@@ -208,9 +262,12 @@ fn note(settings: &Settings, message: std::fmt::Arguments<'_>) {
 
 /// Opens the file, or finds the server that holds it. A lock whose owner has not written its name
 /// yet (a store starting) is retried briefly.
+/// The store options of a command: a small cache, one reader, and the CLI named as the owner.
+fn options() -> Options {
+    Options::default().cache_capacity(64).readers(1).owner(format!("guidstore-cli pid {}", std::process::id()))
+}
+
 fn open_db(path: PathBuf, settings: &Settings) -> Result<Endpoint, CliError> {
-    let options =
-        || Options::default().cache_capacity(64).readers(1).owner(format!("guidstore-cli pid {}", std::process::id()));
     let mut attempt = 0;
     loop {
         match Store::open_with(&path, options()) {

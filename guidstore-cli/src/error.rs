@@ -46,6 +46,21 @@ pub enum CliError {
     },
 }
 
+impl From<guidstore::ImportError> for CliError {
+    fn from(error: guidstore::ImportError) -> CliError {
+        match error {
+            guidstore::ImportError::Line { line, error } => {
+                CliError::Api { code: error.code(), message: format!("line {line}: {error}") }
+            }
+            guidstore::ImportError::Conflict { .. } => {
+                CliError::Api { code: guidstore::Code::AlreadyExists, message: error.to_string() }
+            }
+            guidstore::ImportError::Read(source) => CliError::io("reading the input", source),
+            guidstore::ImportError::Store(error) => CliError::Store(error),
+        }
+    }
+}
+
 impl CliError {
     /// The machine code printed after `error:`: the API's codes, plus `usage` and `io`.
     pub fn code(&self) -> &'static str {
@@ -84,6 +99,7 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::InvalidExpire
         | Code::InvalidMetadata
         | Code::InvalidJson
+        | Code::InvalidQuery
         | Code::GuidMismatch
         | Code::GuidImmutable
         | Code::PayloadTooLarge
@@ -106,6 +122,7 @@ mod tests {
             ("invalid_expire", 2),
             ("invalid_metadata", 2),
             ("invalid_json", 2),
+            ("invalid_query", 2),
             ("guid_mismatch", 2),
             ("guid_immutable", 2),
             ("payload_too_large", 2),

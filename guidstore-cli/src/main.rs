@@ -21,7 +21,7 @@ mod error;
 mod remote;
 mod tls;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -95,6 +95,47 @@ fn run(cli: Cli, target: Result<Target, CliError>) -> Result<(), CliError> {
             Endpoint::with(target?, &options, false, |e| e.delete(&guid, if_match.as_deref()))?;
             return Ok(());
         }
+        Command::Export => {
+            let exported = Endpoint::with(target?, &options, false, |e| {
+                let stdout = io::stdout().lock();
+                match e.export(io::BufWriter::with_capacity(256 * 1024, stdout)) {
+                    // A closed stdout (`| head`) ends the export, as for any filter.
+                    Err(CliError::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+                    other => other,
+                }
+            })?;
+            if cli.verbose {
+                let _ = writeln!(io::stderr(), "exported {exported} records");
+            }
+            return Ok(());
+        }
+        Command::Import { file, on_conflict } => {
+            let input: Box<dyn io::BufRead> = match file.as_deref() {
+                None => Box::new(io::stdin().lock()),
+                Some(path) if path.as_os_str() == "-" => Box::new(io::stdin().lock()),
+                Some(path) => Box::new(io::BufReader::with_capacity(
+                    256 * 1024,
+                    std::fs::File::open(path).map_err(|e| CliError::io(format!("opening {}", path.display()), e))?,
+                )),
+            };
+            let mut progress = Progress::new(io::stderr().is_terminal());
+            let stats = Endpoint::with(target?, &options, true, |e| {
+                e.import(input, on_conflict.into(), |stats| progress.show(stats))
+            });
+            progress.finish();
+            let stats = stats?;
+            let _ = writeln!(
+                io::stderr(),
+                "imported {} lines: {} created, {} replaced, {} unchanged, {} skipped (conflicts), {} expired",
+                stats.lines,
+                stats.created,
+                stats.replaced,
+                stats.unchanged,
+                stats.skipped,
+                stats.expired
+            );
+            return Ok(());
+        }
         Command::Purge => {
             let purged = Endpoint::with(target?, &options, false, Endpoint::purge)?;
             if cli.verbose {
@@ -104,6 +145,37 @@ fn run(cli: Cli, target: Result<Target, CliError>) -> Result<(), CliError> {
         }
     };
     print_record(&output, cli.pretty, cli.etag)
+}
+
+/// The progress line of an import on a terminal: rewritten in place after each batch, at most
+/// ten times a second.
+struct Progress {
+    on: bool,
+    started: std::time::Instant,
+    shown: Option<std::time::Instant>,
+}
+
+impl Progress {
+    fn new(on: bool) -> Progress {
+        Progress { on, started: std::time::Instant::now(), shown: None }
+    }
+
+    fn show(&mut self, stats: &guidstore::ImportStats) {
+        if !self.on || self.shown.is_some_and(|at| at.elapsed() < std::time::Duration::from_millis(100)) {
+            return;
+        }
+        self.shown = Some(std::time::Instant::now());
+        let written = stats.created + stats.replaced + stats.unchanged + stats.skipped;
+        let rate = written as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        let _ =
+            write!(io::stderr(), "\rimporting: {} lines read, {written} records written ({rate:.0}/s)   ", stats.lines);
+    }
+
+    fn finish(&self) {
+        if self.on && self.shown.is_some() {
+            let _ = writeln!(io::stderr());
+        }
+    }
 }
 
 /// Prints the record (one line, or indented with `--pretty`) and, with `--etag`, its entity-tag on

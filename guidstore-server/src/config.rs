@@ -112,6 +112,20 @@ pub struct Config {
     #[arg(long, env = "GUIDSTORE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// The longest a `GET /events` long poll waits for a change (a request's `wait` is cut to it);
+    /// lower it below a proxy's idle timeout.
+    #[arg(long, env = "GUIDSTORE_EVENTS_MAX_WAIT", default_value = "60s", value_parser = parse_duration)]
+    pub events_max_wait: Duration,
+
+    /// How long changes stay in the change log for `GET /events` consumers (older ones are trimmed
+    /// with each purge; a consumer behind them gets 410 events_truncated). The newest is always kept.
+    #[arg(long, env = "GUIDSTORE_EVENTS_RETENTION", default_value = "7days", value_parser = parse_duration)]
+    pub events_retention: Duration,
+
+    /// Also keep at most this many of the newest changes (no count limit when absent).
+    #[arg(long, env = "GUIDSTORE_EVENTS_RETENTION_COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub events_retention_count: Option<u64>,
+
     /// File of bearer tokens, one per line. When set, every route but /healthz needs
     /// `Authorization: Bearer TOKEN`.
     #[arg(long, env = "GUIDSTORE_AUTH_TOKEN_FILE")]
@@ -147,6 +161,12 @@ pub struct Settings {
     pub purge_interval: Duration,
     /// Most records removed per purge transaction.
     pub purge_batch: usize,
+    /// The longest a long poll of `/events` waits.
+    pub events_max_wait: Duration,
+    /// How long changes stay in the change log.
+    pub events_retention: Duration,
+    /// At most this many changes stay in the change log.
+    pub events_retention_count: Option<u64>,
     /// TLS, when on: every connection starts with a handshake (loaded by the application builder
     /// from [`Config::tls_files`]).
     pub tls: Option<Tls>,
@@ -191,6 +211,9 @@ impl Config {
             shutdown_timeout: self.shutdown_timeout,
             purge_interval: self.purge_interval,
             purge_batch: self.purge_batch,
+            events_max_wait: self.events_max_wait,
+            events_retention: self.events_retention,
+            events_retention_count: self.events_retention_count,
             tls: None,
             tls_reload_interval: DEFAULT_TLS_RELOAD_INTERVAL,
         }
@@ -368,6 +391,9 @@ mod tests {
             "db-timeout",
             "db-wait",
             "tail-interval",
+            "events-max-wait",
+            "events-retention",
+            "events-retention-count",
             "log-file",
             "log-level",
             "cache-capacity",

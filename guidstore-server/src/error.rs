@@ -35,6 +35,9 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A query parameter or header value that is not valid.
+    #[error("{0}")]
+    InvalidQuery(String),
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -56,6 +59,7 @@ pub fn status_of(code: Code) -> StatusCode {
         | Code::InvalidExpire
         | Code::InvalidMetadata
         | Code::InvalidJson
+        | Code::InvalidQuery
         | Code::GuidMismatch
         | Code::GuidImmutable => StatusCode::BAD_REQUEST,
         Code::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -79,6 +83,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => Code::MethodNotAllowed,
             ApiError::PayloadTooLarge { .. } => Code::PayloadTooLarge,
             ApiError::Unauthorized => Code::Unauthorized,
+            ApiError::InvalidQuery(_) => Code::InvalidQuery,
             ApiError::BodyRead(_) => Code::InvalidJson,
             ApiError::Unhealthy(_) => Code::Unavailable,
             ApiError::Task(_) => Code::Internal,

@@ -20,6 +20,7 @@
 //! - `response`: the response body type and the JSON, record and `HEAD` responses.
 //! - `store_io`: the async bridge to the store's blocking calls (reads that miss the cache, the
 //!   health check) and the purge.
+//! - `events`: `GET /events`, the change feed as a long poll or Server-Sent Events.
 //! - `error`: [`ApiError`](error::ApiError) and the one mapping from error codes to statuses.
 //! - `auth`: optional bearer-token authentication.
 //! - `metrics`: request counters and histograms, Prometheus rendering.
@@ -34,6 +35,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod response;
 pub mod routes;

@@ -22,12 +22,20 @@ pub enum RouteLabel {
     Healthz,
     /// `/metrics`
     Metrics,
+    /// `/events`
+    Events,
     /// Anything else (answered 404).
     Unknown,
 }
 
-const ROUTES: [RouteLabel; 5] =
-    [RouteLabel::Collection, RouteLabel::Item, RouteLabel::Healthz, RouteLabel::Metrics, RouteLabel::Unknown];
+const ROUTES: [RouteLabel; 6] = [
+    RouteLabel::Collection,
+    RouteLabel::Item,
+    RouteLabel::Healthz,
+    RouteLabel::Metrics,
+    RouteLabel::Events,
+    RouteLabel::Unknown,
+];
 
 impl RouteLabel {
     /// The label value.
@@ -37,6 +45,7 @@ impl RouteLabel {
             RouteLabel::Item => "/guid/{guid}",
             RouteLabel::Healthz => "/healthz",
             RouteLabel::Metrics => "/metrics",
+            RouteLabel::Events => "/events",
             RouteLabel::Unknown => "other",
         }
     }
@@ -53,8 +62,8 @@ fn method_index(method: &Method) -> usize {
     METHODS.iter().position(|known| *known == name).unwrap_or(METHODS.len() - 1)
 }
 
-const STATUSES: [&str; 14] =
-    ["200", "201", "204", "400", "401", "404", "405", "409", "412", "413", "500", "503", "408", "other"];
+const STATUSES: [&str; 15] =
+    ["200", "201", "204", "400", "401", "404", "405", "409", "410", "412", "413", "500", "503", "408", "other"];
 
 fn status_index(status: StatusCode) -> usize {
     let code = status.as_str();
@@ -94,6 +103,9 @@ pub struct Metrics {
     durations: Vec<Histogram>,
     connections_open: AtomicI64,
     connections_total: AtomicU64,
+    /// Server-sent event streams open now, and events written to them.
+    streams_open: AtomicI64,
+    streamed_events: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -103,6 +115,8 @@ impl Default for Metrics {
             durations: ROUTES.iter().map(|_| Histogram::default()).collect(),
             connections_open: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+            streams_open: AtomicI64::new(0),
+            streamed_events: AtomicU64::new(0),
         }
     }
 }
@@ -129,6 +143,17 @@ impl Metrics {
         self.connections_open.fetch_add(1, Ordering::Relaxed);
         self.connections_total.fetch_add(1, Ordering::Relaxed);
         OpenConnection { metrics: self }
+    }
+
+    /// An event stream opened; counted in `guidstore_feed_streams_open` until the guard drops.
+    pub fn stream_opened(&self) -> OpenStream<'_> {
+        self.streams_open.fetch_add(1, Ordering::Relaxed);
+        OpenStream { metrics: self }
+    }
+
+    /// `count` events were written to an event stream or a long-poll answer.
+    pub fn events_delivered(&self, count: u64) {
+        self.streamed_events.fetch_add(count, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of these metrics and of the store's `stats`.
@@ -219,6 +244,18 @@ impl Metrics {
             );
         }
         gauge(&mut out, "guidstore_feed_subscribers", "Change-feed consumers waiting now.", gauges.subscribers);
+        gauge(
+            &mut out,
+            "guidstore_feed_streams_open",
+            "Server-sent event streams of /events open now.",
+            self.streams_open.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "guidstore_feed_events_delivered_total",
+            "Events sent to consumers (streams and long-poll answers).",
+            self.streamed_events.load(Ordering::Relaxed),
+        );
         counter(&mut out, "guidstore_feed_events_total", "Changes published to the change feed.", gauges.events);
         out
     }
@@ -243,6 +280,18 @@ impl StoreGauges {
         let (subscribers, events) = store.feed_counts();
         let tail_lag = if store.is_shared() { store.staleness() } else { None };
         StoreGauges { tail_lag, revisions_behind, subscribers, events }
+    }
+}
+
+/// An open event stream, counted in `guidstore_feed_streams_open` until dropped.
+#[derive(Debug)]
+pub struct OpenStream<'a> {
+    metrics: &'a Metrics,
+}
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.metrics.streams_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

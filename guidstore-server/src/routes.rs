@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::metrics::{RouteLabel, StoreGauges};
 use crate::response::{Body, json_response, record_response, strip_body};
 use crate::state::AppState;
-use crate::store_io;
+use crate::{events, store_io};
 
 /// The log target of the one-line-per-request access log.
 pub const ACCESS_LOG: &str = "guidstore_server::access";
@@ -36,6 +36,7 @@ enum Route<'a> {
     Item(&'a str),
     Healthz,
     Metrics,
+    Events,
     Unknown,
 }
 
@@ -47,6 +48,7 @@ impl<'a> Route<'a> {
             "/guid" => Route::Collection,
             "/healthz" => Route::Healthz,
             "/metrics" => Route::Metrics,
+            "/events" => Route::Events,
             _ => match path.strip_prefix("/guid/") {
                 Some(segment) if !segment.contains('/') => Route::Item(segment),
                 _ => Route::Unknown,
@@ -60,6 +62,7 @@ impl<'a> Route<'a> {
             Route::Item(_) => RouteLabel::Item,
             Route::Healthz => RouteLabel::Healthz,
             Route::Metrics => RouteLabel::Metrics,
+            Route::Events => RouteLabel::Events,
             Route::Unknown => RouteLabel::Unknown,
         }
     }
@@ -110,7 +113,11 @@ pub async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request<Inc
     response
 }
 
-async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn dispatch(
+    state: &Arc<AppState>,
+    route: Route<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     if route != Route::Healthz
         && let Some(auth) = &state.auth
         && !auth.allows(request.headers())
@@ -166,7 +173,18 @@ async fn dispatch(state: &AppState, route: Route<'_>, request: Request<Incoming>
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             Ok(response)
         }
-        (Route::Healthz | Route::Metrics, method) => {
+        (Route::Events, Method::GET | Method::HEAD) => {
+            let mut query = events::parse_query(request.uri().query())?;
+            if let Some(last) = events::last_event_id(request.headers())? {
+                query.after = last;
+            }
+            if events::wants_stream(request.headers()) && request.method() == Method::GET {
+                events::open_stream(state, query.after, query.limit).await
+            } else {
+                events::long_poll(state, query).await
+            }
+        }
+        (Route::Healthz | Route::Metrics | Route::Events, method) => {
             Err(ApiError::MethodNotAllowed { method, allow: ALLOW_OPERATIONS })
         }
         (Route::Unknown, _) => Err(ApiError::UnknownPath(request.uri().path().to_owned())),

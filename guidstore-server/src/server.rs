@@ -137,6 +137,7 @@ impl Listener {
         let Listener { listener, state, graceful, stopping, mut connections, .. } = self;
         drop(listener);
         stopping.send_replace(true);
+        state.stopping.send_replace(true);
         purger.abort();
         log::info!("shutting down: waiting for {} open connections", graceful.count());
         let timeout = state.settings.shutdown_timeout;
@@ -310,7 +311,8 @@ impl Drop for RequestGuard {
     }
 }
 
-/// Every `purge_interval`, removes expired records in batches of `purge_batch`.
+/// Every `purge_interval`, removes expired records in batches of `purge_batch`, then trims the
+/// change log to the retention window.
 async fn purge_periodically(state: Arc<AppState>) {
     let mut interval = tokio::time::interval(state.settings.purge_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -321,6 +323,12 @@ async fn purge_periodically(state: Arc<AppState>) {
             Ok(0) => log::debug!("purge: no expired records"),
             Ok(removed) => log::info!("purge: removed {removed} expired records in {:?}", started.elapsed()),
             Err(error) => log::error!("purge failed: {error}"),
+        }
+        let settings = &state.settings;
+        match store_io::trim_changes(&state.store, settings.events_retention, settings.events_retention_count).await {
+            Ok(0) => {}
+            Ok(removed) => log::info!("change log: trimmed {removed} changes past the retention window"),
+            Err(error) => log::error!("trimming the change log failed: {error}"),
         }
     }
 }

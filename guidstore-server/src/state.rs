@@ -21,11 +21,15 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The accepted bearer tokens, when authentication is on.
     pub auth: Option<Auth>,
+    /// Set when the server starts shutting down: long polls answer and event streams end, so
+    /// that graceful shutdown does not wait for them.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
     /// The state of a server over `store`.
     pub fn new(store: Arc<Store>, settings: Settings, auth: Option<Auth>) -> Arc<AppState> {
-        Arc::new(AppState { store, settings, metrics: Metrics::default(), auth })
+        let stopping = tokio::sync::watch::Sender::new(false);
+        Arc::new(AppState { store, settings, metrics: Metrics::default(), auth, stopping })
     }
 }

@@ -55,3 +55,17 @@ pub async fn check(store: &Arc<Store>) -> Result<(), ApiError> {
 pub async fn purge_expired(store: &Store, batch: usize) -> Result<u64, guidstore::Error> {
     store.purge_all_expired_async(batch).await
 }
+
+/// Trims the change log to `retention` (and `count`), on a blocking thread; how many changes were
+/// removed.
+pub async fn trim_changes(store: &Arc<Store>, retention: Duration, count: Option<u64>) -> Result<u64, ApiError> {
+    let store = Arc::clone(store);
+    Ok(tokio::task::spawn_blocking(move || store.trim_changes(Some(retention), count)).await??)
+}
+
+/// Up to `limit` changes after `after` for a change-feed consumer, on a blocking thread (recent
+/// ones come from memory, older ones from the change log).
+pub async fn events_after(store: &Arc<Store>, after: u64, limit: usize) -> Result<Vec<guidstore::Change>, ApiError> {
+    let store = Arc::clone(store);
+    Ok(tokio::task::spawn_blocking(move || store.events_after(after, limit)).await??)
+}

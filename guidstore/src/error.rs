@@ -26,6 +26,8 @@ pub enum Code {
     InvalidMetadata,
     /// A body that is not a JSON object.
     InvalidJson,
+    /// A query parameter that is not valid (e.g. `after=x` on `/events`).
+    InvalidQuery,
     /// A body `guid` that differs from the path's.
     GuidMismatch,
     /// An update that tries to change the GUID.
@@ -52,11 +54,12 @@ pub enum Code {
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 15] = [
+    pub const ALL: [Code; 16] = [
         Code::InvalidGuid,
         Code::InvalidExpire,
         Code::InvalidMetadata,
         Code::InvalidJson,
+        Code::InvalidQuery,
         Code::GuidMismatch,
         Code::GuidImmutable,
         Code::NotFound,
@@ -77,6 +80,7 @@ impl Code {
             Code::InvalidExpire => "invalid_expire",
             Code::InvalidMetadata => "invalid_metadata",
             Code::InvalidJson => "invalid_json",
+            Code::InvalidQuery => "invalid_query",
             Code::GuidMismatch => "guid_mismatch",
             Code::GuidImmutable => "guid_immutable",
             Code::NotFound => "not_found",
@@ -147,6 +151,11 @@ impl StorageError {
         self
     }
 
+    /// A new error saying `message`, as transient as `cause`, with `cause` as its source.
+    pub fn context(message: impl Into<String>, cause: StorageError) -> StorageError {
+        StorageError { transient: cause.transient, message: message.into(), source: None }.with_source(cause)
+    }
+
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         self.transient
@@ -154,12 +163,21 @@ impl StorageError {
 }
 
 impl fmt::Display for StorageError {
+    /// The message and its chain of causes (drivers often say little at the top: "db error"),
+    /// skipping a cause whose text is already written.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        let mut written = self.message.clone();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|source| source as &(dyn std::error::Error + 'static));
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !written.contains(&text) {
+                written.push_str(": ");
+                written.push_str(&text);
+            }
+            cause = error.source();
         }
-        Ok(())
+        f.write_str(&written)
     }
 }
 
@@ -339,6 +357,9 @@ mod tests {
         assert_eq!(Error::from(StorageError::permanent("corrupt")).code(), Code::Internal);
         let with_source = StorageError::transient("connect").with_source(std::io::Error::other("refused"));
         assert_eq!(with_source.to_string(), "connect: refused");
+        let nested = StorageError::context("cannot connect", with_source.clone());
+        assert!(nested.is_transient());
+        assert_eq!(nested.to_string(), "cannot connect: connect: refused");
         assert!(std::error::Error::source(&with_source).is_some());
     }
 }

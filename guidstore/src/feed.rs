@@ -100,6 +100,15 @@ impl Feed {
         Some(inner.recent.iter().skip(skip).take(limit).cloned().collect())
     }
 
+    /// Forgets the changes below `oldest` (the change log no longer keeps them), so that a
+    /// consumer behind them is told so rather than served from memory.
+    pub(crate) fn forget_before(&self, oldest: u64) {
+        let mut inner = self.lock();
+        while inner.recent.front().is_some_and(|change| change.revision() < oldest) {
+            inner.recent.pop_front();
+        }
+    }
+
     /// The newest revision published.
     pub(crate) fn newest(&self) -> u64 {
         self.lock().newest

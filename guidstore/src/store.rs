@@ -549,6 +549,13 @@ impl Store {
                 }
             }
         }
+        if total > 0
+            && let Some(oldest) = self.oldest_revision()?
+        {
+            // Other processes on a shared database may serve trimmed changes from their memory
+            // until these leave it; this one stops at once.
+            self.shared.feed.forget_before(oldest);
+        }
         Ok(total)
     }
 

@@ -7,4 +7,5 @@ mod db;
 mod helpers;
 mod server;
 mod tls;
+mod transfer;
 mod usage;

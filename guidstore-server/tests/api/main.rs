@@ -5,6 +5,7 @@
 mod auth;
 mod binary;
 mod connections;
+mod events;
 mod helpers;
 mod operations;
 mod records;

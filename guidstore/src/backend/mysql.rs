@@ -105,9 +105,9 @@ impl MysqlBackend {
             .runtime
             .run("connecting", async { self.pool.get_conn().await.map_err(|e| my_error("connecting", e)) })
             .map_err(|error| match error {
-                Error::Storage(storage) => Error::Storage(
-                    StorageError::transient(format!("cannot connect to {}", self.name)).with_source(storage),
-                ),
+                Error::Storage(storage) => {
+                    Error::Storage(StorageError::context(format!("cannot connect to {}", self.name), storage))
+                }
                 other => other,
             })?;
         self.warn_if_not_durable(&mut conn);

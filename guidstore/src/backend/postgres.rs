@@ -113,9 +113,9 @@ impl PostgresBackend {
         let client =
             self.runtime.run("connecting", async { self.pool.get().await.map_err(pool_error) }).map_err(|error| {
                 match error {
-                    Error::Storage(storage) => Error::Storage(
-                        StorageError::transient(format!("cannot connect to {}", self.name)).with_source(storage),
-                    ),
+                    Error::Storage(storage) => {
+                        Error::Storage(StorageError::context(format!("cannot connect to {}", self.name), storage))
+                    }
                     other => other,
                 }
             })?;

@@ -1,0 +1,266 @@
+//! `GET /events`: the change feed over HTTP, as a long poll (`?after=REV&wait=SECONDS&limit=N`,
+//! answered `{"events": [...], "next": REV}`) or, with `Accept: text/event-stream`, as Server-Sent
+//! Events (`id:` = revision, resumable with `Last-Event-ID`, a comment every 15 s).
+//!
+//! Waiting costs no query: consumers wait on the store's feed, which one tail per server wakes.
+//! A stream's unread output is bounded: a consumer that stops reading gets a last `overflow`
+//! event and the stream ends, and it resumes from the last `id:` it received. Long polls answer
+//! and streams end when the server starts shutting down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use guidstore::Change;
+use hyper::body::Bytes;
+use hyper::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use crate::error::ApiError;
+use crate::response::{Body, StreamWriter, Written, json_response, stream};
+use crate::state::AppState;
+use crate::store_io;
+
+/// `wait` when the request names none.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// The largest `wait` a request may ask for.
+pub const MAX_WAIT_SECS: u64 = 60;
+/// `limit` when the request names none.
+pub const DEFAULT_LIMIT: usize = 1_000;
+/// The largest `limit`.
+pub const MAX_LIMIT: usize = 10_000;
+/// How often an idle stream gets a comment line (proxies close silent connections).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The most bytes a stream holds unread before it gives up on its consumer.
+pub const STREAM_BUFFER: usize = 1024 * 1024;
+
+/// The parameters of `GET /events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventsQuery {
+    /// Events after this revision.
+    pub after: u64,
+    /// How long a long poll waits for one.
+    pub wait: Duration,
+    /// The most events in one answer.
+    pub limit: usize,
+}
+
+/// Parses the query string: `after` (default 0), `wait` (seconds, 0-60, default 30), `limit`
+/// (1-10,000, default 1,000); other parameters are ignored. A value that is not a number in range
+/// is `400 invalid_query`.
+pub fn parse_query(query: Option<&str>) -> Result<EventsQuery, ApiError> {
+    let mut parsed = EventsQuery { after: 0, wait: DEFAULT_WAIT, limit: DEFAULT_LIMIT };
+    for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let number = || number(name, value);
+        match name {
+            "after" => parsed.after = number()?,
+            "wait" => match number()? {
+                seconds @ 0..=MAX_WAIT_SECS => parsed.wait = Duration::from_secs(seconds),
+                _ => return Err(ApiError::InvalidQuery(format!("wait must be 0 to {MAX_WAIT_SECS} seconds"))),
+            },
+            "limit" => match usize::try_from(number()?) {
+                Ok(limit @ 1..=MAX_LIMIT) => parsed.limit = limit,
+                _ => return Err(ApiError::InvalidQuery(format!("limit must be 1 to {MAX_LIMIT}"))),
+            },
+            _ => {}
+        }
+    }
+    Ok(parsed)
+}
+
+fn number(name: &str, value: &str) -> Result<u64, ApiError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::InvalidQuery(format!("{name} must be a non-negative integer, not {value:?}")));
+    }
+    value.parse().map_err(|_| ApiError::InvalidQuery(format!("{name} is too large")))
+}
+
+/// Whether the client asks for Server-Sent Events.
+pub fn wants_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|media| media.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream")))
+}
+
+/// The revision a reconnecting event-stream client last received (`Last-Event-ID`).
+pub fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+    match headers.get(LAST_EVENT_ID) {
+        None => Ok(None),
+        Some(value) => {
+            let text = value.to_str().map_err(|_| ApiError::InvalidQuery("Last-Event-ID must be a revision".into()))?;
+            number("Last-Event-ID", text.trim()).map(Some)
+        }
+    }
+}
+
+/// Answers a long poll: at once if there are events after `after`, else when one arrives, or
+/// with none when `wait` (at most `--events-max-wait`) passes.
+pub async fn long_poll(state: &Arc<AppState>, query: EventsQuery) -> Result<Response<Body>, ApiError> {
+    let wait = query.wait.min(state.settings.events_max_wait);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut stopping = state.stopping.subscribe();
+    loop {
+        let events = store_io::events_after(&state.store, query.after, query.limit).await?;
+        if !events.is_empty() || tokio::time::Instant::now() >= deadline || *stopping.borrow() {
+            state.metrics.events_delivered(events.len() as u64);
+            return Ok(json_response(StatusCode::OK, events_body(&events, query.after)));
+        }
+        tokio::select! {
+            waited = state.store.wait_for_changes_after(query.after) => waited?,
+            () = tokio::time::sleep_until(deadline) => {}
+            _ = stopping.wait_for(|stopping| *stopping) => {}
+        }
+    }
+}
+
+/// `{"events":[EVENT,…],"next":REV}`: `next` is the last event's revision, or `after` when none.
+fn events_body(events: &[Change], after: u64) -> Bytes {
+    let next = events.last().map_or(after, Change::revision);
+    let mut body = String::with_capacity(64 + events.len() * 256);
+    body.push_str(r#"{"events":["#);
+    for (index, event) in events.iter().enumerate() {
+        if index > 0 {
+            body.push(',');
+        }
+        body.push_str(&event.to_json());
+    }
+    body.push_str(&format!(r#"],"next":{next}}}"#));
+    body.into()
+}
+
+/// Opens a stream of events after `after`. A position already trimmed from the log is refused
+/// here, as `410`, before the stream starts.
+pub async fn open_stream(state: &Arc<AppState>, after: u64, limit: usize) -> Result<Response<Body>, ApiError> {
+    let first = store_io::events_after(&state.store, after, limit).await?;
+    let (writer, body) = stream(STREAM_BUFFER);
+    tokio::spawn(produce(Arc::clone(state), after, limit, first, writer));
+    let mut response = Response::new(Body::Stream(body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// Writes events to a stream as they come, until the client goes away, stops reading, or the
+/// server shuts down.
+async fn produce(state: Arc<AppState>, mut after: u64, limit: usize, first: Vec<Change>, writer: StreamWriter) {
+    let _open = state.metrics.stream_opened();
+    let mut stopping = state.stopping.subscribe();
+    let mut pending = Some(first);
+    loop {
+        let events = match pending.take() {
+            Some(events) => Ok(events),
+            None => store_io::events_after(&state.store, after, limit).await,
+        };
+        match events {
+            Ok(events) if !events.is_empty() => {
+                let count = events.len() as u64;
+                let chunk = sse_events(&events);
+                let resume_from = after;
+                after = events.last().map_or(after, Change::revision);
+                match writer.write(chunk, || overflow(resume_from)) {
+                    Written::Queued => state.metrics.events_delivered(count),
+                    Written::Overflowed | Written::Gone => return,
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                // The consumer learns why the stream ends (e.g. 410 events_truncated, 503).
+                let last = sse_error(&error);
+                writer.write(last.clone(), || last);
+                return;
+            }
+        }
+        tokio::select! {
+            waited = state.store.wait_for_changes_after(after) => {
+                if let Err(error) = waited {
+                    let last = sse_error(&ApiError::from(error));
+                    writer.write(last.clone(), || last);
+                    return;
+                }
+            }
+            () = tokio::time::sleep(KEEP_ALIVE) => {
+                if writer.write(Bytes::from_static(b": keep-alive\n\n"), || overflow(after)) != Written::Queued {
+                    return;
+                }
+            }
+            () = writer.closed() => return,
+            _ = stopping.wait_for(|stopping| *stopping) => return,
+        }
+    }
+}
+
+/// Events in the event-stream format: `id: REV`, `event: OP`, `data: EVENT` and a blank line each.
+fn sse_events(events: &[Change]) -> Bytes {
+    let mut chunk = String::with_capacity(events.len() * 300);
+    for event in events {
+        chunk.push_str(&format!("id: {}\nevent: {}\ndata: {}\n\n", event.revision(), event.op(), event.to_json()));
+    }
+    chunk.into()
+}
+
+/// The last event of a stream whose consumer stopped reading: it resumes from its last `id:`
+/// (events up to `after` were queued before this one).
+fn overflow(after: u64) -> Bytes {
+    format!(
+        "event: overflow\ndata: {{\"error\":\"slow_consumer\",\"message\":\"the consumer fell {} bytes behind; \
+         reconnect with Last-Event-ID to resume\",\"last_event_id\":{after}}}\n\n",
+        STREAM_BUFFER
+    )
+    .into()
+}
+
+/// The last event of a stream that ends on an error: the API's error body.
+fn sse_error(error: &ApiError) -> Bytes {
+    let body = serde_json::json!({ "error": error.code().as_str(), "message": error.message() });
+    format!("event: error\ndata: {body}\n\n").into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_has_defaults_and_bounds() {
+        let parse = |query: &str| parse_query(Some(query)).map_err(|e| e.code().as_str());
+        assert_eq!(parse(""), Ok(EventsQuery { after: 0, wait: DEFAULT_WAIT, limit: DEFAULT_LIMIT }));
+        assert_eq!(parse_query(None).unwrap(), parse("").unwrap());
+        assert_eq!(parse("after=17&wait=0&limit=5&x=y"), Ok(EventsQuery { after: 17, wait: Duration::ZERO, limit: 5 }));
+        assert_eq!(parse("wait=60").map(|q| q.wait), Ok(Duration::from_secs(60)));
+        for bad in [
+            "after=-1",
+            "after=x",
+            "after=",
+            "wait=61",
+            "wait=1.5",
+            "limit=0",
+            "limit=10001",
+            "after=99999999999999999999",
+        ] {
+            assert_eq!(parse(bad), Err("invalid_query"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn accept_and_last_event_id_pick_the_stream_and_its_start() {
+        let mut headers = HeaderMap::new();
+        assert!(!wants_stream(&headers));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json, Text/Event-Stream;q=0.9"));
+        assert!(wants_stream(&headers));
+        assert_eq!(last_event_id(&headers).unwrap(), None);
+        headers.insert(HeaderName::from_static("last-event-id"), HeaderValue::from_static(" 42 "));
+        assert_eq!(last_event_id(&headers).unwrap(), Some(42));
+        headers.insert(HeaderName::from_static("last-event-id"), HeaderValue::from_static("x"));
+        assert!(last_event_id(&headers).is_err());
+    }
+
+    #[test]
+    fn an_empty_answer_names_the_position_it_was_asked_for() {
+        assert_eq!(events_body(&[], 9), Bytes::from_static(br#"{"events":[],"next":9}"#));
+    }
+}
