@@ -6,6 +6,10 @@
 //! [`TestTls`]: the files go into the app's `Config`, as `--tls-cert`/`--tls-key` would), and every
 //! client of the harness ([`TestApp::request`], [`TestApp::connect`], ...) speaks TLS: the whole
 //! suite runs once more over HTTPS.
+//!
+//! With `GUIDSTORE_TEST_BACKEND=postgres` (or `mysql`) every app keeps its records in a fresh
+//! database of that server (created and dropped per app) instead of a temporary SQLite file: the
+//! whole suite runs once more on each shared backend.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +20,7 @@ use guidstore::ManualClock;
 use guidstore_server::config::{Config, DEFAULT_TLS_RELOAD_INTERVAL, Settings};
 use guidstore_server::{AppState, Application, Auth, Stopped, TlsFiles};
 use guidstore_testkit::client::{Client, Protocol, Stream};
+use guidstore_testkit::db::{Kind, TestDb};
 use guidstore_testkit::pki::{Issued, TestCa, client_config};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
@@ -29,6 +34,16 @@ pub const NOW: u64 = 1_700_000_000;
 pub const GUID: &str = "9094E4C980C74043A4B586B420E69DDF";
 /// The bearer token of apps spawned with authentication.
 pub const TOKEN: &str = "test-token-7f3a";
+
+/// The backend every app uses: `GUIDSTORE_TEST_BACKEND` = `sqlite` (default), `postgres` or `mysql`.
+pub fn backend() -> Kind {
+    match std::env::var("GUIDSTORE_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Kind::Postgres,
+        Ok("mysql" | "mariadb") => Kind::Mysql,
+        Ok("sqlite") | Err(_) => Kind::Sqlite,
+        Ok(other) => panic!("GUIDSTORE_TEST_BACKEND={other:?}: use sqlite, postgres or mysql"),
+    }
+}
 
 /// Whether the suite runs over HTTPS (`GUIDSTORE_TEST_TLS=1`).
 pub fn tls_mode() -> bool {
@@ -136,6 +151,8 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Stopped>>,
     _dir: tempfile::TempDir,
+    /// The app's database when it is not a file in `_dir` (dropped after the server stops).
+    _db: Option<TestDb>,
 }
 
 /// A server with default settings.
@@ -147,7 +164,17 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
-    let mut config = Config { db: dir.path().join("guids.db").to_string_lossy().into_owned(), ..options.config };
+    let shared_db = match backend() {
+        Kind::Sqlite => None,
+        kind => Some(
+            TestDb::new(kind)
+                .unwrap_or_else(|| panic!("GUIDSTORE_TEST_BACKEND asks for {kind:?}, which is not reachable")),
+        ),
+    };
+    let db = shared_db
+        .as_ref()
+        .map_or_else(|| dir.path().join("guids.db").to_string_lossy().into_owned(), |db| db.url().to_owned());
+    let mut config = Config { db, ..options.config };
     let tls = options.tls.as_ref().map(|tls_options| TestTls::new(dir.path(), tls_options));
     if let Some(tls) = &tls {
         config = tls.configure(config);
@@ -169,7 +196,17 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stop.await;
     }));
-    TestApp { address, clock, state, tls, client, shutdown: Some(shutdown), server: Some(server), _dir: dir }
+    TestApp {
+        address,
+        clock,
+        state,
+        tls,
+        client,
+        shutdown: Some(shutdown),
+        server: Some(server),
+        _dir: dir,
+        _db: shared_db,
+    }
 }
 
 impl TestApp {
