@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 
 use guidstore_server::config::Config;
 use guidstore_server::{Application, Auth, TlsFiles};
+use guidstore_testkit::db::{Kind, TestDb};
 use guidstore_testkit::http::request_once;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -49,22 +50,45 @@ impl Run {
 /// A temporary directory to run the CLI in, with a database file path inside it.
 pub struct TestDir {
     pub dir: tempfile::TempDir,
+    /// An SQLite file path in the directory (for what only files have: locks, a missing file).
     pub db: PathBuf,
+    /// What [`TestDir::db`] passes as `--db`: the file, or with `GUIDSTORE_TEST_BACKEND=postgres`
+    /// (or `mysql`) a fresh database of that server, so the suite runs once more on each.
+    pub url: String,
+    _shared: Option<TestDb>,
 }
 
 impl TestDir {
     pub fn new() -> TestDir {
         let dir = tempfile::tempdir().expect("temporary directory");
         let db = dir.path().join("guids.db");
-        TestDir { dir, db }
+        let kind = match std::env::var("GUIDSTORE_TEST_BACKEND").as_deref() {
+            Ok("postgres") => Some(Kind::Postgres),
+            Ok("mysql" | "mariadb") => Some(Kind::Mysql),
+            _ => None,
+        };
+        let shared = kind.map(|kind| {
+            TestDb::new(kind)
+                .unwrap_or_else(|| panic!("GUIDSTORE_TEST_BACKEND asks for {kind:?}, which is not reachable"))
+        });
+        let url = shared.as_ref().map_or_else(|| db.to_string_lossy().into_owned(), |shared| shared.url().to_owned());
+        TestDir { dir, db, url, _shared: shared }
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    /// Runs the CLI with `--db` on this directory's database.
+    /// Runs the CLI with `--db` on this directory's database (see [`TestDir::url`]).
     pub fn db<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+        let mut full: Vec<&OsStr> = vec![OsStr::new("--db"), OsStr::new(&self.url)];
+        full.extend(args.iter().map(AsRef::as_ref));
+        self.run(&full, &[], b"")
+    }
+
+    /// Runs the CLI with `--db` on this directory's SQLite file, whatever the backend under test
+    /// (for what only files have: locks, a server holding the file, bad files).
+    pub fn file<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
         let mut full: Vec<&OsStr> = vec![OsStr::new("--db"), self.db.as_os_str()];
         full.extend(args.iter().map(AsRef::as_ref));
         self.run(&full, &[], b"")

@@ -37,7 +37,7 @@ fn every_command_works_over_https_with_the_servers_ca() {
     assert_eq!((deleted.code, deleted.stdout.as_str(), deleted.stderr.as_str()), (0, "", ""));
     // The CA from the environment, and a server found through the database's lock file.
     dir.run(&["--server", url, "create", OTHER_GUID], &[("GUIDSTORE_CACERT", "ca.pem")], b"").record();
-    let held = dir.db(&["get", OTHER_GUID, "--cacert", "ca.pem", "-v"]);
+    let held = dir.file(&["get", OTHER_GUID, "--cacert", "ca.pem", "-v"]);
     held.record();
     assert!(held.stderr.contains(&format!("is held by {url}")), "{held:?}");
 }
