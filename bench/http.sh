@@ -3,11 +3,15 @@
 #
 #   bash bench/http.sh            # 5 rounds of 5 s runs; prints the table
 #   RECORD=1 bash bench/http.sh   # also writes it into BENCHMARKS.md ("## HTTP server")
+#   TLS=1 bash bench/http.sh      # adds GET and POST over HTTPS (a third server, with TLS)
 #
 # Needs wrk (installed with apt-get if missing) and taskset (util-linux). Servers are pinned to
 # core 0 and wrk (one thread, 64 connections) to core 1; only 127.0.0.1 is targeted.
 # Workloads: GET of random live GUIDs (10,000 prefilled records), POST /guid (durable creates,
 # synchronous=FULL), PATCH, and a 90/10 GET/PATCH mix; request logging on (server.log, info).
+# With TLS=1, GET and POST also go to a guidstore-server with --tls-cert/--tls-key (a copy of the
+# same prefilled database; a P-256 certificate made with openssl): wrk speaks HTTP/1.1 over TLS with
+# keep-alive, so the TLS cost is the record encryption, plus 64 handshakes at the start of a run.
 #
 # Paired runs: both servers stay up (idle when not measured), and every workload run comes right
 # after a hello-world run; its ratio is to that run. On a shared machine the speed of the core
@@ -28,6 +32,8 @@ if ! command -v wrk >/dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
 command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
+TLS=${TLS:-0}
+if [[ "$TLS" == 1 ]]; then command -v openssl >/dev/null || { echo "TLS=1 needs openssl" >&2; exit 1; }; fi
 
 cargo build --release -q -p guidstore-server --bin guidstore-server --example hello_world --example bench_prefill
 BIN="$ROOT/target/release"
@@ -89,18 +95,38 @@ start server "$BIN/guidstore-server" --listen 127.0.0.1:0 --db "$WORK/guids.db" 
 measure hello hello 2 >/dev/null
 measure server get 2 >/dev/null
 
-MODES=(get post patch mix)
+# A run is SERVER:MODE; its figures are kept under that key.
+RUNS=(server:get server:post server:patch server:mix)
+if [[ "$TLS" == 1 ]]; then
+    # A CA and a server certificate for 127.0.0.1 signed by it (as in the README's TLS section).
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+        -keyout "$WORK/ca-key.pem" -out "$WORK/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+        -addext "subjectAltName=IP:127.0.0.1" -keyout "$WORK/tls-key.pem" -out "$WORK/tls.csr" 2>/dev/null
+    openssl x509 -req -in "$WORK/tls.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca-key.pem" -CAcreateserial -days 2 \
+        -copy_extensions copy -out "$WORK/tls.pem" 2>/dev/null
+    for file in "$WORK"/guids.db "$WORK"/guids.db-wal; do
+        if [[ -f "$file" ]]; then cp "$file" "${file/guids.db/guids-tls.db}"; fi
+    done
+    start tls "$BIN/guidstore-server" --listen 127.0.0.1:0 --db "$WORK/guids-tls.db" --log-file "$WORK/server-tls.log" \
+        --log-level info --sync full --tls-cert "$WORK/tls.pem" --tls-key "$WORK/tls-key.pem"
+    curl -fsS --cacert "$WORK/ca.pem" "${URLS[tls]}/healthz" >/dev/null
+    measure tls get 2 >/dev/null
+    RUNS+=(tls:get tls:post)
+fi
+
 declare -A RPS P99 RATIO
 for round in $(seq "$ROUNDS"); do
-    for mode in "${MODES[@]}"; do
+    for run in "${RUNS[@]}"; do
         read -r h_rps h_p99 <<<"$(measure hello hello "$DURATION")"
-        read -r w_rps w_p99 <<<"$(measure server "$mode" "$DURATION")"
+        read -r w_rps w_p99 <<<"$(measure "${run%%:*}" "${run#*:}" "$DURATION")"
         ratio=$(awk -v a="$w_rps" -v b="$h_rps" 'BEGIN { printf "%.2f", a / b }')
-        echo "  round $round: hello $h_rps req/s, $mode $w_rps req/s: ${ratio}x" >&2
+        echo "  round $round: hello $h_rps req/s, $run $w_rps req/s: ${ratio}x" >&2
         RPS[hello]+="$h_rps "; P99[hello]+="$h_p99 "
-        RPS[$mode]+="$w_rps "; P99[$mode]+="$w_p99 "; RATIO[$mode]+="$ratio "
+        RPS[$run]+="$w_rps "; P99[$run]+="$w_p99 "; RATIO[$run]+="$ratio "
     done
 done
+if [[ "$TLS" == 1 ]]; then stop tls; fi
 stop server
 stop hello 143 # no signal handler: killed by SIGTERM
 logged=$(grep -c ' /guid' "$WORK/server.log" || true)
@@ -117,16 +143,26 @@ hello_rps=$(median ${RPS[hello]})
     echo "|---|---:|---:|---:|---|"
     # shellcheck disable=SC2086
     echo "| hello-world baseline (hyper, 20-byte JSON) | $hello_rps | $(median ${P99[hello]}) | 1.00 | |"
-    row "GET /guid/{guid} (random of $RECORDS live)" get
-    row "POST /guid (durable create, synchronous=FULL)" post
-    row "PATCH /guid/{guid} (durable update)" patch
-    row "90% GET / 10% PATCH" mix
+    row "GET /guid/{guid} (random of $RECORDS live)" server:get
+    row "POST /guid (durable create, synchronous=FULL)" server:post
+    row "PATCH /guid/{guid} (durable update)" server:patch
+    row "90% GET / 10% PATCH" server:mix
+    if [[ "$TLS" == 1 ]]; then
+        row "GET /guid/{guid} over HTTPS (HTTP/1.1 over TLS, keep-alive)" tls:get
+        row "POST /guid over HTTPS (HTTP/1.1 over TLS, keep-alive)" tls:post
+    fi
 } >"$WORK/table.md"
 
 # shellcheck disable=SC2086
 floor() { awk -v r="$(median ${RATIO[$1]})" -v f="$2" 'BEGIN { exit !(r >= f) }' && echo met || echo MISSED; }
-summary="Floors: GET ≥ 0.65× hello-world: $(floor get 0.65); POST ≥ 0.25×: $(floor post 0.25). \
+summary="Floors: GET ≥ 0.65× hello-world: $(floor server:get 0.65); POST ≥ 0.25×: $(floor server:post 0.25). \
 Request lines written to server.log during the runs: $logged."
+if [[ "$TLS" == 1 ]]; then
+    # HTTPS over plain HTTP, from the medians of the two rows.
+    # shellcheck disable=SC2086
+    over() { awk -v a="$(median ${RPS[tls:$1]})" -v b="$(median ${RPS[server:$1]})" 'BEGIN { printf "%.2f", a / b }'; }
+    summary+=" HTTPS throughput over plain HTTP: GET $(over get)×, POST $(over post)×."
+fi
 cat "$WORK/table.md"
 echo
 echo "$summary"
@@ -136,7 +172,11 @@ if [[ "${RECORD:-0}" == 1 ]]; then
     {
         echo "## HTTP server"
         echo
-        echo "Command: \`RECORD=1 bash bench/http.sh\` ($ROUNDS rounds of ${DURATION} s runs; \`ROUNDS=\`, \`DURATION=\` to change)."
+        echo "Command: \`RECORD=1 TLS=$TLS bash bench/http.sh\` ($ROUNDS rounds of ${DURATION} s runs; \`ROUNDS=\`, \`DURATION=\` to change)."
+        if [[ "$TLS" == 1 ]]; then
+            echo "The HTTPS rows: a third server with \`--tls-cert\`/\`--tls-key\` (P-256 certificate, rustls with ring) over a"
+            echo "copy of the same database; wrk speaks HTTP/1.1 over TLS with keep-alive."
+        fi
         echo "Servers pinned to core 0 (\`taskset -c 0\`), load from \`taskset -c 1 wrk -t1 -c$CONNECTIONS\`,"
         echo "$RECORDS records prefilled, request logging on (one info line per request to server.log)."
         echo "Both servers stay up; every workload run comes right after a hello-world run, and its ratio"

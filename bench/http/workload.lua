@@ -4,6 +4,7 @@
 --   post   POST /guid with a small JSON body (a durable create)
 --   patch  PATCH /guid/<random live GUID> with a changing body (a durable update)
 --   mix    90% get, 10% patch
+--   stale  GET /guid/<random live GUID> with Cache-Control: max-stale=1 (bounded staleness)
 -- The second argument is a file of live GUIDs, one per line.
 -- done() prints: RESULT <req/s> <p99 ms> <non-2xx responses> <socket errors>
 
@@ -28,6 +29,12 @@ local function get()
   return wrk.format("GET", "/guid/" .. guids[math.random(#guids)])
 end
 
+local stale_headers = { ["Cache-Control"] = "max-stale=1" }
+
+local function stale()
+  return wrk.format("GET", "/guid/" .. guids[math.random(#guids)], stale_headers)
+end
+
 local function patch()
   counter = counter + 1
   return wrk.format("PATCH", "/guid/" .. guids[math.random(#guids)], nil, '{"n":' .. counter .. '}')
@@ -38,6 +45,8 @@ function request()
     return wrk.format("POST", "/guid", nil, post_body)
   elseif mode == "patch" then
     return patch()
+  elseif mode == "stale" then
+    return stale()
   elseif mode == "mix" then
     if math.random(10) == 1 then return patch() end
     return get()

@@ -14,7 +14,9 @@ Where records live:
                   file open, the command goes through that server over HTTP instead (the server
                   writes its URL in PATH.lock), so the CLI is safe beside a running server.
                   Without a password in the URL, PGPASSWORD or MYSQL_PWD is used.
-  --server URL    talk HTTP to a running guidstore-server (http:// only).
+  --server URL    talk HTTP to a running guidstore-server: http://HOST:PORT, or https://HOST:PORT
+                  over TLS, trusting the system's CA certificates or only those of --cacert FILE
+                  (--client-cert and --client-key for a server that requires client certificates).
   The command line beats the environment; when neither flag is given, GUIDSTORE_SERVER beats
   GUIDSTORE_DB.
 
@@ -29,7 +31,8 @@ Moving a registry:
 
 Exit codes:
   0  success
-  1  store, server or I/O failure (unavailable, internal, cannot connect, file held by another program)
+  1  store, server or I/O failure (unavailable, internal, cannot connect, TLS certificate not trusted,
+     file held by another program)
   2  usage or invalid input (bad flags, invalid_guid, invalid_expire, invalid_json, invalid_metadata,
      guid_mismatch, guid_immutable, payload_too_large, unauthorized)
   3  not found (not_found)
@@ -58,6 +61,25 @@ pub struct Cli {
     /// Bearer token sent to the server (`Authorization: Bearer TOKEN`), when it requires one.
     #[arg(long, global = true, env = "GUIDSTORE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
+
+    /// CA certificates (PEM) to trust for an https:// server, instead of the system's.
+    #[arg(long, global = true, env = "GUIDSTORE_CACERT", value_name = "FILE", conflicts_with = "insecure")]
+    pub cacert: Option<PathBuf>,
+
+    /// DANGEROUS, for tests only: do not verify the https:// server's certificate. Any certificate
+    /// is accepted, whoever issued it (or self-signed), for whatever host name, expired or not;
+    /// the connection is still encrypted, but anyone on the way can pose as the server and read or
+    /// change the records and the token. Prints a warning on stderr every time.
+    #[arg(long, global = true)]
+    pub insecure: bool,
+
+    /// Client certificate (PEM chain) to present to an https:// server that requires one.
+    #[arg(long, global = true, env = "GUIDSTORE_CLIENT_CERT", value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// The PEM private key of --client-cert.
+    #[arg(long, global = true, env = "GUIDSTORE_CLIENT_KEY", value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 
     /// Seconds to wait for the server before giving up (HTTP only).
     #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]

@@ -2,8 +2,8 @@
 //! opened: the database file, or a server) — and the record operations on either, returning the
 //! record's JSON exactly as the server would send it.
 //!
-//! The coherence rule lives here: a database file held by a guidstore-server (its lock file names a
-//! `http://` URL) is reached through that server, never opened beside it.
+//! The coherence rule lives here: a database file held by a guidstore-server (its lock file names an
+//! `http://` or `https://` URL) is reached through that server, never opened beside it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ use crate::body::check_size;
 use crate::cli::Cli;
 use crate::error::CliError;
 use crate::remote::Remote;
+use crate::tls::TlsOptions;
 
 /// How long to wait for a store that is just starting (or stopping) to say who it is.
 const LOCK_RETRIES: u32 = 20;
@@ -56,6 +57,8 @@ pub struct Settings {
     pub verbose: bool,
     /// Largest body (checked before sending or applying it) and, with a database, largest record.
     pub max_body: usize,
+    /// TLS, for an `https://` server.
+    pub tls: TlsOptions,
 }
 
 /// A record as printed: its JSON and entity-tag.
@@ -88,7 +91,7 @@ impl Endpoint {
     pub fn open(target: Target, settings: &Settings, create: bool) -> Result<Endpoint, CliError> {
         match target {
             Target::Server(url) => {
-                let remote = Remote::new(&url, settings.token.as_deref(), settings.timeout)?;
+                let remote = Remote::new(&url, settings.token.as_deref(), settings.timeout, &settings.tls)?;
                 note(settings, format_args!("using server {}", remote.base()));
                 Ok(Endpoint::Remote { remote: Box::new(remote), held: None })
             }
@@ -289,7 +292,7 @@ fn open_db(path: PathBuf, settings: &Settings) -> Result<Endpoint, CliError> {
             }
             Err(Error::Locked { owner: Some(owner), .. }) if is_server_url(&owner) => {
                 note(settings, format_args!("database {} is held by {owner}; going through it", path.display()));
-                let remote = Remote::new(&owner, settings.token.as_deref(), settings.timeout)?;
+                let remote = Remote::new(&owner, settings.token.as_deref(), settings.timeout, &settings.tls)?;
                 return Ok(Endpoint::Remote { remote: Box::new(remote), held: Some(path) });
             }
             Err(Error::Locked { owner: None, .. }) if attempt < LOCK_RETRIES => {
@@ -307,5 +310,5 @@ fn if_match(text: Option<&str>) -> Option<IfMatch> {
 }
 
 fn is_server_url(owner: &str) -> bool {
-    owner.starts_with("http://")
+    owner.starts_with("http://") || owner.starts_with("https://")
 }

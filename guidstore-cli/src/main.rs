@@ -7,6 +7,7 @@
 //! - `body`: the JSON body of a create or update, from `--json`, `--set`, ...;
 //! - `endpoint`: where the records are (the file or a server) and the four record operations on it;
 //! - `remote`: the HTTP client;
+//! - `tls`: TLS for `https://` servers (trusted CAs, `--insecure`, client certificates);
 //! - `error`: `CliError`, its codes and exit codes.
 //!
 //! Validation is the library's, never re-implemented here: `NewRecord::parse` and `Patch::parse` on
@@ -18,6 +19,7 @@ mod cli;
 mod endpoint;
 mod error;
 mod remote;
+mod tls;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -61,6 +63,12 @@ fn run(cli: Cli, target: Result<Target, CliError>) -> Result<(), CliError> {
         timeout: std::time::Duration::from_secs(cli.timeout.max(1)),
         verbose: cli.verbose,
         max_body: cli.max_body,
+        tls: tls::TlsOptions {
+            cacert: cli.cacert.clone(),
+            insecure: cli.insecure,
+            client_cert: cli.client_cert.clone(),
+            client_key: cli.client_key.clone(),
+        },
     };
     let max_body = cli.max_body;
     let output = match cli.command {

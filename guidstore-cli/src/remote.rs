@@ -1,6 +1,7 @@
-//! [`Remote`]: a running guidstore-server reached over HTTP/1.1 with hyper's client (http:// only,
-//! no TLS). It sends requests and turns error answers into [`CliError::Api`] with the server's code;
-//! it does not validate bodies (the server does).
+//! [`Remote`]: a running guidstore-server reached over HTTP/1.1 with hyper's client, in cleartext
+//! (`http://`) or over TLS (`https://`, set up by `tls.rs`). It sends requests and turns error
+//! answers into [`CliError::Api`] with the server's code, and connection failures (TLS ones with a
+//! clear sentence) into [`CliError::Unavailable`]; it does not validate bodies (the server does).
 
 use std::time::Duration;
 
@@ -9,11 +10,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH};
 use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::error::CliError;
+use crate::tls::{TlsOptions, client_config, describe_failure};
 
 /// The largest response body read (a record is at most about the 64 KiB request limit).
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -32,22 +35,27 @@ pub struct Remote {
     base: String,
     token: Option<HeaderValue>,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     runtime: tokio::runtime::Runtime,
 }
 
 impl Remote {
-    /// A client for the server at `url` (`http://HOST:PORT`, optionally with a path prefix).
-    pub fn new(url: &str, token: Option<&str>, timeout: Duration) -> Result<Remote, CliError> {
+    /// A client for the server at `url` (`http://HOST:PORT` or `https://HOST:PORT`, optionally with
+    /// a path prefix); `tls` applies to `https://` only.
+    pub fn new(url: &str, token: Option<&str>, timeout: Duration, tls: &TlsOptions) -> Result<Remote, CliError> {
         let uri: Uri = url.parse().map_err(|e| CliError::Usage(format!("invalid server URL {url:?}: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(_) => return Err(CliError::Usage(format!("server URL {url:?}: only http:// is supported (no TLS)"))),
-            None => return Err(CliError::Usage(format!("server URL {url:?} must start with http://"))),
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(_) => {
+                return Err(CliError::Usage(format!("server URL {url:?}: only http:// and https:// are supported")));
+            }
+            None => return Err(CliError::Usage(format!("server URL {url:?} must start with http:// or https://"))),
+        };
         if uri.authority().is_none() || uri.query().is_some() {
-            return Err(CliError::Usage(format!("server URL {url:?} must be http://HOST[:PORT][/PREFIX]")));
+            return Err(CliError::Usage(format!("server URL {url:?} must be http[s]://HOST[:PORT][/PREFIX]")));
         }
+        let base = url.trim_end_matches('/').to_owned();
         let token = token
             .map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
             .transpose()
@@ -56,10 +64,24 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| CliError::io("cannot start the HTTP client", e))?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(timeout));
+        http.enforce_http(false);
+        // ALPN offers http/1.1 only: one request per run gains nothing from HTTP/2.
+        let builder = if https {
+            HttpsConnectorBuilder::new().with_tls_config(client_config(tls, &base)?).https_only()
+        } else {
+            // Never used for TLS: no CA certificates are loaded for an http:// server.
+            let unused = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|error| CliError::Unavailable(format!("cannot set up the HTTP client: {error}")))?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            HttpsConnectorBuilder::new().with_tls_config(unused).https_or_http()
+        };
+        let connector = builder.enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Remote { base: url.trim_end_matches('/').to_owned(), token, timeout, client, runtime })
+        Ok(Remote { base, token, timeout, client, runtime })
     }
 
     /// The base URL, without a trailing slash.
@@ -97,7 +119,12 @@ impl Remote {
             let body = Limited::new(body, MAX_RESPONSE_BYTES)
                 .collect()
                 .await
-                .map_err(|e| CliError::Unavailable(format!("reading the answer of {}: {e}", self.base)))?
+                .map_err(|e| {
+                    let sentence = describe_failure(&self.base, &*e);
+                    CliError::Unavailable(
+                        sentence.unwrap_or_else(|| format!("reading the answer of {}: {e}", self.base)),
+                    )
+                })?
                 .to_bytes();
             Ok::<_, CliError>((parts, body))
         };
@@ -113,8 +140,12 @@ impl Remote {
     }
 }
 
-/// A connection failure, with its chain of causes (hyper's top-level message says little).
+/// A connection failure: a TLS failure as one sentence, anything else with its chain of causes
+/// (hyper's top-level message says little).
 fn unreachable(base: &str, error: &(dyn std::error::Error + 'static)) -> CliError {
+    if let Some(sentence) = describe_failure(base, error) {
+        return CliError::Unavailable(sentence);
+    }
     let mut message = format!("cannot reach {base}: {error}");
     let mut source = error.source();
     while let Some(cause) = source {
@@ -173,15 +204,19 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_urls_are_accepted() {
+    fn only_http_and_https_urls_are_accepted() {
         let timeout = Duration::from_secs(1);
-        for url in
-            ["https://example.com", "example.com:80", "", "http://", "http://h:1/?q=1", "ftp://h", "http://h\u{e9}"]
-        {
-            let result = Remote::new(url, None, timeout);
+        let tls = TlsOptions::default();
+        for url in ["example.com:80", "", "http://", "https://", "http://h:1/?q=1", "ftp://h", "http://h\u{e9}"] {
+            let result = Remote::new(url, None, timeout, &tls);
             assert_eq!(result.err().map(|e| e.code().to_owned()), Some("usage".to_owned()), "{url:?}");
         }
-        let remote = Remote::new("http://127.0.0.1:8080/", None, timeout).map_err(|e| e.to_string());
+        let remote = Remote::new("http://127.0.0.1:8080/", None, timeout, &tls).map_err(|e| e.to_string());
         assert_eq!(remote.map(|r| r.base().to_owned()), Ok("http://127.0.0.1:8080".to_owned()));
+        // An http:// server never needs the TLS files, even broken ones.
+        let broken = TlsOptions { cacert: Some("/nonexistent/ca.pem".into()), ..TlsOptions::default() };
+        assert!(Remote::new("http://127.0.0.1:8080", None, timeout, &broken).is_ok());
+        let error = Remote::new("https://127.0.0.1:8443", None, timeout, &broken).err();
+        assert_eq!(error.map(|e| e.code().to_owned()), Some("io".to_owned()));
     }
 }

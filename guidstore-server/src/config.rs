@@ -15,6 +15,8 @@ use clap::{CommandFactory, FromArgMatches};
 use guidstore::{Options, Synchronous};
 use log::LevelFilter;
 
+use crate::tls::{Tls, TlsFiles};
+
 /// The largest request head (request line and headers) hyper buffers for HTTP/1: a larger one is
 /// `431 header_too_large`. (hyper's default, about 400 KiB, would let 10,000 idle connections
 /// hold 4 GB.)
@@ -134,6 +136,20 @@ pub struct Config {
     /// `Authorization: Bearer TOKEN`.
     #[arg(long, env = "GUIDSTORE_AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
+
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain, leaf first; needs
+    /// --tls-key. Reloaded when the file changes (checked every 10 s) or on SIGHUP.
+    #[arg(long, env = "GUIDSTORE_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1, not encrypted).
+    #[arg(long, env = "GUIDSTORE_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require a client certificate signed by a CA of this PEM file; connections without one are
+    /// refused during the TLS handshake. Needs --tls-cert.
+    #[arg(long, env = "GUIDSTORE_TLS_CLIENT_CA", requires = "tls_cert", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// Limits and intervals of the server (see [`Config`] for their meaning and defaults).
@@ -157,7 +173,15 @@ pub struct Settings {
     pub events_retention: Duration,
     /// At most this many changes stay in the change log.
     pub events_retention_count: Option<u64>,
+    /// TLS, when on: every connection starts with a handshake (loaded by the application builder
+    /// from [`Config::tls_files`]).
+    pub tls: Option<Tls>,
+    /// How often the TLS files are checked for changes (a changed file is reloaded).
+    pub tls_reload_interval: Duration,
 }
+
+/// How often the TLS files are checked for changes unless told otherwise.
+pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Default for Settings {
     /// The settings of the default [`Config`]: the defaults are written once.
@@ -196,7 +220,19 @@ impl Config {
             events_max_wait: self.events_max_wait,
             events_retention: self.events_retention,
             events_retention_count: self.events_retention_count,
+            tls: None,
+            tls_reload_interval: DEFAULT_TLS_RELOAD_INTERVAL,
         }
+    }
+
+    /// The TLS files, when TLS is on (loading them is
+    /// [`ApplicationBuilder::build`](crate::ApplicationBuilder::build)'s job).
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// The store options, recording `owner` (the server's URL) in the database's lock file.
@@ -221,7 +257,7 @@ impl Config {
         format!(
             "listen={} db={} db_pool_size={} db_timeout={:?} db_wait={:?} tail_interval={:?} log_file={} log_level={} \
              cache_capacity={} default_ttl={}s purge_interval={:?} purge_batch={} max_body={} sync={:?} \
-             max_connections={} header_timeout={:?} shutdown_timeout={:?} auth={}",
+             max_connections={} header_timeout={:?} shutdown_timeout={:?} auth={} tls={}",
             self.listen,
             guidstore::redact_url(&self.db),
             self.db_pool_size,
@@ -240,6 +276,15 @@ impl Config {
             self.header_timeout,
             self.shutdown_timeout,
             self.auth_token_file.as_ref().map_or_else(|| "off".to_owned(), |p| format!("tokens from {}", p.display())),
+            self.tls_files().map_or_else(
+                || "off".to_owned(),
+                |files| format!(
+                    "(cert {} key {} client_ca {})",
+                    files.cert.display(),
+                    files.key.display(),
+                    files.client_ca.map_or_else(|| "none".to_owned(), |path| path.display().to_string())
+                )
+            ),
         )
     }
 }
@@ -305,6 +350,24 @@ mod tests {
         assert_eq!(config.max_body, 65_536);
         assert_eq!(config.sync, SyncMode::Full);
         assert_eq!(config.auth_token_file, None);
+        assert_eq!(config.tls_files(), None);
+    }
+
+    #[test]
+    fn tls_needs_both_a_certificate_and_a_key() {
+        let both = Config::try_parse_from(["guidstore-server", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        let files = both.tls_files().unwrap();
+        assert_eq!((files.cert, files.key, files.client_ca), ("c.pem".into(), "k.pem".into(), None));
+        assert!(both.summary().contains("tls=(cert c.pem key k.pem client_ca none)"), "{}", both.summary());
+        for args in [
+            &["--tls-cert", "c.pem"][..],
+            &["--tls-key", "k.pem"],
+            &["--tls-client-ca", "ca.pem"],
+            &["--tls-client-ca", "ca.pem", "--tls-key", "k.pem"],
+        ] {
+            let parsed = Config::try_parse_from(std::iter::once("guidstore-server").chain(args.iter().copied()));
+            assert!(parsed.is_err(), "{args:?} accepted");
+        }
     }
 
     #[test]
@@ -350,6 +413,9 @@ mod tests {
             "header-timeout",
             "shutdown-timeout",
             "auth-token-file",
+            "tls-cert",
+            "tls-key",
+            "tls-client-ca",
         ] {
             assert!(help.contains(&format!("--{flag}")), "--{flag} missing from --help");
             let env = format!("GUIDSTORE_{}", flag.replace('-', "_").to_uppercase());

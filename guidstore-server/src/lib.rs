@@ -7,8 +7,9 @@
 //! itself. The store is shared as `Arc<Store>` in [`AppState`].
 //!
 //! Modules import one way, and none imports from this crate root: `startup` uses `config`,
-//! `state`, `server`; `server` uses `routes`, `store_io` and `wire`; `routes` uses `store_io`,
-//! `error`, `response` and `wire`; `wire` uses `error`; `error` uses `response` and `config`.
+//! `state`, `server`, `tls`; `server` uses `routes`, `store_io`, `tls` and `wire`; `config` uses
+//! `tls`; `routes` uses `store_io`, `error`, `response` and `wire`; `wire` uses `error`; `error`
+//! uses `response` and `config`.
 //!
 //! Modules:
 //! - `config`: [`Config`], the clap flags and environment variables, their defaults, and the
@@ -26,10 +27,12 @@
 //! - `error`: [`ApiError`](error::ApiError) and the one mapping from error codes to statuses.
 //! - `auth`: optional bearer-token authentication.
 //! - `metrics`: request counters and histograms, Prometheus rendering.
+//! - `tls`: optional TLS (rustls): certificate loading and reloading, handshakes, client certificates.
 //!
-//! Connections: HTTP/1.1 with keep-alive and HTTP/2 over cleartext (hyper-util's auto builder),
-//! a header-read timeout (also for the first bytes of a connection and idle keep-alive
-//! connections), a cap on open connections, and graceful shutdown bounded by
+//! Connections: HTTP/1.1 with keep-alive and HTTP/2, over cleartext (told apart by the first bytes)
+//! or over TLS when [`Settings::tls`] is set (chosen by ALPN), a header-read timeout (also for the
+//! TLS handshake, the first bytes of a connection and idle keep-alive connections), a cap on open
+//! connections, and graceful shutdown bounded by
 //! [`Settings::shutdown_timeout`]. A background task purges expired records.
 
 pub mod auth;
@@ -43,6 +46,7 @@ pub mod server;
 pub mod startup;
 pub mod state;
 pub mod store_io;
+pub mod tls;
 pub mod wire;
 
 pub use auth::Auth;
@@ -52,3 +56,4 @@ pub use server::run;
 pub use startup::{Application, ApplicationBuilder, StartupError, Stopped};
 pub use state::AppState;
 pub use store_io::purge_expired;
+pub use tls::{Tls, TlsFiles};

@@ -1,8 +1,9 @@
 //! The `guidstore-server` binary: glue only. It parses the configuration, opens server.log,
 //! installs the signal handlers, builds the server with [`Application::build`] (which binds, and
 //! opens the store recording the server's URL in the database's lock file so the CLI can find it),
-//! prints `listening on http://ADDR` on stdout, serves until SIGINT or SIGTERM, then closes the
-//! store and exits 0 (1 on any failure, logged).
+//! prints `listening on http://ADDR` (`https://` with TLS) on stdout, serves until SIGINT or
+//! SIGTERM, then closes the store and exits 0 (1 on any failure, logged). With TLS, SIGHUP reloads
+//! the certificate and key.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, IsTerminal};
@@ -10,11 +11,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use guidstore_server::Application;
 use guidstore_server::config::Config;
 use guidstore_server::routes::ACCESS_LOG;
+use guidstore_server::{Application, Tls};
 use log::LevelFilter;
 use simplelog::{ColorChoice, CombinedLogger, ConfigBuilder, TermLogger, TerminalMode, WriteLogger};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// How often buffered log lines are written to server.log.
 const LOG_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -79,7 +81,17 @@ fn serve(config: Config) -> Result<(), String> {
     let db = guidstore::redact_url(&config.db);
     let stopped = runtime.block_on(async {
         let shutdown = shutdown_signal().map_err(|error| format!("cannot install signal handlers: {error}"))?;
+        // Before the build, which may wait up to --db-wait for the database: a SIGHUP meanwhile (a
+        // certificate renewal hook) must not end the process, as SIGHUP's default action would.
+        let hangup = config
+            .tls_files()
+            .map(|_| signal(SignalKind::hangup()))
+            .transpose()
+            .map_err(|error| format!("cannot install the SIGHUP handler: {error}"))?;
         let app = Application::build(config).await.map_err(|error| error.to_string())?;
+        if let (Some(hangup), Some(tls)) = (hangup, &app.state().settings.tls) {
+            reload_on_hangup(hangup, tls.clone());
+        }
         println!("listening on {}", app.url());
         log::info!("listening on {}, database {db}", app.url());
         Ok::<_, String>(app.run_until_stopped(shutdown).await)
@@ -91,7 +103,6 @@ fn serve(config: Config) -> Result<(), String> {
 
 /// Completes on the first SIGINT or SIGTERM. The handlers are installed before it returns.
 fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     Ok(async move {
@@ -101,4 +112,14 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
         };
         log::info!("received {name}: shutting down");
     })
+}
+
+/// Reloads the TLS files on every SIGHUP (one received since `hangup` was installed included).
+fn reload_on_hangup(mut hangup: Signal, tls: Tls) {
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            log::info!("received SIGHUP: reloading the TLS files");
+            tls.reload_now().await;
+        }
+    });
 }

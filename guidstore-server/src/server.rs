@@ -3,8 +3,8 @@
 //!   gracefully;
 //! - `Listener::run` is the accept loop: a connection slot, then a connection, then a task;
 //!   `Listener::accept` takes one connection, logging failures and backing off;
-//! - `Handler::run` serves one connection: protocol sniffing, hyper's connection, the HTTP/2
-//!   idle check;
+//! - `Handler::run` serves one connection: the TLS handshake or protocol sniffing, hyper's
+//!   connection, the HTTP/2 idle check;
 //! - `purge_periodically` is the background task that purges expired records.
 //!
 //! Nothing here binds a port, opens the store or reads configuration (`startup.rs` does), and
@@ -27,24 +27,30 @@ use tokio::time::Instant;
 
 use crate::config::MAX_HEAD_BYTES;
 use crate::state::AppState;
+use crate::tls::{self, Tls};
 use crate::wire::{EofHold, WireStream};
 use crate::{routes, store_io};
 
 /// How long the accept loop pauses after a failed `accept` (typically EMFILE).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves HTTP on `listener` until `shutdown` completes, then stops accepting, lets in-flight
-/// requests finish (at most [`Settings::shutdown_timeout`](crate::config::Settings::shutdown_timeout))
-/// and returns. The store stays open: closing it is the caller's job, once every clone of `state`
-/// is dropped.
+/// Serves HTTP (HTTPS with [`Settings::tls`](crate::config::Settings::tls), whose files it checks
+/// for changes every `tls_reload_interval`) on `listener` until `shutdown` completes, then stops
+/// accepting, lets in-flight requests finish (at most
+/// [`Settings::shutdown_timeout`](crate::config::Settings::shutdown_timeout)) and returns. The
+/// store stays open: closing it is the caller's job, once every clone of `state` is dropped.
 pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
     let mut server = Listener::new(listener, Arc::clone(&state));
+    let tls_watcher = state.settings.tls.clone().map(|tls| tokio::spawn(tls.watch(state.settings.tls_reload_interval)));
     let purger = tokio::spawn(purge_periodically(state));
     // `Listener::run` keeps nothing across its awaits that is lost when it is dropped here: the
     // open connections live in the `Listener`.
     tokio::select! {
         () = server.run() => {}
         () = shutdown => {}
+    }
+    if let Some(tls_watcher) = &tls_watcher {
+        tls_watcher.abort();
     }
     server.shut_down(purger).await;
 }
@@ -53,8 +59,9 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
 struct Listener {
     listener: TcpListener,
     state: Arc<AppState>,
-    /// hyper-util's HTTP/1 + HTTP/2 connection builder, configured once.
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    /// hyper-util's connection builders, configured once: HTTP/1 only and HTTP/2 only (the
+    /// protocol is known before hyper sees a connection, from its first bytes or ALPN).
+    builders: Arc<[auto::Builder<TokioExecutor>; 2]>,
     /// One permit per open connection, `max_connections` in all.
     slots: Arc<Semaphore>,
     /// Tells in-flight connections to finish their requests and close, at shutdown.
@@ -86,7 +93,7 @@ impl Listener {
         Listener {
             listener,
             state,
-            builder: Arc::new(builder),
+            builders: Arc::new([builder.clone().http1_only(), builder.http2_only()]),
             slots,
             graceful: GracefulShutdown::new(),
             stopping: watch::channel(false).0,
@@ -109,7 +116,7 @@ impl Listener {
                 stream,
                 peer,
                 state: Arc::clone(&self.state),
-                builder: Arc::clone(&self.builder),
+                builders: Arc::clone(&self.builders),
                 watcher: self.graceful.watcher(),
                 stopping: self.stopping.subscribe(),
                 _permit: permit,
@@ -156,7 +163,7 @@ struct Handler {
     stream: TcpStream,
     peer: SocketAddr,
     state: Arc<AppState>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<[auto::Builder<TokioExecutor>; 2]>,
     watcher: Watcher,
     stopping: watch::Receiver<bool>,
     /// The connection's slot, freed when the handler ends.
@@ -166,22 +173,23 @@ struct Handler {
 impl Handler {
     /// Serves the connection until the client closes it, it idles out, or shutdown ends it.
     ///
-    /// First waits (at most `header_timeout`) for the client's first bytes, to tell HTTP/1 from
-    /// HTTP/2; then hands the connection to hyper, watched by the graceful shutdown. HTTP/1 idle
-    /// connections are closed by hyper's header-read timeout; HTTP/2 has none, so an HTTP/2
-    /// connection without a request for `header_timeout` is closed here, with a GOAWAY (with no
-    /// request in flight, nothing is lost).
+    /// First (at most `header_timeout`) runs the TLS handshake and takes the protocol ALPN chose,
+    /// or waits for a cleartext client's first bytes to tell HTTP/1 from HTTP/2; then hands the
+    /// connection to hyper, watched by the graceful shutdown. HTTP/1 idle connections are closed by
+    /// hyper's header-read timeout; HTTP/2 has none, so an HTTP/2 connection without a request for
+    /// `header_timeout` is closed here, with a GOAWAY (with no request in flight, nothing is lost).
     async fn run(self) {
-        let Handler { stream, peer, state, builder, watcher, mut stopping, _permit } = self;
+        let Handler { stream, peer, state, builders, watcher, mut stopping, _permit } = self;
         let _open = state.metrics.connection_opened();
         let header_timeout = state.settings.header_timeout;
-        let protocol = tokio::select! {
-            protocol = sniff_protocol(&stream, header_timeout) => protocol,
+        let opened = tokio::select! {
+            opened = open_connection(stream, peer, state.settings.tls.as_ref(), header_timeout) => opened,
             _ = stopping.wait_for(|stopping| *stopping) => None,
         };
-        let Some(protocol) = protocol else {
-            log::debug!("connection from {peer} closed: no request within {header_timeout:?}");
-            return;
+        let Some((stream, protocol)) = opened else { return };
+        let builder = match protocol {
+            Protocol::Http1 => &builders[0],
+            Protocol::Http2 => &builders[1],
         };
         let activity = Arc::new(Activity::new());
         let service_activity = Arc::clone(&activity);
@@ -247,11 +255,32 @@ async fn sleep_until_some(deadline: Option<Instant>) {
     }
 }
 
-/// The protocol a client speaks, from its first bytes.
+/// The protocol a client speaks, from its first bytes or from ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
     Http1,
     Http2,
+}
+
+/// The stream hyper serves and its protocol: after the TLS handshake (at most `timeout`) the one
+/// ALPN chose (HTTP/1.1 without ALPN), or in cleartext the one its first bytes show. `None`: the
+/// connection failed, was closed or timed out (and is logged at debug).
+async fn open_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&Tls>,
+    timeout: Duration,
+) -> Option<(tls::Stream, Protocol)> {
+    let Some(tls) = tls else {
+        let Some(protocol) = sniff_protocol(&stream, timeout).await else {
+            log::debug!("connection from {peer} closed: no request within {timeout:?}");
+            return None;
+        };
+        return Some((tls::Stream::Plain(stream), protocol));
+    };
+    let stream = tls.accept(stream, peer, timeout).await?;
+    let protocol = if tls::negotiated_h2(&stream) { Protocol::Http2 } else { Protocol::Http1 };
+    Some((tls::Stream::Tls(Box::new(stream)), protocol))
 }
 
 /// Waits until the client has sent enough for hyper to pick HTTP/1 or HTTP/2, at most `timeout`,

@@ -8,7 +8,8 @@
 //! queued writes and releases the file. Logging, signals and the exit code stay in `main.rs`.
 //!
 //! A test changes what a flag cannot express through [`ApplicationBuilder`]: bearer tokens given
-//! directly, and a hook over the store's [`Options`] (a `ManualClock`, say).
+//! directly, a hook over the store's [`Options`] (a `ManualClock`, say) and one over the server's
+//! [`Settings`] (a short TLS reload interval, say).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,9 +20,10 @@ use guidstore::{Code, Options, Store};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::auth::{Auth, AuthError};
-use crate::config::Config;
+use crate::config::{Config, Settings};
 use crate::server::run;
 use crate::state::AppState;
+use crate::tls::{Tls, TlsError};
 
 /// Pending connections the kernel queues before `accept` (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
@@ -48,6 +50,9 @@ pub enum StartupError {
         /// The cause.
         source: guidstore::Error,
     },
+    /// The TLS certificate, key or client CA cannot be used (the error names the file).
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     /// The blocking task that opens the database panicked.
     #[error("opening the database failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -71,7 +76,11 @@ pub struct ApplicationBuilder {
     config: Config,
     auth: Option<Auth>,
     store_options: Option<StoreOptionsHook>,
+    settings: Option<SettingsHook>,
 }
+
+/// A hook over the server's settings, applied after those of the [`Config`].
+type SettingsHook = Box<dyn FnOnce(Settings) -> Settings + Send>;
 
 impl std::fmt::Debug for ApplicationBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,6 +88,7 @@ impl std::fmt::Debug for ApplicationBuilder {
             .field("config", &self.config)
             .field("auth", &self.auth)
             .field("store_options", &self.store_options.as_ref().map(|_| "hook"))
+            .field("settings", &self.settings.as_ref().map(|_| "hook"))
             .finish()
     }
 }
@@ -97,10 +107,17 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Change the server's settings after the configuration has set them, TLS loaded from its
+    /// files included (e.g. a shorter TLS reload interval).
+    pub fn settings(mut self, hook: impl FnOnce(Settings) -> Settings + Send + 'static) -> ApplicationBuilder {
+        self.settings = Some(Box::new(hook));
+        self
+    }
+
     /// Binds, opens the store (on a blocking thread: SQLite's open blocks) and builds the state.
     /// Must run inside a tokio runtime.
     pub async fn build(self) -> Result<Application, StartupError> {
-        let ApplicationBuilder { config, auth, store_options } = self;
+        let ApplicationBuilder { config, auth, store_options, settings: settings_hook } = self;
         let auth = match (auth, &config.auth_token_file) {
             (Some(auth), _) => Some(auth),
             (None, Some(path)) => Some(Auth::from_file(path)?),
@@ -109,17 +126,28 @@ impl ApplicationBuilder {
         if let Some(auth) = &auth {
             log::info!("authentication on: {} bearer tokens accepted", auth.len());
         }
+        let mut settings = config.settings();
+        if let Some(files) = config.tls_files() {
+            // Before anything else starts: a bad file is one clear error, and nothing is opened.
+            let tls = Tls::load(files)?;
+            log::info!("TLS on: {}", tls.describe());
+            settings.tls = Some(tls);
+        }
+        if let Some(hook) = settings_hook {
+            settings = hook(settings);
+        }
         let bind_error = |source| StartupError::Bind { address: config.listen, source };
         let listener = bind(config.listen).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
-        let url = format!("http://{address}");
+        let scheme = if settings.tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{address}");
         let mut options = config.store_options(&url);
         if let Some(hook) = store_options {
             options = hook(options);
         }
         let db = guidstore::redact_url(&config.db);
         let store = open_store(config.db.clone(), options, config.db_wait).await?;
-        let state = AppState::new(Arc::new(store), config.settings(), auth);
+        let state = AppState::new(Arc::new(store), settings, auth);
         Ok(Application { listener, address, url, db, state })
     }
 }
@@ -132,7 +160,7 @@ impl Application {
 
     /// A builder, for what a test sets beside the configuration.
     pub fn builder(config: Config) -> ApplicationBuilder {
-        ApplicationBuilder { config, auth: None, store_options: None }
+        ApplicationBuilder { config, auth: None, store_options: None, settings: None }
     }
 
     /// The bound address (the real port when the configuration asked for port 0).
@@ -140,7 +168,7 @@ impl Application {
         self.address
     }
 
-    /// `http://ADDRESS`, as recorded in the database's lock file.
+    /// `http://ADDRESS` (`https://` with TLS), as recorded in the database's lock file.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -189,7 +217,8 @@ impl Stopped {
 
 /// Opens the store at `db` on a blocking thread (opening blocks). A database that cannot be reached
 /// yet (a transient error: down, restarting, refusing connections) is retried with backoff, each
-/// failure logged, for at most `wait`; any other error is final at once.
+/// failure logged, for at most `wait`; any other error is final at once, `Locked` included (another
+/// live process holds the file: waiting for it is not what `--db-wait` is for).
 async fn open_store(db: String, options: Options, wait: Duration) -> Result<Store, StartupError> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(250);
@@ -198,7 +227,11 @@ async fn open_store(db: String, options: Options, wait: Duration) -> Result<Stor
         let opened = tokio::task::spawn_blocking(move || Store::open_url(&url, attempt_options)).await?;
         match opened {
             Ok(store) => return Ok(store),
-            Err(error) if error.code() == Code::Unavailable && started.elapsed() + pause < wait => {
+            Err(error)
+                if error.code() == Code::Unavailable
+                    && !matches!(error, guidstore::Error::Locked { .. })
+                    && started.elapsed() + pause < wait =>
+            {
                 log::warn!(
                     "cannot reach database {} ({error}); retrying in {pause:?} (giving up after {wait:?})",
                     guidstore::redact_url(&db)

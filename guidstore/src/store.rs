@@ -488,11 +488,15 @@ impl Store {
 
     /// Up to `limit` changes after revision `after`, in revision order, for a consumer of the
     /// change feed: from memory when they are recent, else from the change log. An empty answer
-    /// means none yet ([`Store::wait_for_changes_after`] waits for one).
+    /// means none yet ([`Store::wait_for_changes_after`] waits for one). On a shared database the
+    /// answer includes every change committed before the call.
     ///
     /// Errors: [`Error::EventsTruncated`] when changes after `after` have been trimmed from the log.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
         let limit = limit.max(1);
+        // On a shared database, first learn of every change committed before this call, so a
+        // consumer sees its own acknowledged writes (one freshness round, shared with all callers).
+        self.sync()?;
         if let Some(recent) = self.shared.feed.recent_after(after, limit) {
             return Ok(recent);
         }

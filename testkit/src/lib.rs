@@ -7,9 +7,12 @@
 //! - `http`: the one HTTP/1.1 response parser ([`http::read_response`]), a blocking keep-alive
 //!   client on `std::net::TcpStream` ([`http::Connection`], [`http::request_once`]) for raw-socket
 //!   and out-of-process tests, and [`http::Response`], what every client here returns.
-//! - `client` (feature `async`): hyper's client for well-formed requests (`client::Client`) and
-//!   raw reads on tokio sockets (`client::read_response`, `client::read_to_close`), parsed by
-//!   the same parser.
+//! - `client` (feature `async`): hyper's client for well-formed requests (`client::Client`), raw
+//!   connections to the same server (`client::Client::connect`) and raw reads on them
+//!   (`client::read_response`, `client::read_to_close`), parsed by the same parser. With feature
+//!   `tls`, all of it over HTTPS (`client::Client::with_tls`).
+//! - `pki` (feature `pki`): certificates made at test time with rcgen (`pki::TestCa`) and rustls
+//!   client configurations trusting them (`pki::client_config`).
 //! - `fault`: storage faults: a small tmpfs that fills up ([`fault::Tmpfs`]) and `chattr +i`
 //!   ([`fault::Frozen`]), both undone when dropped; they need root ([`fault::is_root`]).
 //! - `db`: a fresh database per test on SQLite, PostgreSQL or MariaDB ([`db::TestDb`]), and the
@@ -20,3 +23,5 @@ pub mod client;
 pub mod db;
 pub mod fault;
 pub mod http;
+#[cfg(feature = "pki")]
+pub mod pki;

@@ -214,11 +214,11 @@ fn purge_removes_expired_records_and_reports_the_count_with_verbose() {
     store.create(NewRecord::parse(br#"{"user":"live"}"#, None, now()).expect("body")).expect("create");
     store.close().expect("close");
 
-    let purged = dir.db(&["purge", "-v"]);
+    let purged = dir.file(&["purge", "-v"]);
     assert_eq!(purged.code, 0, "{purged:?}");
     assert_eq!(purged.stdout, "");
     assert!(purged.stderr.contains("purged 3 expired records"), "{purged:?}");
-    let again = dir.db(&["purge"]);
+    let again = dir.file(&["purge"]);
     assert_eq!((again.code, again.stdout.as_str(), again.stderr.as_str()), (0, "", ""));
 
     let store = Store::open(&dir.db).expect("reopen");
@@ -239,18 +239,18 @@ fn pretty_prints_the_same_record_indented() {
 fn a_database_held_by_another_program_exits_1_unavailable() {
     let dir = TestDir::new();
     let store = Store::open_with(&dir.db, Options::default().owner("some batch job")).expect("open");
-    let run = dir.db(&["get", GUID]);
+    let run = dir.file(&["get", GUID]);
     run.assert_error(1, "unavailable");
     assert!(run.stderr.contains("some batch job"), "{run:?}");
     drop(store);
-    dir.db(&["get", GUID]).assert_error(3, "not_found");
+    dir.file(&["get", GUID]).assert_error(3, "not_found");
 }
 
 #[test]
 fn a_file_that_is_not_a_database_exits_1() {
     let dir = TestDir::new();
     std::fs::write(&dir.db, "not sqlite at all, just some text that is long enough to be a header").expect("write");
-    assert_eq!(dir.db(&["get", GUID]).code, 1);
+    assert_eq!(dir.file(&["get", GUID]).code, 1);
     let missing_dir = dir.path().join("no/such/dir/guids.db");
     let run = dir.run(&[std::ffi::OsStr::new("--db"), missing_dir.as_os_str(), "create".as_ref()], &[], b"");
     assert_eq!(run.code, 1, "{run:?}");
@@ -261,7 +261,7 @@ fn the_database_comes_from_guidstore_db_by_default() {
     let dir = TestDir::new();
     let path = dir.db.to_str().expect("utf-8 path");
     dir.run(&["create", GUID], &[("GUIDSTORE_DB", path)], b"").record();
-    assert_eq!(dir.db(&["get", GUID]).record()["guid"], GUID);
+    assert_eq!(dir.file(&["get", GUID]).record()["guid"], GUID);
     // Without the flag or the variable: ./guidstore.db in the working directory.
     dir.run(&["create", OTHER_GUID], &[], b"").record();
     assert!(dir.path().join("guidstore.db").exists());

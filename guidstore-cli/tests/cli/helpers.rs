@@ -14,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 
 use guidstore_server::config::Config;
-use guidstore_server::{Application, Auth};
+use guidstore_server::{Application, Auth, TlsFiles};
+use guidstore_testkit::db::{Kind, TestDb};
 use guidstore_testkit::http::request_once;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -49,22 +50,45 @@ impl Run {
 /// A temporary directory to run the CLI in, with a database file path inside it.
 pub struct TestDir {
     pub dir: tempfile::TempDir,
+    /// An SQLite file path in the directory (for what only files have: locks, a missing file).
     pub db: PathBuf,
+    /// What [`TestDir::db`] passes as `--db`: the file, or with `GUIDSTORE_TEST_BACKEND=postgres`
+    /// (or `mysql`) a fresh database of that server, so the suite runs once more on each.
+    pub url: String,
+    _shared: Option<TestDb>,
 }
 
 impl TestDir {
     pub fn new() -> TestDir {
         let dir = tempfile::tempdir().expect("temporary directory");
         let db = dir.path().join("guids.db");
-        TestDir { dir, db }
+        let kind = match std::env::var("GUIDSTORE_TEST_BACKEND").as_deref() {
+            Ok("postgres") => Some(Kind::Postgres),
+            Ok("mysql" | "mariadb") => Some(Kind::Mysql),
+            _ => None,
+        };
+        let shared = kind.map(|kind| {
+            TestDb::new(kind)
+                .unwrap_or_else(|| panic!("GUIDSTORE_TEST_BACKEND asks for {kind:?}, which is not reachable"))
+        });
+        let url = shared.as_ref().map_or_else(|| db.to_string_lossy().into_owned(), |shared| shared.url().to_owned());
+        TestDir { dir, db, url, _shared: shared }
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    /// Runs the CLI with `--db` on this directory's database.
+    /// Runs the CLI with `--db` on this directory's database (see [`TestDir::url`]).
     pub fn db<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+        let mut full: Vec<&OsStr> = vec![OsStr::new("--db"), OsStr::new(&self.url)];
+        full.extend(args.iter().map(AsRef::as_ref));
+        self.run(&full, &[], b"")
+    }
+
+    /// Runs the CLI with `--db` on this directory's SQLite file, whatever the backend under test
+    /// (for what only files have: locks, a server holding the file, bad files).
+    pub fn file<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
         let mut full: Vec<&OsStr> = vec![OsStr::new("--db"), self.db.as_os_str()];
         full.extend(args.iter().map(AsRef::as_ref));
         self.run(&full, &[], b"")
@@ -75,7 +99,15 @@ impl TestDir {
     pub fn run<S: AsRef<OsStr>>(&self, args: &[S], env: &[(&str, &str)], stdin: &[u8]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_guidstore-cli"));
         command.args(args).current_dir(self.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for name in ["GUIDSTORE_DB", "GUIDSTORE_SERVER", "GUIDSTORE_TOKEN", "GUIDSTORE_MAX_BODY"] {
+        for name in [
+            "GUIDSTORE_DB",
+            "GUIDSTORE_SERVER",
+            "GUIDSTORE_TOKEN",
+            "GUIDSTORE_CACERT",
+            "GUIDSTORE_CLIENT_CERT",
+            "GUIDSTORE_CLIENT_KEY",
+            "GUIDSTORE_MAX_BODY",
+        ] {
             command.env_remove(name);
         }
         command.envs(env.iter().copied());
@@ -103,11 +135,24 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server over `db`; with `token`, it requires `Authorization: Bearer TOKEN`.
     pub fn start(db: &Path, token: Option<&str>) -> TestServer {
-        let config = Config {
+        TestServer::start_with(db, token, None)
+    }
+
+    /// Starts a server over `db` serving HTTPS with these files, as `--tls-cert`, `--tls-key` and
+    /// `--tls-client-ca` would (its URL is `https://...`).
+    pub fn start_https(db: &Path, tls: TlsFiles) -> TestServer {
+        TestServer::start_with(db, None, Some(tls))
+    }
+
+    fn start_with(db: &Path, token: Option<&str>, tls: Option<TlsFiles>) -> TestServer {
+        let mut config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             db: db.to_string_lossy().into_owned(),
             ..Config::default()
         };
+        if let Some(TlsFiles { cert, key, client_ca }) = tls {
+            config = Config { tls_cert: Some(cert), tls_key: Some(key), tls_client_ca: client_ca, ..config };
+        }
         let (ready_sender, ready) = std::sync::mpsc::channel();
         let (shutdown, shutdown_receiver) = oneshot::channel::<()>();
         let token = token.map(str::to_owned);
@@ -136,7 +181,8 @@ impl TestServer {
         TestServer { url, address, shutdown: Some(shutdown), thread: Some(thread) }
     }
 
-    /// `GET path` with the testkit's client (not through the CLI's): status and body.
+    /// `GET path` with the testkit's blocking client (not through the CLI's): status and body.
+    /// Plain HTTP only: that client speaks no TLS (the HTTPS tests go through the CLI).
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         let authorization = token.map(|token| format!("Bearer {token}"));
         let headers: Vec<(&str, &str)> = authorization.iter().map(|value| ("Authorization", value.as_str())).collect();

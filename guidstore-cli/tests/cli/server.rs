@@ -55,10 +55,10 @@ fn a_cli_write_to_a_running_servers_file_is_seen_by_the_servers_next_read() {
     dir.run(&["--server", &server.url, "create", GUID, "--user", "Before"], &[], b"").record();
     assert_eq!(server.get(&format!("/guid/{GUID}"), None).0, 200);
 
-    let verbose = dir.db(&["update", GUID, "--user", "After", "-v"]);
+    let verbose = dir.file(&["update", GUID, "--user", "After", "-v"]);
     assert_eq!(verbose.record()["user"], "After");
     assert!(verbose.stderr.contains(&server.url), "says it went through the server: {verbose:?}");
-    let created = dir.db(&["create", OTHER_GUID, "--set", "via=db"]).record();
+    let created = dir.file(&["create", OTHER_GUID, "--set", "via=db"]).record();
 
     let (status, body) = server.get(&format!("/guid/{GUID}"), None);
     assert_eq!(status, 200);
@@ -66,15 +66,15 @@ fn a_cli_write_to_a_running_servers_file_is_seen_by_the_servers_next_read() {
     let (status, body) = server.get(&format!("/guid/{OTHER_GUID}"), None);
     assert_eq!((status, serde_json::from_str::<serde_json::Value>(&body).ok()), (200, Some(created)));
 
-    let deleted = dir.db(&["delete", OTHER_GUID]);
+    let deleted = dir.file(&["delete", OTHER_GUID]);
     assert_eq!((deleted.code, deleted.stdout.as_str()), (0, ""), "{deleted:?}");
     assert_eq!(server.get(&format!("/guid/{OTHER_GUID}"), None).0, 404);
-    dir.db(&["get", OTHER_GUID]).assert_error(3, "not_found");
-    dir.db(&["purge"]).assert_error(1, "unavailable");
+    dir.file(&["get", OTHER_GUID]).assert_error(3, "not_found");
+    dir.file(&["purge"]).assert_error(1, "unavailable");
 
     // Once the server has stopped, the same command opens the file itself and sees the same data.
     server.stop();
-    let direct = dir.db(&["get", GUID, "-v"]);
+    let direct = dir.file(&["get", GUID, "-v"]);
     assert_eq!(direct.record()["user"], "After");
     assert!(direct.stderr.contains("using database"), "{direct:?}");
 }
@@ -111,5 +111,6 @@ fn an_unreachable_server_exits_1_unavailable() {
     let run = dir.run(&["--server", &url, "--timeout", "5", "get", GUID], &[], b"");
     run.assert_error(1, "unavailable");
     assert!(run.stderr.contains(&url), "{run:?}");
-    dir.run(&["--server", "https://127.0.0.1:1", "get", GUID], &[], b"").assert_error(2, "usage");
+    dir.run(&["--server", "ftp://127.0.0.1:1", "get", GUID], &[], b"").assert_error(2, "usage");
+    dir.run(&["--server", "https://127.0.0.1:1", "get", GUID], &[], b"").assert_error(1, "unavailable");
 }

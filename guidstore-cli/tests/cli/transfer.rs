@@ -37,12 +37,12 @@ fn import_reads_a_file_is_idempotent_and_follows_the_conflict_rule() {
     let dir = TestDir::new();
     let file = dir.path().join("records.ndjson");
     std::fs::write(&file, format!("{}\n{}\n", line(GUID, "a"), line(OTHER_GUID, "b"))).unwrap();
-    let first = dir.db(&[std::ffi::OsStr::new("import"), file.as_os_str()]);
+    let first = dir.file(&[std::ffi::OsStr::new("import"), file.as_os_str()]);
     assert_eq!(first.code, 0, "{first:?}");
     assert!(first.stderr.contains("imported 2 lines: 2 created"), "{first:?}");
-    let again = dir.db(&[std::ffi::OsStr::new("import"), file.as_os_str()]);
+    let again = dir.file(&[std::ffi::OsStr::new("import"), file.as_os_str()]);
     assert!(again.stderr.contains("0 created, 0 replaced, 2 unchanged"), "{again:?}");
-    assert_eq!(dir.db(&["get", GUID]).record()["n"].to_string(), "12345678901234567890");
+    assert_eq!(dir.file(&["get", GUID]).record()["n"].to_string(), "12345678901234567890");
 
     let changed = line(GUID, "changed");
     let conflict =
@@ -60,10 +60,10 @@ fn import_reads_a_file_is_idempotent_and_follows_the_conflict_rule() {
     };
     let skipped = dir.run(&args("skip"), &[], changed.as_bytes());
     assert!(skipped.stderr.contains("1 skipped"), "{skipped:?}");
-    assert_eq!(dir.db(&["get", GUID]).record()["user"], "a");
+    assert_eq!(dir.file(&["get", GUID]).record()["user"], "a");
     let replaced = dir.run(&args("replace"), &[], changed.as_bytes());
     assert!(replaced.stderr.contains("1 replaced"), "{replaced:?}");
-    assert_eq!(dir.db(&["get", GUID]).record()["user"], "changed");
+    assert_eq!(dir.file(&["get", GUID]).record()["user"], "changed");
 }
 
 #[test]

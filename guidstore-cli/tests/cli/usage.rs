@@ -7,9 +7,22 @@ fn help_documents_the_exit_codes_and_exits_0() {
     let dir = TestDir::new();
     let help = dir.run(&["--help"], &[], b"");
     assert_eq!(help.code, 0);
-    for text in
-        ["Exit codes:", "0  success", "1  store", "2  usage", "3  not found", "4  already exists", "--db", "--server"]
-    {
+    for text in [
+        "Exit codes:",
+        "0  success",
+        "1  store",
+        "2  usage",
+        "3  not found",
+        "4  already exists",
+        "--db",
+        "--server",
+        "https://",
+        "--cacert",
+        "GUIDSTORE_CACERT",
+        "--insecure",
+        "--client-cert",
+        "--client-key",
+    ] {
         assert!(help.stdout.contains(text), "{text:?} missing from --help");
     }
     assert_eq!(dir.run(&["update", "--help"], &[], b"").code, 0);

@@ -34,6 +34,9 @@ fn the_binary_prints_its_address_logs_requests_and_exits_0_on_sigterm() {
     let url = line.trim_end().strip_prefix("listening on ").unwrap_or_else(|| panic!("stdout: {line:?}")).to_owned();
     let address: SocketAddr = url.strip_prefix("http://").unwrap().parse().unwrap();
     assert_eq!(guidstore::lock_owner(&db).as_deref(), Some(url.as_str()));
+    // A second server on the held file fails at once (no --db-wait retries: the file is not
+    // unreachable, another server holds it).
+    let started = std::time::Instant::now();
     let second = Command::new(env!("CARGO_BIN_EXE_guidstore-server"))
         .args(["--listen", "127.0.0.1:0"])
         .arg("--db")
@@ -43,6 +46,7 @@ fn the_binary_prints_its_address_logs_requests_and_exits_0_on_sigterm() {
         .output()
         .unwrap();
     assert!(!second.status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
     assert!(second.stdout.is_empty());
     assert!(String::from_utf8_lossy(&second.stderr).contains(&url), "{}", String::from_utf8_lossy(&second.stderr));
 

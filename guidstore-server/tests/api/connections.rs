@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use guidstore_testkit::client::{read_response, read_to_close};
+use guidstore_testkit::client::{Protocol, read_response, read_to_close};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::body::Bytes;
@@ -16,7 +16,7 @@ use crate::helpers::{AppOptions, GUID, spawn_app, spawn_app_with};
 #[tokio::test]
 async fn one_keep_alive_connection_serves_many_requests() {
     let app = spawn_app().await;
-    let stream = TcpStream::connect(app.address).await.unwrap();
+    let stream = app.connect().await;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
     let mut statuses = Vec::new();
@@ -32,13 +32,13 @@ async fn one_keep_alive_connection_serves_many_requests() {
 }
 
 #[tokio::test]
-async fn http2_over_cleartext_is_served() {
+async fn http2_is_served_by_prior_knowledge_or_alpn() {
     let app = spawn_app().await;
-    let stream = TcpStream::connect(app.address).await.unwrap();
+    let stream = app.connect_h2().await;
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
-    let uri = format!("http://{}/guid/{GUID}", app.address);
+    let uri = app.url(&format!("/guid/{GUID}"));
     let request = Request::post(&uri).body(Full::new(Bytes::from_static(b"{\"user\":\"h2\"}"))).unwrap();
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 201);
@@ -67,7 +67,7 @@ async fn a_body_of_exactly_the_limit_is_accepted() {
 #[tokio::test]
 async fn a_70_kib_body_is_refused_from_content_length_before_it_is_sent() {
     let app = spawn_app().await;
-    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let mut stream = app.connect().await;
     let head = format!("POST /guid/{GUID} HTTP/1.1\r\nHost: x\r\nContent-Length: 71680\r\n\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
     // No body byte is sent: the answer must come from the header alone.
@@ -80,7 +80,7 @@ async fn a_70_kib_body_is_refused_from_content_length_before_it_is_sent() {
 #[tokio::test]
 async fn a_huge_content_length_is_refused_at_once() {
     let app = spawn_app().await;
-    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let mut stream = app.connect().await;
     stream
         .write_all(
             b"PATCH /guid/9094E4C980C74043A4B586B420E69DDF HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n",
@@ -94,7 +94,7 @@ async fn a_huge_content_length_is_refused_at_once() {
 #[tokio::test]
 async fn a_chunked_body_is_refused_once_it_streams_past_the_limit() {
     let app = spawn_app().await;
-    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let mut stream = app.connect().await;
     let head = "POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
     stream.write_all(head.as_bytes()).await.unwrap();
     let chunk = format!("1000\r\n{}\r\n", "a".repeat(0x1000));
@@ -109,7 +109,7 @@ async fn a_chunked_body_is_refused_once_it_streams_past_the_limit() {
 #[tokio::test]
 async fn a_chunked_body_under_the_limit_is_accepted() {
     let app = spawn_app().await;
-    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let mut stream = app.connect().await;
     let request = "POST /guid HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
                    5\r\n{\"use\r\n9\r\nr\": \"ch\"}\r\n0\r\n\r\n";
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -139,8 +139,8 @@ async fn garbage_on_a_socket_does_not_disturb_the_next_client() {
 #[tokio::test]
 async fn a_slow_client_is_cut_off_after_the_header_timeout_while_others_are_served() {
     let app = spawn_app_with(AppOptions::with(|config| config.header_timeout = Duration::from_millis(300))).await;
-    let mut silent = TcpStream::connect(app.address).await.unwrap();
-    let mut slow = TcpStream::connect(app.address).await.unwrap();
+    let mut silent = app.connect().await;
+    let mut slow = app.connect().await;
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     // `Connection: close`: the test client must not keep this connection in its pool, since the
     // server closes idle keep-alive connections after the (short) header timeout too.
@@ -157,23 +157,28 @@ async fn a_slow_client_is_cut_off_after_the_header_timeout_while_others_are_serv
 #[tokio::test]
 async fn the_connection_cap_holds_new_clients_until_a_slot_frees() {
     let app = spawn_app_with(AppOptions::with(|config| config.max_connections = 1)).await;
-    let mut first = TcpStream::connect(app.address).await.unwrap();
+    let mut first = app.connect().await;
     first.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     assert_eq!(read_response(&mut first).await.unwrap().status, 200);
-    // The first connection is idle but open: a second client waits in the backlog.
-    let mut second = TcpStream::connect(app.address).await.unwrap();
-    second.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let waited = tokio::time::timeout(Duration::from_millis(300), read_response(&mut second)).await;
-    assert!(waited.is_err(), "second connection served while the first held the only slot");
+    // The first connection is idle but open: a second client waits in the backlog (over TLS, its
+    // handshake waits too, so the whole exchange runs in a task).
+    let client = app.client().clone();
+    let second = tokio::spawn(async move {
+        let mut second = client.connect(Protocol::Http1).await.unwrap();
+        second.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        read_to_close(&mut second).await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "second connection served while the first held the only slot");
     drop(first);
-    let answer = read_to_close(&mut second).await.unwrap();
+    let answer = second.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 #[tokio::test]
 async fn shutdown_lets_a_request_in_flight_finish_then_run_returns() {
     let mut app = spawn_app().await;
-    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let mut stream = app.connect().await;
     let body = br#"{"user": "in flight"}"#;
     let head = format!(
         "POST /guid/{GUID} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
@@ -209,12 +214,12 @@ async fn an_idle_http2_connection_is_closed_after_the_header_timeout() {
     // pings), one that goes idle after a request.
     let mut ended = Vec::new();
     for send_request in [false, true] {
-        let stream = TcpStream::connect(app.address).await.unwrap();
+        let stream = app.connect_h2().await;
         let (mut sender, connection) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
         let connection = tokio::spawn(connection);
         if send_request {
-            let uri = format!("http://{}/healthz", app.address);
+            let uri = app.url("/healthz");
             let response = sender.send_request(Request::get(uri).body(Full::new(Bytes::new())).unwrap()).await.unwrap();
             assert_eq!(response.status(), 200);
         }
@@ -230,13 +235,13 @@ async fn an_idle_http2_connection_is_closed_after_the_header_timeout() {
 #[tokio::test]
 async fn an_http2_request_in_progress_is_not_cut_by_the_idle_timeout() {
     let app = spawn_app_with(AppOptions::with(|config| config.header_timeout = Duration::from_millis(200))).await;
-    let stream = TcpStream::connect(app.address).await.unwrap();
+    let stream = app.connect_h2().await;
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
     // A streamed body whose second half arrives after more than the timeout.
     let (mut body_sender, body) = channel_body();
-    let uri = format!("http://{}/guid/{GUID}", app.address);
+    let uri = app.url(&format!("/guid/{GUID}"));
     let request = Request::post(uri).body(body).unwrap();
     let response = tokio::spawn(async move { sender.send_request(request).await });
     body_sender.send(b"{\"user\":").await;

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use guidstore_testkit::client::Stream;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::helpers::{AppOptions, GUID, NOW, TOKEN, TestApp, spawn_app, spawn_app_with};
 
@@ -117,15 +117,15 @@ async fn events_need_the_token_when_authentication_is_on() {
     assert_eq!(authorized.status, 200);
 }
 
-/// An event stream: the raw connection and the text read so far.
+/// An event stream: the raw connection (TLS under `GUIDSTORE_TEST_TLS=1`) and the text read so far.
 struct EventStream {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     text: String,
 }
 
 impl EventStream {
     async fn open(app: &TestApp, headers: &str) -> EventStream {
-        let mut stream = TcpStream::connect(app.address).await.unwrap();
+        let mut stream = app.connect().await;
         let request = format!("GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{headers}\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         EventStream { stream, text: String::new() }
@@ -193,7 +193,7 @@ async fn an_event_stream_delivers_changes_as_they_commit_and_resumes_from_last_e
 async fn streams_end_and_long_polls_answer_when_the_server_shuts_down() {
     let mut app = spawn_app().await;
     let mut stream = EventStream::open(&app, "").await;
-    let client = guidstore_testkit::client::Client::new(format!("http://{}", app.address));
+    let client = app.client().clone();
     let poll = tokio::spawn(async move { client.request("GET", "/events?after=0&wait=60", &[], Vec::new()).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();

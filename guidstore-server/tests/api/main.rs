@@ -1,5 +1,6 @@
 //! Integration tests of guidstore-server: the real server on `127.0.0.1:0`, a temporary database
 //! per test, time injected with a `ManualClock`, HTTP over real sockets. One test binary.
+//! `GUIDSTORE_TEST_TLS=1` runs every test over HTTPS (see `helpers.rs`).
 
 mod auth;
 mod binary;
@@ -9,4 +10,5 @@ mod helpers;
 mod operations;
 mod protocol;
 mod records;
+mod tls;
 mod validation;

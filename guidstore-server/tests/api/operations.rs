@@ -5,7 +5,7 @@ use std::time::Duration;
 use guidstore_server::Application;
 use guidstore_server::config::Config;
 
-use crate::helpers::{AppOptions, GUID, NOW, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, GUID, NOW, TestTls, client_for, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn healthz_answers_ok_when_the_store_answers() {
@@ -86,11 +86,16 @@ async fn purge_expired_reports_how_many_records_it_removed() {
 #[tokio::test]
 async fn records_survive_a_restart_on_the_same_database() {
     let dir = tempfile::tempdir().unwrap();
-    let config =
-        Config { db: dir.path().join("guids.db").to_string_lossy().into_owned(), ..AppOptions::default().config };
+    let options = AppOptions::default();
+    // Under GUIDSTORE_TEST_TLS=1 over HTTPS too: the same certificates for both runs.
+    let tls = options.tls.as_ref().map(|tls_options| TestTls::new(dir.path(), tls_options));
+    let mut config = Config { db: dir.path().join("guids.db").to_string_lossy().into_owned(), ..options.config };
+    if let Some(tls) = &tls {
+        config = tls.configure(config);
+    }
     for round in 0..2 {
         let app = Application::build(config.clone()).await.unwrap();
-        let client = guidstore_testkit::client::Client::new(app.url());
+        let client = client_for(app.url(), tls.as_ref());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use guidstore_testkit::client::read_response;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::helpers::{AppOptions, GUID, TestApp, spawn_app, spawn_app_with};
 
 /// Sends `bytes` on a new connection (not half-closed) and reads one response.
 async fn exchange(app: &TestApp, bytes: &[u8]) -> guidstore_testkit::http::Response {
-    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let mut stream = app.connect().await;
     stream.write_all(bytes).await.unwrap();
     read_response(&mut stream).await.unwrap()
 }
@@ -94,7 +93,7 @@ async fn every_pipelined_request_before_a_half_close_is_answered() {
 #[tokio::test]
 async fn an_idle_http2_connection_gets_a_goaway_before_it_is_closed() {
     let app = spawn_app_with(AppOptions::with(|config| config.header_timeout = Duration::from_millis(300))).await;
-    let mut stream = TcpStream::connect(app.address).await.unwrap();
+    let mut stream = app.connect_h2().await;
     stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
     let mut received = Vec::new();
     let mut goaway = None;
@@ -139,8 +138,10 @@ async fn an_idle_http2_connection_gets_a_goaway_before_it_is_closed() {
 #[tokio::test]
 async fn requests_refused_before_routing_get_the_json_error_body() {
     let app = spawn_app().await;
-    let big_header = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(70_000));
-    let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    // hyper refuses a head still incomplete when its 64 KiB buffer is full. (These heads never
+    // end, so the server has read every byte sent when it answers and closes: no reset.)
+    let big_header = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n", "b".repeat(70_000));
+    let long_target = format!("GET /{}", "a".repeat(70_000));
     let cases: [(&[u8], u16, &str); 8] = [
         (b"GARBAGE\r\n\r\n", 400, "bad_request"),
         (b"GET /guid/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),

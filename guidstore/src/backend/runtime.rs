@@ -28,13 +28,21 @@ impl DbRuntime {
     }
 
     /// Runs `future` to completion on the calling thread, at most the timeout: past it, a
-    /// transient error saying what did not answer. Must not be called from an async task.
+    /// transient error saying what did not answer.
+    ///
+    /// The calling thread polls the future itself and sleeps while it waits (the runtime's worker
+    /// drives the sockets and timers and wakes it). Unlike tokio's `block_on`, this never panics
+    /// when the caller is itself a task of some other runtime (an embedder calling the store's
+    /// blocking methods from async code): it only blocks that task's thread, as any blocking call
+    /// would.
     pub(crate) fn run<T>(&self, what: &str, future: impl Future<Output = Result<T>>) -> Result<T> {
         let Some(runtime) = &self.runtime else {
             return Err(StorageError::transient("the database runtime has stopped").into());
         };
+        // Timers and pools created inside the future find this runtime through its context.
+        let _context = runtime.enter();
         let timeout = self.timeout;
-        runtime.block_on(async {
+        let bounded = async {
             match tokio::time::timeout(timeout, future).await {
                 Ok(result) => result,
                 Err(_) => {
@@ -42,7 +50,31 @@ impl DbRuntime {
                         .into())
                 }
             }
-        })
+        };
+        park_on(bounded)
+    }
+}
+
+/// Polls `future` on the calling thread until it is ready, parking the thread between polls.
+fn park_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        // A wake-up before this park makes it return at once (the unpark token).
+        std::thread::park();
     }
 }
 
