@@ -262,7 +262,7 @@ fn spoil_fragments(mut line: Line, bytes: &mut [u8]) -> Line {
                 None => break,
             },
             Line::Start | Line::Method => {
-                let byte = rest[0];
+                let Some(&byte) = rest.first() else { break };
                 line = match (line, byte) {
                     (_, b'A'..=b'Z') => Line::Method,
                     (Line::Method, b' ') => Line::Target,
