@@ -95,9 +95,10 @@ pub(crate) fn writer_loop(shared: &Shared, receiver: &mpsc::Receiver<Job>, max_b
 /// one failing write does not fail the others.
 fn commit_batch(shared: &Shared, batch: Vec<Job>, requeued: &mut VecDeque<Job>) {
     let now = shared.clock.now();
+    let named = Named::of(&batch);
     let mut planned = Plan::default();
-    let result = shared.backend.write(&mut |txn| {
-        planned = plan(shared, txn, &batch, now)?;
+    let result = shared.backend.write(&named.guids, &mut |txn| {
+        planned = plan(shared, txn, &batch, &named, now)?;
         txn.apply(&planned.changes)
     });
     match result {
@@ -154,28 +155,42 @@ impl Overlay {
 }
 
 /// Applies the registry's rules to every job of the batch, in order.
-fn plan(shared: &Shared, txn: &mut dyn Transaction, batch: &[Job], now: u64) -> Result<Plan> {
-    // Every GUID the batch names; a create without one draws its GUID now, so that the one load
-    // also shows whether the random GUID is taken.
-    let mut drawn = Vec::with_capacity(batch.len());
-    let mut guids = Vec::with_capacity(batch.len());
-    for job in batch {
-        let guid = match job {
-            Job::Create { new_record, .. } => Some(new_record.guid().copied().unwrap_or_else(Guid::random)),
-            Job::Update { guid, .. } | Job::Delete { guid, .. } => Some(*guid),
-            Job::Import { records, .. } => {
-                guids.extend(records.iter().map(|record| record.guid));
-                None
-            }
-            Job::Purge { .. } => None,
-        };
-        drawn.push(guid);
-        guids.extend(guid);
+/// Every GUID a batch names, known before its transaction starts (a backend may load them in the
+/// same round trip that opens the transaction): each job's own GUID — a create without one draws
+/// its GUID now, so that the one load also shows whether the random GUID is taken — and the sorted,
+/// deduplicated list of all of them.
+struct Named {
+    drawn: Vec<Option<Guid>>,
+    guids: Vec<Guid>,
+}
+
+impl Named {
+    fn of(batch: &[Job]) -> Named {
+        let mut drawn = Vec::with_capacity(batch.len());
+        let mut guids = Vec::with_capacity(batch.len());
+        for job in batch {
+            let guid = match job {
+                Job::Create { new_record, .. } => Some(new_record.guid().copied().unwrap_or_else(Guid::random)),
+                Job::Update { guid, .. } | Job::Delete { guid, .. } => Some(*guid),
+                Job::Import { records, .. } => {
+                    guids.extend(records.iter().map(|record| record.guid));
+                    None
+                }
+                Job::Purge { .. } => None,
+            };
+            drawn.push(guid);
+            guids.extend(guid);
+        }
+        guids.sort_unstable();
+        guids.dedup();
+        Named { drawn, guids }
     }
-    guids.sort_unstable();
-    guids.dedup();
+}
+
+fn plan(shared: &Shared, txn: &mut dyn Transaction, batch: &[Job], named: &Named, now: u64) -> Result<Plan> {
+    let (drawn, guids) = (named.drawn.iter().copied(), &named.guids);
     let mut overlay = Overlay { records: guids.iter().map(|guid| (*guid, None)).collect() };
-    for record in txn.load(&guids)? {
+    for record in txn.load(guids)? {
         overlay.records.insert(*record.guid(), Some(Arc::new(record)));
     }
 

@@ -157,3 +157,25 @@ on_shared_backends!(
     revisions_are_dense_and_in_commit_order_across_stores,
     a_store_that_falls_behind_a_trimmed_log_starts_its_cache_over,
 );
+
+/// PostgreSQL only: a commit notifies every store (LISTEN/NOTIFY), so a waiting consumer on another
+/// store wakes without waiting for the poll interval (an hour here).
+#[test]
+fn postgres_commits_wake_the_other_stores_at_once() {
+    let Some((_db, _clock, stores)) =
+        stores(Kind::Postgres, 2, || Options::default().tail_interval(Duration::from_secs(3600)))
+    else {
+        return;
+    };
+    let (a, b) = (&stores[0], &stores[1]);
+    b.sync().unwrap();
+    // Let b's LISTEN connection come up (it is made in the background at open).
+    std::thread::sleep(Duration::from_millis(300));
+    let waiting = b.wait_for_changes_after(0);
+    let (woken, wake) = std::sync::mpsc::channel();
+    std::thread::spawn(move || woken.send(waiting.wait()));
+    a.create(body("{}")).unwrap();
+    let result = wake.recv_timeout(Duration::from_secs(30)).expect("not woken within 30 s: only polling would wake it");
+    result.unwrap();
+    assert_eq!(b.feed_revision(), 1);
+}

@@ -71,8 +71,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
 
     /// Runs `work` in one transaction: committed durably if `work` returns `Ok`, rolled back
-    /// otherwise. Returns only after the commit is durable.
-    fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()>;
+    /// otherwise. Returns only after the commit is durable. `prefetch` is what `work` will first
+    /// [`Transaction::load`]: a network backend may load it in the round trip that opens the
+    /// transaction.
+    fn write(&self, prefetch: &[Guid], work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()>;
 
     /// Up to `limit` records live at `now` with GUIDs after `after`, in GUID order.
     fn scan(&self, after: Option<&Guid>, now: u64, limit: usize) -> Result<Vec<Record>>;

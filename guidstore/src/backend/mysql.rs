@@ -345,7 +345,7 @@ impl Backend for MysqlBackend {
         true
     }
 
-    fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
+    fn write(&self, _prefetch: &[Guid], work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
         let mut conn = self
             .runtime
             .run("connecting", async { self.pool.get_conn().await.map_err(|e| my_error("connecting", e)) })?;

@@ -270,6 +270,63 @@ struct PostgresTransaction<'a> {
     backend: &'a PostgresBackend,
     client: &'a Object,
     revision: u64,
+    /// What the opening round trip loaded: the GUIDs asked for and the records found.
+    prefetched: Option<(Vec<Guid>, Vec<Record>)>,
+    /// The changes of `apply`, saved in the round trip that commits.
+    changes: Option<ChangeArrays>,
+}
+
+/// A batch's changes as the columns of the set-based statements.
+struct ChangeArrays {
+    upsert_guids: Vec<String>,
+    upsert_expires: Vec<i64>,
+    upsert_metadata: Vec<String>,
+    upsert_versions: Vec<i64>,
+    deletes: Vec<String>,
+    revisions: Vec<i64>,
+    ops: Vec<&'static str>,
+    guids: Vec<String>,
+    ats: Vec<i64>,
+    expires: Vec<Option<i64>>,
+    metadata: Vec<Option<String>>,
+    versions: Vec<Option<i64>>,
+    revision: i64,
+}
+
+impl ChangeArrays {
+    fn of(changes: &[Change], last: &Change) -> ChangeArrays {
+        let states = FinalStates::of(changes);
+        ChangeArrays {
+            upsert_guids: states.upserts.iter().map(|r| r.guid().to_string()).collect(),
+            upsert_expires: states.upserts.iter().map(|r| sql_int(r.expire().as_secs())).collect(),
+            upsert_metadata: states.upserts.iter().map(|r| r.metadata_json()).collect(),
+            upsert_versions: states.upserts.iter().map(|r| r.version() as i64).collect(),
+            deletes: states.deletes.iter().map(Guid::to_string).collect(),
+            revisions: changes.iter().map(|c| sql_int(c.revision())).collect(),
+            ops: changes.iter().map(|c| c.op().as_str()).collect(),
+            guids: changes.iter().map(|c| c.guid().to_string()).collect(),
+            ats: changes.iter().map(|c| sql_int(c.at())).collect(),
+            expires: changes.iter().map(|c| c.record().map(|r| sql_int(r.expire().as_secs()))).collect(),
+            metadata: changes.iter().map(|c| c.record().map(|r| r.metadata_json())).collect(),
+            versions: changes.iter().map(|c| c.record().map(|r| r.version() as i64)).collect(),
+            revision: sql_int(last.revision()),
+        }
+    }
+}
+
+const LOCK_SQL: &str = "SELECT revision FROM guidstore_meta WHERE id = 1 FOR UPDATE";
+const LOAD_SQL: &str = "SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid = ANY($1)";
+const UPSERT_SQL: &str = "INSERT INTO guidstore_records (guid, expire, metadata, version)
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[])
+     ON CONFLICT (guid) DO UPDATE SET
+         expire = EXCLUDED.expire, metadata = EXCLUDED.metadata, version = EXCLUDED.version";
+const DELETE_SQL: &str = "DELETE FROM guidstore_records WHERE guid = ANY($1)";
+const LOG_SQL: &str = "INSERT INTO guidstore_changes (revision, op, guid, at, expire, metadata, version)
+     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::int8[])";
+const COUNTER_SQL: &str = "UPDATE guidstore_meta SET revision = $1 WHERE id = 1";
+
+async fn prepare(client: &Object, sql: &str) -> Result<tokio_postgres::Statement> {
+    client.prepare_cached(sql).await.map_err(|e| pg_error("preparing", e))
 }
 
 impl Transaction for PostgresTransaction<'_> {
@@ -281,13 +338,13 @@ impl Transaction for PostgresTransaction<'_> {
         if guids.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some((_, found)) = self.prefetched.take_if(|(asked, _)| asked.as_slice() == guids) {
+            return Ok(found);
+        }
         let texts: Vec<&str> = guids.iter().map(Guid::as_str).collect();
         let client = self.client;
         let rows = self.backend.runtime.run("loading records", async {
-            let statement = client
-                .prepare_cached("SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid = ANY($1)")
-                .await
-                .map_err(|e| pg_error("preparing", e))?;
+            let statement = prepare(client, LOAD_SQL).await?;
             client.query(&statement, &[&texts]).await.map_err(|e| pg_error("loading records", e))
         })?;
         rows.iter().map(record_from_row).collect()
@@ -296,10 +353,7 @@ impl Transaction for PostgresTransaction<'_> {
     fn expired(&mut self, now: u64, limit: usize) -> Result<Vec<Guid>> {
         let client = self.client;
         let rows = self.backend.runtime.run("finding expired records", async {
-            let statement = client
-                .prepare_cached("SELECT guid FROM guidstore_records WHERE expire <= $1 LIMIT $2")
-                .await
-                .map_err(|e| pg_error("preparing", e))?;
+            let statement = prepare(client, "SELECT guid FROM guidstore_records WHERE expire <= $1 LIMIT $2").await?;
             client
                 .query(&statement, &[&sql_int(now), &sql_int(limit as u64)])
                 .await
@@ -308,59 +362,78 @@ impl Transaction for PostgresTransaction<'_> {
         rows.iter().map(|row| stored_guid(row.get::<_, &str>(0))).collect()
     }
 
+    /// Keeps the changes: they are sent with the commit, in one round trip.
     fn apply(&mut self, changes: &[Change]) -> Result<()> {
-        let Some(last) = changes.last() else { return Ok(()) };
-        let states = FinalStates::of(changes);
-        let upsert_guids: Vec<&str> = states.upserts.iter().map(|r| r.guid().as_str()).collect();
-        let upsert_expires: Vec<i64> = states.upserts.iter().map(|r| sql_int(r.expire().as_secs())).collect();
-        let upsert_metadata: Vec<String> = states.upserts.iter().map(|r| r.metadata_json()).collect();
-        let upsert_versions: Vec<i64> = states.upserts.iter().map(|r| r.version() as i64).collect();
-        let deletes: Vec<&str> = states.deletes.iter().map(Guid::as_str).collect();
-        let revisions: Vec<i64> = changes.iter().map(|c| sql_int(c.revision())).collect();
-        let ops: Vec<&str> = changes.iter().map(|c| c.op().as_str()).collect();
-        let guids: Vec<&str> = changes.iter().map(|c| c.guid().as_str()).collect();
-        let ats: Vec<i64> = changes.iter().map(|c| sql_int(c.at())).collect();
-        let expires: Vec<Option<i64>> =
-            changes.iter().map(|c| c.record().map(|r| sql_int(r.expire().as_secs()))).collect();
-        let metadata: Vec<Option<String>> = changes.iter().map(|c| c.record().map(|r| r.metadata_json())).collect();
-        let versions: Vec<Option<i64>> = changes.iter().map(|c| c.record().map(|r| r.version() as i64)).collect();
-        let revision = sql_int(last.revision());
+        if let Some(last) = changes.last() {
+            self.changes = Some(ChangeArrays::of(changes, last));
+        }
+        Ok(())
+    }
+}
+
+impl PostgresTransaction<'_> {
+    /// Saves the changes and commits, in one round trip: the set-based statements, `NOTIFY`, and
+    /// `COMMIT`, pipelined. A statement that fails aborts the transaction, and then `COMMIT` rolls
+    /// back (PostgreSQL answers it without an error): the statements' results decide.
+    fn commit(&self) -> Result<()> {
         let client = self.client;
-        self.backend.runtime.run("saving changes", async {
-            let prepare = |sql| async move { client.prepare_cached(sql).await.map_err(|e| pg_error("preparing", e)) };
-            let (upsert, delete, log, counter) = tokio::try_join!(
-                prepare(
-                    "INSERT INTO guidstore_records (guid, expire, metadata, version)
-                     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[])
-                     ON CONFLICT (guid) DO UPDATE SET
-                         expire = EXCLUDED.expire, metadata = EXCLUDED.metadata, version = EXCLUDED.version"
-                ),
-                prepare("DELETE FROM guidstore_records WHERE guid = ANY($1)"),
-                prepare(
-                    "INSERT INTO guidstore_changes (revision, op, guid, at, expire, metadata, version)
-                     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::int8[])"
-                ),
-                prepare("UPDATE guidstore_meta SET revision = $1 WHERE id = 1"),
-            )?;
-            // Sent together: tokio-postgres pipelines the statements of concurrent futures.
-            let saved = |result: std::result::Result<u64, tokio_postgres::Error>| result.map_err(|e| pg_error("saving changes", e));
-            tokio::try_join!(
-                async {
-                    if upsert_guids.is_empty() {
-                        return Ok(0);
-                    }
-                    saved(client.execute(&upsert, &[&upsert_guids, &upsert_expires, &upsert_metadata, &upsert_versions]).await)
-                },
-                async {
-                    if deletes.is_empty() {
-                        return Ok(0);
-                    }
-                    saved(client.execute(&delete, &[&deletes]).await)
-                },
-                async { saved(client.execute(&log, &[&revisions, &ops, &guids, &ats, &expires, &metadata, &versions]).await) },
-                async { saved(client.execute(&counter, &[&revision]).await) },
-            )?;
-            Ok(())
+        let changes = self.changes.as_ref();
+        self.backend.runtime.run("committing", async {
+            let statements = match changes {
+                Some(_) => Some(tokio::try_join!(
+                    prepare(client, UPSERT_SQL),
+                    prepare(client, DELETE_SQL),
+                    prepare(client, LOG_SQL),
+                    prepare(client, COUNTER_SQL),
+                )?),
+                None => None,
+            };
+            let saved = |result: std::result::Result<u64, tokio_postgres::Error>| {
+                result.map(|_| ()).map_err(|e| pg_error("saving changes", e))
+            };
+            let save = async {
+                let (Some(c), Some((upsert, delete, log, counter))) = (changes, &statements) else { return Ok(()) };
+                let (upserted, deleted, logged, counted) = tokio::join!(
+                    async {
+                        if c.upsert_guids.is_empty() {
+                            return Ok(());
+                        }
+                        saved(
+                            client
+                                .execute(
+                                    upsert,
+                                    &[&c.upsert_guids, &c.upsert_expires, &c.upsert_metadata, &c.upsert_versions],
+                                )
+                                .await,
+                        )
+                    },
+                    async {
+                        if c.deletes.is_empty() {
+                            return Ok(());
+                        }
+                        saved(client.execute(delete, &[&c.deletes]).await)
+                    },
+                    async {
+                        saved(
+                            client
+                                .execute(
+                                    log,
+                                    &[&c.revisions, &c.ops, &c.guids, &c.ats, &c.expires, &c.metadata, &c.versions],
+                                )
+                                .await,
+                        )
+                    },
+                    async { saved(client.execute(counter, &[&c.revision]).await) },
+                );
+                upserted.and(deleted).and(logged).and(counted)
+            };
+            // The notification is delivered at commit, to every process listening.
+            let commit = async {
+                let sql = if changes.is_some() { format!("NOTIFY {CHANNEL}; COMMIT") } else { "COMMIT".to_owned() };
+                client.batch_execute(&sql).await.map_err(|e| pg_error("COMMIT", e))
+            };
+            let (saved, committed) = tokio::join!(save, commit);
+            saved.and(committed)
         })
     }
 }
@@ -382,39 +455,52 @@ impl Backend for PostgresBackend {
         true
     }
 
-    fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
+    fn write(&self, prefetch: &[Guid], work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
         let mut taken = None;
+        // One round trip opens the transaction, takes the one-row lock (write transactions commit
+        // one at a time; the revision is read under it) and loads the batch's records.
+        let texts: Vec<&str> = prefetch.iter().map(Guid::as_str).collect();
         let started = self.runtime.run("starting a transaction", async {
             let client = self.pool.get().await.map_err(pool_error)?;
             let begun = async {
-                let statement = client
-                    .prepare_cached("SELECT revision FROM guidstore_meta WHERE id = 1 FOR UPDATE")
-                    .await
-                    .map_err(|e| pg_error("preparing", e))?;
-                client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").await.map_err(|e| pg_error("BEGIN", e))?;
-                let row = client.query_one(&statement, &[]).await.map_err(|e| pg_error("locking the revision", e))?;
-                Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+                let (lock, load) = tokio::try_join!(prepare(&client, LOCK_SQL), prepare(&client, LOAD_SQL))?;
+                let (begin, row, rows) = tokio::join!(
+                    client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+                    client.query_one(&lock, &[]),
+                    async {
+                        if texts.is_empty() {
+                            return Ok(Vec::new());
+                        }
+                        client.query(&load, &[&texts]).await
+                    },
+                );
+                begin.map_err(|e| pg_error("BEGIN", e))?;
+                let row = row.map_err(|e| pg_error("locking the revision", e))?;
+                let rows = rows.map_err(|e| pg_error("loading records", e))?;
+                Ok((u64::try_from(row.get::<_, i64>(0)).unwrap_or(0), rows))
             }
             .await;
             taken = Some(client);
             begun
         });
         let Some(client) = taken else { return started.map(|_| ()) };
-        let result = started.and_then(|revision| {
-            let mut transaction = PostgresTransaction { backend: self, client: &client, revision };
-            work(&mut transaction)
+        let result = started.and_then(|(revision, rows)| {
+            let found = rows.iter().map(record_from_row).collect::<Result<Vec<_>>>()?;
+            let mut transaction = PostgresTransaction {
+                backend: self,
+                client: &client,
+                revision,
+                prefetched: Some((prefetch.to_vec(), found)),
+                changes: None,
+            };
+            work(&mut transaction)?;
+            transaction.commit()
         });
-        let result = match result {
-            Ok(()) => self
-                .runtime
-                .run("committing", async { client.batch_execute("COMMIT").await.map_err(|e| pg_error("COMMIT", e)) }),
-            Err(error) => {
-                let _ = self.runtime.run("rolling back", async {
-                    client.batch_execute("ROLLBACK").await.map_err(|e| pg_error("ROLLBACK", e))
-                });
-                Err(error)
-            }
-        };
+        if result.is_err() {
+            let _ = self.runtime.run("rolling back", async {
+                client.batch_execute("ROLLBACK").await.map_err(|e| pg_error("ROLLBACK", e))
+            });
+        }
         if let Err(Error::Storage(storage)) = &result
             && storage.is_transient()
         {

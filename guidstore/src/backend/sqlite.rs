@@ -463,7 +463,7 @@ impl Backend for SqliteBackend {
         self.with_reader(|connection| load_record(connection, guid))
     }
 
-    fn write(&self, work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
+    fn write(&self, _prefetch: &[Guid], work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
         let mut writer = lock(&self.writer);
         let gate = lock(&self.write_gate);
         let connection = &writer.connection;
@@ -609,7 +609,7 @@ mod tests {
 
     fn write_rows(backend: &SqliteBackend, count: usize) {
         backend
-            .write(&mut |txn| {
+            .write(&[], &mut |txn| {
                 let first = txn.revision() + 1;
                 let changes: Vec<Change> = (first..first + count as u64)
                     .map(|revision| {
