@@ -130,9 +130,11 @@ impl Load {
         let events = Arc::new(Mutex::new(Vec::new()));
         let stale_reads_behind = Arc::new(Mutex::new(Vec::new()));
         let mut setup = None;
+        static LOADS: AtomicU64 = AtomicU64::new(0);
+        let load = LOADS.fetch_add(1, Ordering::Relaxed);
         let keys: Vec<Key> = (0..writers)
             .map(|i| {
-                let guid = format!("{:016X}{:016X}", 0xFA17, i as u64 + 1);
+                let guid = format!("{:016X}{:016X}", 0xFA17_0000 + load, i as u64 + 1);
                 let created = request(&mut setup, addr, "POST", &format!("/guid/{guid}"), &[], Some(r#"{"n":0}"#));
                 assert_eq!(created.status, 201, "{}", created.text());
                 Key { guid, acknowledged: AtomicU64::new(0), attempted: AtomicU64::new(0) }
@@ -247,17 +249,23 @@ struct Figures {
     stale_served: usize,
 }
 
-/// What a fault must and must not produce, checked on the answered requests: `faulted` is when the
-/// database was down for sure, `back` when it was back.
-fn judge(events: &[Event], fault: Instant, faulted: Instant, back: Instant) -> Figures {
+/// What a fault must and must not produce, checked on the answered requests: the fault began at
+/// `fault`; from `faulted` to `resuming` the database was down for sure; at `back` it was back
+/// for sure (`pg_ctl start -w` returned: it may have answered up to one of pg_ctl's polls earlier).
+fn judge(events: &[Event], fault: Instant, faulted: Instant, resuming: Instant, back: Instant) -> Figures {
     for event in events {
         assert!(matches!(event.status, 200 | 201 | 503), "unexpected status {} for {:?}", event.status, event);
-        let during = event.start >= faulted && event.end <= back;
+        let during = event.start >= faulted && event.end <= resuming;
         if during && event.op != Op::StaleRead {
             assert_eq!(
-                event.status, 503,
-                "a {:?} that began and ended while the database was down: {event:?}",
-                event.op
+                event.status,
+                503,
+                "a {:?} that began {:?} after the database was down and ended {:?} before it was back \
+                 (the fault took {:?}): {event:?}",
+                event.op,
+                event.start - faulted,
+                resuming - event.end,
+                faulted - fault
             );
         }
     }
@@ -275,7 +283,7 @@ fn judge(events: &[Event], fault: Instant, faulted: Instant, back: Instant) -> F
     };
     let stale_served = events
         .iter()
-        .filter(|e| e.op == Op::StaleRead && e.start >= faulted && e.end <= back && e.status == 200)
+        .filter(|e| e.op == Op::StaleRead && e.start >= faulted && e.end <= resuming && e.status == 200)
         .count();
     Figures {
         first_503,
@@ -323,6 +331,7 @@ fn one_trial(cluster: &mut PostgresCluster, db: &str, addr: SocketAddr, fault: F
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(healthz(addr), 503, "/healthz while the database is down");
     std::thread::sleep(Duration::from_millis(1000));
+    let resuming = Instant::now();
     match fault {
         Fault::Stop => cluster.start_again().expect("pg_ctl start"),
         Fault::Pause => cluster.resume().expect("SIGCONT PostgreSQL"),
@@ -333,7 +342,7 @@ fn one_trial(cluster: &mut PostgresCluster, db: &str, addr: SocketAddr, fault: F
     let (events, keys, _) = load.stop();
     assert_eq!(healthz(addr), 200, "/healthz after recovery");
     check_committed(cluster, db, &keys);
-    judge(&events, began, faulted, back)
+    judge(&events, began, faulted, resuming, back)
 }
 
 fn ms(duration: Duration) -> String {
