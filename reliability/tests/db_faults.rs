@@ -241,6 +241,9 @@ struct Figures {
     first_503: Duration,
     /// The longest a request that began during the fault took to get its `503`.
     slowest_503: Duration,
+    /// The longest any request that began during the fault took to be answered (503, or 200
+    /// after the database came back).
+    slowest: Duration,
     /// From the database's return to the first acknowledged write and linearizable read.
     recover_write: Duration,
     recover_read: Duration,
@@ -285,9 +288,12 @@ fn judge(events: &[Event], fault: Instant, faulted: Instant, resuming: Instant, 
         .iter()
         .filter(|e| e.op == Op::StaleRead && e.start >= faulted && e.end <= resuming && e.status == 200)
         .count();
+    let slowest =
+        events.iter().filter(|e| e.start >= faulted && e.start <= resuming).map(|e| e.end - e.start).max().unwrap();
     Figures {
         first_503,
         slowest_503,
+        slowest,
         recover_write: recover(Op::Write),
         recover_read: recover(Op::Read),
         unavailable: failed.len(),
@@ -358,10 +364,12 @@ fn report(name: &str, trials: &[Figures]) {
     println!("{name}: {} trials", trials.len());
     for (i, t) in trials.iter().enumerate() {
         println!(
-            "  trial {}: first 503 after {}, slowest 503 {}, recovered: write {}, read {}; {} requests 503, {} max-stale reads served",
+            "  trial {}: first 503 after {}, slowest 503 {}, slowest answer {}, recovered: write {}, read {}; \
+             {} requests 503, {} max-stale reads served",
             i + 1,
             ms(t.first_503),
             ms(t.slowest_503),
+            ms(t.slowest),
             ms(t.recover_write),
             ms(t.recover_read),
             t.unavailable,
@@ -371,12 +379,23 @@ fn report(name: &str, trials: &[Figures]) {
     for (label, pick) in [
         ("first 503", (|t: &Figures| t.first_503) as fn(&Figures) -> Duration),
         ("slowest 503", |t| t.slowest_503),
+        ("slowest answer", |t| t.slowest),
         ("recover (write)", |t| t.recover_write),
         ("recover (read)", |t| t.recover_read),
     ] {
         let (median, max) = stat(pick);
         println!("  {label}: median {}, max {}", ms(median), ms(max));
     }
+}
+
+/// The server's directory (its log); kept, and named on stdout, with `DB_FAULT_KEEP=1`.
+fn log_dir() -> tempfile::TempDir {
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("DB_FAULT_KEEP").is_some() {
+        println!("server.log in {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
+    dir
 }
 
 fn trials() -> usize {
@@ -386,7 +405,7 @@ fn trials() -> usize {
 fn fault_test(fault: Fault) {
     let Some(mut cluster) = cluster() else { return };
     cluster.create_database("faults").expect("create database");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = log_dir();
     let server = start_server(&cluster.url("faults"), dir.path());
     let figures: Vec<Figures> =
         (0..trials()).map(|_| one_trial(&mut cluster, "faults", server.addr(), fault)).collect();
@@ -407,7 +426,7 @@ fn postgres_paused_while_running() {
 
 fn connections_killed(kind: Kind) {
     let Some(db) = TestDb::new(kind) else { return };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = log_dir();
     let server = start_server(db.url(), dir.path());
     let load = Load::start(server.addr(), 4);
     let mut killed = 0;
