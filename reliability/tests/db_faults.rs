@@ -8,7 +8,8 @@
 //! - the server's connections killed while it runs (`pg_terminate_backend`, MariaDB `KILL`):
 //!   requests go on by themselves, at most the ones in flight fail with 503;
 //! - the database unreachable at startup: the server retries with backoff, says so in server.log,
-//!   and starts once the database is there.
+//!   answers every request 503 (`/healthz` included) meanwhile, and starts once the database is
+//!   there.
 //!
 //! Each test prints its figures (time to the first 503, the slowest 503, time to recover after the
 //! database is back); `DB_FAULT_TRIALS=N` repeats the stop and pause faults N times and prints the
@@ -483,8 +484,11 @@ fn startup_waits_for_an_unreachable_database() {
     cluster.stop(StopMode::Fast).expect("pg_ctl stop");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
+    // A port of its own, known before the server prints it (it does so only once it is ready).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut child = Command::new(server_binary_for_tests())
-        .args(["--listen", "127.0.0.1:0", "--db", &cluster.url("startup"), "--db-wait", "60s"])
+        .args(["--listen", &listen.to_string(), "--db", &cluster.url("startup"), "--db-wait", "60s"])
         .arg("--log-file")
         .arg(&log)
         .stdout(Stdio::piped())
@@ -499,13 +503,23 @@ fn startup_waits_for_an_unreachable_database() {
         assert!(started.elapsed() < Duration::from_secs(30), "no retry logged in 30 s");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Meanwhile every request is answered 503, /healthz included.
+    let waiting = request(&mut None, listen, "GET", "/healthz", &[], None);
+    waiting.assert_error(503, "unavailable");
+    assert_eq!(waiting.header("retry-after"), Some("1"));
+    let write = request(&mut None, listen, "POST", "/guid", &[], Some(r#"{"n":1}"#));
+    write.assert_error(503, "unavailable");
     cluster.start_again().expect("pg_ctl start");
     let back = Instant::now();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let listening = back.elapsed();
     let addr: SocketAddr = line.trim().strip_prefix("listening on http://").expect("listening line").parse().unwrap();
+    assert_eq!(addr, listen);
     assert_eq!(healthz(addr), 200);
+    // The create refused while waiting changed nothing.
+    let records = cluster.psql("startup", "SELECT count(*) FROM guidstore_records").unwrap();
+    assert_eq!(records, "0");
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = child.kill();
     let _ = child.wait();
