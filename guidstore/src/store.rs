@@ -19,7 +19,7 @@ use crate::cache::Cache;
 use crate::coherence::Coherence;
 use crate::feed::Feed;
 use crate::pending::{Pending, pending};
-use crate::writer::{Job, writer_loop};
+use crate::writer::{Job, Queued, writer_loop};
 use crate::{
     Change, Clock, DEFAULT_TTL_SECS, Error, Guid, IfMatch, NewRecord, Patch, Record, Result, Synchronous, SystemClock,
 };
@@ -223,7 +223,7 @@ impl Shared {
 /// writes, stops the writer and releases the file.
 pub struct Store {
     pub(crate) shared: Arc<Shared>,
-    sender: Option<mpsc::Sender<Job>>,
+    sender: Option<mpsc::Sender<Queued>>,
     writer: Option<JoinHandle<()>>,
     lock_file: Option<(PathBuf, File)>,
 }
@@ -371,6 +371,14 @@ impl Store {
         self.shared.cache.peek_live(guid, self.now())
     }
 
+    /// How long a call waits for a network database in all before it fails as
+    /// [`Code::Unavailable`](crate::Code::Unavailable) ([`Options::timeout`]), a write's time in
+    /// the writer's queue included; `None` for SQLite, whose calls are not bounded. A front-end
+    /// bounds a read that makes several calls (a freshness round, then a cache miss) by it.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.shared.backend.timeout()
+    }
+
     /// Whether other processes may write to the same database (PostgreSQL, MySQL).
     pub fn is_shared(&self) -> bool {
         self.shared.coherence.is_some()
@@ -471,7 +479,7 @@ impl Store {
     /// answers [`Error::Closed`].
     pub(crate) fn queue(&self, job: Job) {
         if let Some(sender) = &self.sender {
-            let _ = sender.send(job);
+            let _ = sender.send((std::time::Instant::now(), job));
         }
     }
 
