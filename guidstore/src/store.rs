@@ -561,11 +561,12 @@ impl Store {
                 }
             }
         }
-        if total > 0
+        // On a shared database another process may have trimmed the log (this trim then removes
+        // nothing): the feed forgets what the log no longer keeps either way, so every process
+        // answers `events_truncated` below the oldest kept change by its next trim at the latest.
+        if (total > 0 || self.is_shared())
             && let Some(oldest) = self.oldest_revision()?
         {
-            // Other processes on a shared database may serve trimmed changes from their memory
-            // until these leave it; this one stops at once.
             self.shared.feed.forget_before(oldest);
         }
         Ok(total)
