@@ -2,9 +2,15 @@
 //! server (shared/API.md "Several instances, one registry"): with concurrent clients on random
 //! instances, a read that starts after a write was acknowledged sees it or a later one; a DELETE
 //! acknowledged on one instance is a 404 on all at once; a create of one GUID racing on every
+<<<<<<< HEAD
 //! instance has exactly one winner; `Cache-Control: max-stale=S` reads are at most S behind; and
 //! the change feed (`GET /events`) of any instance carries every instance's writes exactly once, in
 //! revision order, resumes from `Last-Event-ID`, wakes long polls, and answers 410 once trimmed.
+=======
+//! instance has exactly one winner; and `Cache-Control: max-stale=S` reads are at most S behind.
+//! With `--cache` (one Redis shared by the instances), the same holds while the test kills Redis,
+//! starts it again empty and pauses it.
+>>>>>>> redis
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -17,6 +23,7 @@ use std::time::{Duration, Instant};
 use guidstore_testkit::db::{Kind, TestDb};
 use guidstore_testkit::http::{Connection, Response};
 use guidstore_testkit::on_shared_backends;
+use guidstore_testkit::redis::RedisServer;
 
 /// One `guidstore-server` process.
 struct Instance {
@@ -25,6 +32,7 @@ struct Instance {
 }
 
 impl Instance {
+<<<<<<< HEAD
     fn start(db: &TestDb, dir: &Path, name: &str) -> Instance {
         Instance::start_with(db, dir, name, &[])
     }
@@ -34,6 +42,13 @@ impl Instance {
         let mut child = Command::new(env!("CARGO_BIN_EXE_guidstore-server"))
             .args(["--listen", "127.0.0.1:0", "--db", db.url(), "--tail-interval", "100ms", "--cache-capacity", "1000"])
             .args(extra)
+=======
+    fn start(db: &TestDb, dir: &Path, name: &str, extra: &[String]) -> Instance {
+        let default = ["--cache-capacity".to_owned(), "1000".to_owned()];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_guidstore-server"))
+            .args(["--listen", "127.0.0.1:0", "--db", db.url(), "--tail-interval", "100ms"])
+            .args(if extra.is_empty() { &default[..] } else { extra })
+>>>>>>> redis
             .arg("--log-file")
             .arg(dir.join(format!("{name}.log")))
             .stdout(Stdio::piped())
@@ -56,9 +71,14 @@ impl Drop for Instance {
 
 /// Three instances on a fresh database of `kind` (`None`: its server is unreachable, skipped).
 fn cluster(kind: Kind) -> Option<(TestDb, tempfile::TempDir, Vec<Instance>)> {
+    cluster_with(kind, &[])
+}
+
+/// Three instances with `extra` flags instead of the default `--cache-capacity 1000`.
+fn cluster_with(kind: Kind, extra: &[String]) -> Option<(TestDb, tempfile::TempDir, Vec<Instance>)> {
     let db = TestDb::new(kind)?;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let instances = (0..3).map(|i| Instance::start(&db, dir.path(), &format!("instance-{i}"))).collect();
+    let instances = (0..3).map(|i| Instance::start(&db, dir.path(), &format!("instance-{i}"), extra)).collect();
     Some((db, dir, instances))
 }
 
@@ -112,20 +132,27 @@ fn counter_of(response: &Response) -> u64 {
     response.json()["n"].as_u64().unwrap_or_else(|| panic!("no counter: {response:?}"))
 }
 
-fn reads_that_start_after_an_acknowledged_write_see_it_on_every_instance(kind: Kind) {
-    let Some((_db, _dir, instances)) = cluster(kind) else { return };
-    let instances = Arc::new(instances);
-    let keys: Vec<String> = (0..3).map(|k| format!("{:032X}", 0xA000 + k)).collect();
+/// Reads on random instances while writers count `keys` records up to `writes` each on random
+/// instances, and `meanwhile` runs (until `writing` turns false): how many reads, and how many
+/// missed a write acknowledged before they started.
+fn reads_during_writes(
+    instances: &Arc<Vec<Instance>>,
+    keys: usize,
+    writes: u64,
+    meanwhile: impl FnOnce(&AtomicBool) + Send,
+) -> (u64, u64) {
+    let keys: Vec<String> = (0..keys).map(|k| format!("{:032X}", 0xA000 + k)).collect();
     let acknowledged: Arc<Vec<AtomicU64>> = Arc::new(keys.iter().map(|_| AtomicU64::new(0)).collect());
-    let mut setup = Client::new(&instances, 1);
+    let mut setup = Client::new(instances, 1);
     for key in &keys {
         assert_eq!(setup.request(0, "POST", &format!("/guid/{key}"), &[], Some(r#"{"n":0}"#)).status, 201);
     }
     let done = Arc::new(AtomicBool::new(false));
+    let writing = AtomicBool::new(true);
     let (reads, stale) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let readers: Vec<_> = (0..6)
         .map(|r| {
-            let (instances, keys, acknowledged) = (Arc::clone(&instances), keys.clone(), Arc::clone(&acknowledged));
+            let (instances, keys, acknowledged) = (Arc::clone(instances), keys.clone(), Arc::clone(&acknowledged));
             let (done, reads, stale) = (Arc::clone(&done), Arc::clone(&reads), Arc::clone(&stale));
             std::thread::spawn(move || {
                 let mut client = Client::new(&instances, 0x9E37_79B9 + r);
@@ -144,32 +171,95 @@ fn reads_that_start_after_an_acknowledged_write_see_it_on_every_instance(kind: K
             })
         })
         .collect();
-    let writers: Vec<_> = (0..keys.len())
-        .map(|key| {
-            let (instances, keys, acknowledged) = (Arc::clone(&instances), keys.clone(), Arc::clone(&acknowledged));
-            std::thread::spawn(move || {
-                let mut client = Client::new(&instances, 77 + key as u64);
-                for n in 1..=150 {
-                    let instance = client.random_instance();
-                    let body = format!(r#"{{"n":{n}}}"#);
-                    let response = client.request(instance, "PATCH", &format!("/guid/{}", keys[key]), &[], Some(&body));
-                    assert_eq!(counter_of(&response), n);
-                    acknowledged[key].store(n, Ordering::Release);
-                }
+    std::thread::scope(|scope| {
+        scope.spawn(|| meanwhile(&writing));
+        let writers: Vec<_> = (0..keys.len())
+            .map(|key| {
+                let (keys, acknowledged) = (keys.clone(), Arc::clone(&acknowledged));
+                scope.spawn(move || {
+                    let mut client = Client::new(instances, 77 + key as u64);
+                    for n in 1..=writes {
+                        let instance = client.random_instance();
+                        let body = format!(r#"{{"n":{n}}}"#);
+                        let response =
+                            client.request(instance, "PATCH", &format!("/guid/{}", keys[key]), &[], Some(&body));
+                        assert_eq!(counter_of(&response), n);
+                        acknowledged[key].store(n, Ordering::Release);
+                    }
+                })
             })
-        })
-        .collect();
-    for writer in writers {
-        writer.join().expect("writer");
-    }
+            .collect();
+        for writer in writers {
+            writer.join().expect("writer");
+        }
+        writing.store(false, Ordering::Release);
+    });
     done.store(true, Ordering::Release);
     for reader in readers {
         reader.join().expect("reader");
     }
-    let (reads, stale) = (reads.load(Ordering::Relaxed), stale.load(Ordering::Relaxed));
+    (reads.load(Ordering::Relaxed), stale.load(Ordering::Relaxed))
+}
+
+fn reads_that_start_after_an_acknowledged_write_see_it_on_every_instance(kind: Kind) {
+    let Some((_db, _dir, instances)) = cluster(kind) else { return };
+    let (reads, stale) = reads_during_writes(&Arc::new(instances), 3, 150, |_| {});
     eprintln!("{kind:?}: {reads} linearizable reads on 3 instances during 450 acknowledged writes, {stale} stale");
     assert!(reads > 100, "too few reads to say anything: {reads}");
     assert_eq!(stale, 0, "{stale} of {reads} reads missed an acknowledged write");
+}
+
+/// A counter of `/metrics` on one instance.
+fn metric(client: &mut Client, instance: usize, name: &str) -> u64 {
+    let response = client.request(instance, "GET", "/metrics", &[], None);
+    let text = String::from_utf8_lossy(&response.body).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
+fn with_a_shared_cache_killed_restarted_and_paused_no_read_is_stale(kind: Kind) {
+    let Some(mut redis) = RedisServer::start() else { return };
+    // No local cache: every read goes through Redis (or, while it is down, the database).
+    let flags = ["--cache", &redis.url(), "--cache-capacity", "0", "--cache-timeout", "50ms"].map(str::to_owned);
+    let Some((_db, dir, instances)) = cluster_with(kind, &flags) else { return };
+    let instances = Arc::new(instances);
+    let mut faults = 0;
+    let (reads, stale) = reads_during_writes(&instances, 6, 120, |writing| {
+        let pause = || std::thread::sleep(Duration::from_millis(300));
+        while writing.load(Ordering::Acquire) {
+            pause();
+            redis.kill();
+            pause();
+            redis.restart();
+            pause();
+            redis.command(&["CLIENT", "PAUSE", "300", "ALL"]);
+            faults += 2;
+        }
+    });
+    eprintln!("{kind:?}: {reads} reads through Redis on 3 instances, {faults} Redis faults, {stale} stale");
+    assert!(reads > 100, "too few reads to say anything: {reads}");
+    assert_eq!(stale, 0, "{stale} of {reads} reads missed an acknowledged write");
+    assert!(faults >= 2, "the writes ended before any fault");
+    // Redis served reads, and every instance has it back.
+    let mut client = Client::new(&instances, 9);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for instance in 0..3 {
+        while metric(&mut client, instance, "guidstore_shared_cache_up") != 1 {
+            assert!(Instant::now() < deadline, "instance {instance} does not use Redis again");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let hits: u64 = (0..3).map(|i| metric(&mut client, i, "guidstore_shared_cache_hits_total")).sum();
+    assert!(hits > 0, "no read was answered from Redis");
+    // Each loss is logged once, not once per request.
+    for instance in 0..3 {
+        let log = std::fs::read_to_string(dir.path().join(format!("instance-{instance}.log"))).expect("log");
+        let lines = |what: &str| log.lines().filter(|line| line.contains("Redis cache") && line.contains(what)).count();
+        let (lost, back) = (lines(" lost ("), lines(" is back;"));
+        assert!(lost >= 1 && lost <= faults, "instance {instance}: {lost} lost lines for {faults} faults");
+        assert!(back >= 1 && back <= lost + 1, "instance {instance}: {back} back lines for {lost} lost");
+    }
 }
 
 fn a_delete_on_one_instance_is_a_404_on_all_and_a_re_create_elsewhere_is_seen_everywhere(kind: Kind) {
@@ -511,4 +601,5 @@ on_shared_backends!(
     a_delete_on_one_instance_is_a_404_on_all_and_a_re_create_elsewhere_is_seen_everywhere,
     one_guid_created_from_24_threads_across_the_instances_gets_exactly_one_201,
     max_stale_reads_are_at_most_that_far_behind,
+    with_a_shared_cache_killed_restarted_and_paused_no_read_is_stale,
 );

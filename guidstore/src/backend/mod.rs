@@ -13,8 +13,8 @@ pub(crate) mod location;
 pub(crate) mod mysql;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-mod runtime;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
+pub(crate) mod runtime;
 pub(crate) mod sqlite;
 mod vfs;
 
@@ -114,6 +114,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// How many records are live (`expire > now`).
     fn count_live(&self, now: u64) -> Result<u64>;
+
+    /// The registry's random id, made when the database was first migrated (`guidstore_meta`): it
+    /// names the registry's keys in a shared cache. Backends that are never shared have none.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "no shared cache built"))]
+    fn registry_id(&self) -> Result<String> {
+        Err(StorageError::permanent("this backend has no registry id").into())
+    }
 
     /// Whether storage answers a trivial query (for health checks).
     fn check(&self) -> Result<()>;
