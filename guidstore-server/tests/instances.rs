@@ -2,15 +2,11 @@
 //! server (shared/API.md "Several instances, one registry"): with concurrent clients on random
 //! instances, a read that starts after a write was acknowledged sees it or a later one; a DELETE
 //! acknowledged on one instance is a 404 on all at once; a create of one GUID racing on every
-<<<<<<< HEAD
 //! instance has exactly one winner; `Cache-Control: max-stale=S` reads are at most S behind; and
 //! the change feed (`GET /events`) of any instance carries every instance's writes exactly once, in
 //! revision order, resumes from `Last-Event-ID`, wakes long polls, and answers 410 once trimmed.
-=======
-//! instance has exactly one winner; and `Cache-Control: max-stale=S` reads are at most S behind.
-//! With `--cache` (one Redis shared by the instances), the same holds while the test kills Redis,
-//! starts it again empty and pauses it.
->>>>>>> redis
+//! With `--cache` (one Redis shared by the instances), reads stay current while the test kills
+//! Redis, starts it again empty and pauses it.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -32,23 +28,15 @@ struct Instance {
 }
 
 impl Instance {
-<<<<<<< HEAD
     fn start(db: &TestDb, dir: &Path, name: &str) -> Instance {
         Instance::start_with(db, dir, name, &[])
     }
 
-    /// An instance with more flags (`extra`).
+    /// An instance with more flags (`extra`; a flag given again overrides the default).
     fn start_with(db: &TestDb, dir: &Path, name: &str, extra: &[&str]) -> Instance {
         let mut child = Command::new(env!("CARGO_BIN_EXE_guidstore-server"))
             .args(["--listen", "127.0.0.1:0", "--db", db.url(), "--tail-interval", "100ms", "--cache-capacity", "1000"])
             .args(extra)
-=======
-    fn start(db: &TestDb, dir: &Path, name: &str, extra: &[String]) -> Instance {
-        let default = ["--cache-capacity".to_owned(), "1000".to_owned()];
-        let mut child = Command::new(env!("CARGO_BIN_EXE_guidstore-server"))
-            .args(["--listen", "127.0.0.1:0", "--db", db.url(), "--tail-interval", "100ms"])
-            .args(if extra.is_empty() { &default[..] } else { extra })
->>>>>>> redis
             .arg("--log-file")
             .arg(dir.join(format!("{name}.log")))
             .stdout(Stdio::piped())
@@ -74,11 +62,12 @@ fn cluster(kind: Kind) -> Option<(TestDb, tempfile::TempDir, Vec<Instance>)> {
     cluster_with(kind, &[])
 }
 
-/// Three instances with `extra` flags instead of the default `--cache-capacity 1000`.
+/// Three instances with `extra` flags (after the default `--cache-capacity 1000`, which they may override).
 fn cluster_with(kind: Kind, extra: &[String]) -> Option<(TestDb, tempfile::TempDir, Vec<Instance>)> {
     let db = TestDb::new(kind)?;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let instances = (0..3).map(|i| Instance::start(&db, dir.path(), &format!("instance-{i}"), extra)).collect();
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let instances = (0..3).map(|i| Instance::start_with(&db, dir.path(), &format!("instance-{i}"), &extra)).collect();
     Some((db, dir, instances))
 }
 
