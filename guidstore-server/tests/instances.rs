@@ -32,10 +32,11 @@ impl Instance {
         Instance::start_with(db, dir, name, &[])
     }
 
-    /// An instance with more flags (`extra`; a flag given again overrides the default).
+    /// An instance with more flags (`extra`; its own `--cache-capacity` replaces the default 1000).
     fn start_with(db: &TestDb, dir: &Path, name: &str, extra: &[&str]) -> Instance {
         let mut child = Command::new(env!("CARGO_BIN_EXE_guidstore-server"))
-            .args(["--listen", "127.0.0.1:0", "--db", db.url(), "--tail-interval", "100ms", "--cache-capacity", "1000"])
+            .args(["--listen", "127.0.0.1:0", "--db", db.url(), "--tail-interval", "100ms"])
+            .args(if extra.contains(&"--cache-capacity") { &[][..] } else { &["--cache-capacity", "1000"][..] })
             .args(extra)
             .arg("--log-file")
             .arg(dir.join(format!("{name}.log")))
@@ -62,7 +63,7 @@ fn cluster(kind: Kind) -> Option<(TestDb, tempfile::TempDir, Vec<Instance>)> {
     cluster_with(kind, &[])
 }
 
-/// Three instances with `extra` flags (after the default `--cache-capacity 1000`, which they may override).
+/// Three instances with `extra` flags (see [`Instance::start_with`]).
 fn cluster_with(kind: Kind, extra: &[String]) -> Option<(TestDb, tempfile::TempDir, Vec<Instance>)> {
     let db = TestDb::new(kind)?;
     let dir = tempfile::tempdir().expect("temporary directory");
