@@ -211,6 +211,15 @@ impl Metrics {
         counter(&mut out, "guidstore_cache_hits_total", "Reads answered from the record cache.", stats.cache_hits);
         counter(&mut out, "guidstore_cache_misses_total", "Reads that went to the database.", stats.cache_misses);
         gauge(&mut out, "guidstore_cache_records", "Records in the cache now.", stats.cached);
+        counter(
+            &mut out,
+            "guidstore_storage_reads_total",
+            "Reads of a record from the database (misses of every cache level).",
+            stats.storage_reads,
+        );
+        if let Some(shared) = &gauges.shared_cache {
+            render_shared_cache(&mut out, shared);
+        }
         counter(&mut out, "guidstore_records_purged_total", "Expired records removed by purges.", stats.purged);
         counter(&mut out, "guidstore_store_commits_total", "Write transactions committed.", stats.commits);
         counter(&mut out, "guidstore_store_writes_total", "Writes committed.", stats.writes);
@@ -261,6 +270,27 @@ impl Metrics {
     }
 }
 
+/// The shared cache's counters and breaker state (`--cache`).
+fn render_shared_cache(out: &mut String, shared: &guidstore::SharedCacheStats) {
+    let figures = [
+        ("hits", "Reads the shared cache answered (a record, or its proven absence).", shared.hits),
+        ("misses", "Reads the shared cache had no usable entry for (they read the database).", shared.misses),
+        ("unproven", "Shared cache entries found but not proven current (not used).", shared.unproven),
+        ("skipped", "Reads that skipped the shared cache while its breaker was open.", shared.skipped),
+        ("errors", "Calls to the shared cache that failed.", shared.errors),
+        ("timeouts", "Calls to the shared cache that did not answer within --cache-timeout.", shared.timeouts),
+    ];
+    for (name, help, value) in figures {
+        counter(out, &format!("guidstore_shared_cache_{name}_total"), help, value);
+    }
+    gauge(
+        out,
+        "guidstore_shared_cache_up",
+        "1 while the shared cache is in use, 0 while its breaker is open.",
+        u64::from(shared.up),
+    );
+}
+
 /// Store figures that are not counters of [`Stats`]: the coherence lag and the change feed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoreGauges {
@@ -272,6 +302,8 @@ pub struct StoreGauges {
     pub subscribers: usize,
     /// Changes published to the feed.
     pub events: u64,
+    /// The shared cache's counters (with `--cache`).
+    pub shared_cache: Option<guidstore::SharedCacheStats>,
 }
 
 impl StoreGauges {
@@ -279,7 +311,7 @@ impl StoreGauges {
     pub fn of(store: &guidstore::Store, revisions_behind: Option<u64>) -> StoreGauges {
         let (subscribers, events) = store.feed_counts();
         let tail_lag = if store.is_shared() { store.staleness() } else { None };
-        StoreGauges { tail_lag, revisions_behind, subscribers, events }
+        StoreGauges { tail_lag, revisions_behind, subscribers, events, shared_cache: store.shared_cache_stats() }
     }
 }
 

@@ -200,6 +200,11 @@ fn tail(shared: &Shared) -> Result<()> {
         let consecutive =
             changes.iter().zip(applied + 1..).take_while(|(change, expected)| change.revision() == *expected).count();
         if let Some(applied) = changes.get(..consecutive).filter(|applied| !applied.is_empty()) {
+            // The shared cache's proof first: a read that waits for this round relies on it.
+            #[cfg(feature = "redis")]
+            if let Some(redis) = &shared.redis {
+                redis.observe(applied);
+            }
             shared.cache.apply_log(applied);
             shared.feed.publish(applied);
             gap_since = None;
@@ -219,6 +224,10 @@ fn tail(shared: &Shared) -> Result<()> {
                      the cache starts over"
                 );
                 shared.cache.reset(oldest - 1);
+                #[cfg(feature = "redis")]
+                if let Some(redis) = &shared.redis {
+                    redis.restart(oldest - 1);
+                }
             }
             _ => {
                 let since = *gap_since.get_or_insert_with(Instant::now);

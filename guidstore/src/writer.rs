@@ -449,6 +449,10 @@ fn finish(shared: &Shared, batch: Vec<Job>, plan: Plan, requeued: &mut VecDeque<
     shared.purged.fetch_add(purged, Ordering::Relaxed);
     // The cache learns of the writes before any caller is answered.
     shared.cache.apply_local(&plan.changes);
+    #[cfg(feature = "redis")]
+    if let Some(redis) = &shared.redis {
+        redis.apply_local(&plan.changes, shared.clock.now());
+    }
     match &shared.coherence {
         // The tailer publishes every process's changes, in order, this one's included.
         Some(coherence) if !plan.changes.is_empty() => coherence.wake(),

@@ -90,7 +90,13 @@ fn available(kind: Kind) -> Result<(), String> {
 }
 
 fn skip(kind: Kind, why: &str) {
-    let message = format!("SKIPPED: a {kind:?} test, because the server is not reachable: {why}");
+    skip_service(&format!("{kind:?}"), why);
+}
+
+/// Says that a test of `service` is skipped because it cannot be reached (on stderr and in
+/// `target/skipped-backend-tests.txt`), or panics under `GUIDSTORE_REQUIRE_SERVICES=1`.
+pub(crate) fn skip_service(service: &str, why: &str) {
+    let message = format!("SKIPPED: a {service} test, because the server is not reachable: {why}");
     if std::env::var("GUIDSTORE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
         panic!("{message} (GUIDSTORE_REQUIRE_SERVICES=1: a missing service fails the test)");
     }

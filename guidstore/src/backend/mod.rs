@@ -13,8 +13,8 @@ pub(crate) mod location;
 pub(crate) mod mysql;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-mod runtime;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
+pub(crate) mod runtime;
 pub(crate) mod sqlite;
 mod vfs;
 
@@ -115,6 +115,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// How many records are live (`expire > now`).
     fn count_live(&self, now: u64) -> Result<u64>;
 
+    /// The registry's random id, made when the database was first migrated (`guidstore_meta`): it
+    /// names the registry's keys in a shared cache. Backends that are never shared have none.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "no shared cache built"))]
+    fn registry_id(&self) -> Result<String> {
+        Err(StorageError::permanent("this backend has no registry id").into())
+    }
+
     /// Whether storage answers a trivial query (for health checks).
     fn check(&self) -> Result<()>;
 
@@ -132,7 +139,8 @@ pub(crate) fn stored_record(guid: Guid, expire: i64, metadata: &str, version: i6
     Ok(Record::with_metadata_json(guid, expire, parsed, metadata, version as u64))
 }
 
-/// A GUID read back from storage.
+/// A GUID read back from storage as text.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code, reason = "no network backend built"))]
 pub(crate) fn stored_guid(text: &str) -> Result<Guid> {
     Guid::parse(text).map_err(|_| StorageError::permanent(format!("stored GUID {text:?} is invalid")).into())
 }

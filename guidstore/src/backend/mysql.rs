@@ -495,6 +495,16 @@ impl Backend for MysqlBackend {
         rows.into_iter().map(record_from_row).collect()
     }
 
+    fn registry_id(&self) -> Result<String> {
+        self.with_conn("reading the registry id", async |conn| {
+            let id: Option<String> = conn
+                .query_first("SELECT registry_id FROM guidstore_meta WHERE id = 1")
+                .await
+                .map_err(|e| my_error("reading the registry id", e))?;
+            id.ok_or_else(|| StorageError::permanent("guidstore_meta has no row").into())
+        })
+    }
+
     fn revision(&self) -> Result<u64> {
         self.with_conn("reading the revision", async |conn| {
             let revision: Option<i64> = conn

@@ -622,6 +622,16 @@ impl Backend for PostgresBackend {
         });
     }
 
+    fn registry_id(&self) -> Result<String> {
+        self.with_client("reading the registry id", async |client| {
+            let row = client
+                .query_one("SELECT registry_id FROM guidstore_meta WHERE id = 1", &[])
+                .await
+                .map_err(|e| pg_error("reading the registry id", e))?;
+            Ok(row.get::<_, String>(0))
+        })
+    }
+
     fn revision(&self) -> Result<u64> {
         self.with_client("reading the revision", async |client| {
             let statement = client

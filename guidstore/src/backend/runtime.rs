@@ -85,7 +85,7 @@ impl DbRuntime {
 }
 
 /// Polls `future` on the calling thread until it is ready, parking the thread between polls.
-fn park_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn park_on<F: Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: std::sync::Arc<Self>) {
