@@ -11,6 +11,8 @@ use std::time::Duration;
 use guidstore::Stats;
 use hyper::{Method, StatusCode};
 
+use crate::response::StreamPosition;
+
 /// The route template a request matched, the `route` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteLabel {
@@ -106,6 +108,13 @@ pub struct Metrics {
     /// Server-sent event streams open now, and events written to them.
     streams_open: AtomicI64,
     streamed_events: AtomicU64,
+    /// Streams ended by an `overflow` event, and connections dropped because their stream's
+    /// client took nothing for the stall timeout.
+    streams_overflowed: AtomicU64,
+    streams_stalled: AtomicU64,
+    /// The position each open stream's client has read up to, by stream number.
+    positions: std::sync::Mutex<Vec<(u64, StreamPosition)>>,
+    next_stream: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -117,6 +126,10 @@ impl Default for Metrics {
             connections_total: AtomicU64::new(0),
             streams_open: AtomicI64::new(0),
             streamed_events: AtomicU64::new(0),
+            streams_overflowed: AtomicU64::new(0),
+            streams_stalled: AtomicU64::new(0),
+            positions: std::sync::Mutex::new(Vec::new()),
+            next_stream: AtomicU64::new(0),
         }
     }
 }
@@ -145,10 +158,32 @@ impl Metrics {
         OpenConnection { metrics: self }
     }
 
-    /// An event stream opened; counted in `guidstore_feed_streams_open` until the guard drops.
-    pub fn stream_opened(&self) -> OpenStream<'_> {
+    /// An event stream opened; counted in `guidstore_feed_streams_open`, and its client's
+    /// `position` in `guidstore_feed_subscriber_lag_revisions`, until the guard drops.
+    pub fn stream_opened(&self, position: StreamPosition) -> OpenStream<'_> {
         self.streams_open.fetch_add(1, Ordering::Relaxed);
-        OpenStream { metrics: self }
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        self.lock_positions().push((id, position));
+        OpenStream { metrics: self, id }
+    }
+
+    fn lock_positions(&self) -> std::sync::MutexGuard<'_, Vec<(u64, StreamPosition)>> {
+        self.positions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An event stream ended with an `overflow` event.
+    pub fn stream_overflowed(&self) {
+        self.streams_overflowed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An event stream's connection was dropped: its client took nothing for the stall timeout.
+    pub fn stream_stalled(&self) {
+        self.streams_stalled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How far the slowest open stream's client is behind `newest` (0 without streams).
+    fn subscriber_lag(&self, newest: u64) -> u64 {
+        self.lock_positions().iter().map(|(_, position)| newest.saturating_sub(position.get())).max().unwrap_or(0)
     }
 
     /// `count` events were written to an event stream or a long-poll answer.
@@ -266,6 +301,24 @@ impl Metrics {
             self.streamed_events.load(Ordering::Relaxed),
         );
         counter(&mut out, "guidstore_feed_events_total", "Changes published to the change feed.", gauges.events);
+        gauge(
+            &mut out,
+            "guidstore_feed_subscriber_lag_revisions",
+            "Revisions the slowest open event stream's client has not read yet (published minus read).",
+            self.subscriber_lag(gauges.newest),
+        );
+        counter(
+            &mut out,
+            "guidstore_feed_streams_overflowed_total",
+            "Event streams ended with an overflow event (their client fell 1 MiB behind).",
+            self.streams_overflowed.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "guidstore_feed_streams_stalled_total",
+            "Event-stream connections dropped because their client read nothing for --events-stall-timeout.",
+            self.streams_stalled.load(Ordering::Relaxed),
+        );
         out
     }
 }
@@ -302,6 +355,8 @@ pub struct StoreGauges {
     pub subscribers: usize,
     /// Changes published to the feed.
     pub events: u64,
+    /// The newest revision published to the feed.
+    pub newest: u64,
     /// The shared cache's counters (with `--cache`).
     pub shared_cache: Option<guidstore::SharedCacheStats>,
 }
@@ -311,7 +366,14 @@ impl StoreGauges {
     pub fn of(store: &guidstore::Store, revisions_behind: Option<u64>) -> StoreGauges {
         let (subscribers, events) = store.feed_counts();
         let tail_lag = if store.is_shared() { store.staleness() } else { None };
-        StoreGauges { tail_lag, revisions_behind, subscribers, events, shared_cache: store.shared_cache_stats() }
+        StoreGauges {
+            tail_lag,
+            revisions_behind,
+            subscribers,
+            events,
+            newest: store.feed_revision(),
+            shared_cache: store.shared_cache_stats(),
+        }
     }
 }
 
@@ -319,10 +381,12 @@ impl StoreGauges {
 #[derive(Debug)]
 pub struct OpenStream<'a> {
     metrics: &'a Metrics,
+    id: u64,
 }
 
 impl Drop for OpenStream<'_> {
     fn drop(&mut self) {
+        self.metrics.lock_positions().retain(|(id, _)| *id != self.id);
         self.metrics.streams_open.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::metrics::{RouteLabel, StoreGauges};
 use crate::response::{Body, json_response, record_response, strip_body};
 use crate::state::AppState;
-use crate::wire::EofHold;
+use crate::wire::{Abort, EofHold};
 use crate::{events, store_io};
 
 /// The log target of the one-line-per-request access log.
@@ -217,7 +217,8 @@ async fn dispatch(
                 query.after = last;
             }
             if events::wants_stream(request.headers()) && request.method() == Method::GET {
-                events::open_stream(state, query.after, query.limit).await
+                let abort = request.extensions().get::<Abort>().cloned();
+                events::open_stream(state, query.after, query.limit, abort).await
             } else {
                 events::long_poll(state, query).await
             }
