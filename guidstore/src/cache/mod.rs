@@ -91,7 +91,6 @@ impl Cache {
         };
         match entries.get(guid) {
             Some(record) if !record.is_expired_at(now) => {
-                let record = Arc::clone(record);
                 drop(inner);
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Ok(record)
@@ -110,7 +109,7 @@ impl Cache {
     /// A live cached record without counting a miss when there is none.
     pub(crate) fn peek_live(&self, guid: &Guid, now: u64) -> Option<Arc<Record>> {
         let mut inner = self.lock();
-        let record = inner.entries.as_mut()?.get(guid).filter(|r| !r.is_expired_at(now)).cloned()?;
+        let record = inner.entries.as_mut()?.get(guid).filter(|r| !r.is_expired_at(now))?;
         drop(inner);
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(record)

@@ -27,7 +27,7 @@ pub(crate) struct Slru<K: Hash + Eq, V> {
     protected_capacity: usize,
 }
 
-impl<K: Hash + Eq + Clone, V> Slru<K, V> {
+impl<K: Hash + Eq + Clone, V: Clone> Slru<K, V> {
     /// An empty map of at most `capacity` entries (at least one).
     pub(crate) fn new(capacity: usize) -> Slru<K, V> {
         let capacity = capacity.max(1);
@@ -39,21 +39,22 @@ impl<K: Hash + Eq + Clone, V> Slru<K, V> {
         }
     }
 
-    /// The entry of `key`, counted as a use: it becomes the most recently used of protected.
-    pub(crate) fn get(&mut self, key: &K) -> Option<&V> {
-        if self.protected.contains(key) {
-            return self.protected.get(key);
+    /// A clone of the entry of `key` (the cache's values are `Arc`s), counted as a use: it
+    /// becomes the most recently used of protected.
+    pub(crate) fn get(&mut self, key: &K) -> Option<V> {
+        if let Some(value) = self.protected.get(key) {
+            return Some(value.clone());
         }
         let value = self.probation.pop(key)?;
-        self.protected.put(key.clone(), value);
+        self.protected.put(key.clone(), value.clone());
         if self.protected.len() > self.protected_capacity
-            && let Some((demoted, value)) = self.protected.pop_lru()
+            && let Some((demoted, demoted_value)) = self.protected.pop_lru()
         {
             // Back to probation as its most recently used entry: it is the next to go only
             // after every entry that entered probation before it.
-            self.probation.put(demoted, value);
+            self.probation.put(demoted, demoted_value);
         }
-        self.protected.peek(key).or_else(|| self.probation.peek(key))
+        Some(value)
     }
 
     /// Stores `value` under `key`. A new key enters probation (evicting probation's least
@@ -116,11 +117,11 @@ mod tests {
     fn an_entry_read_once_survives_a_burst_of_unread_entries() {
         let mut map = Slru::new(10);
         map.put(0, "hot");
-        assert_eq!(map.get(&0), Some(&"hot"));
+        assert_eq!(map.get(&0), Some("hot"));
         for i in 1..1000 {
             map.put(i, "cold");
         }
-        assert_eq!(map.get(&0), Some(&"hot"));
+        assert_eq!(map.get(&0), Some("hot"));
         // A plain LRU keeps only the last 10; probation holds the last 9 here.
         assert_eq!((1..1000).filter(|i| map.get(i).is_some()).count(), 9);
     }
@@ -145,7 +146,7 @@ mod tests {
         map.get(&1);
         map.put(1, "b");
         map.put(2, "c");
-        assert_eq!(map.get(&1), Some(&"b"));
+        assert_eq!(map.get(&1), Some("b"));
         map.remove(&1);
         map.remove(&2);
         assert_eq!(map.get(&1), None);
