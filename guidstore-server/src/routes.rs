@@ -245,6 +245,30 @@ async fn dispatch(
     {
         return Err(ApiError::Unauthorized);
     }
+    if let (Route::Item(segment), &Method::GET | &Method::HEAD) = (route, request.method()) {
+        return read(state, segment, request.headers()).await;
+    }
+    // The other operations' futures are far larger than a read's; boxed, they do not make every
+    // read's future (moved several times by hyper) as large.
+    Box::pin(operate(state, route, client_eof, request)).await
+}
+
+/// `GET` or `HEAD` of a record.
+async fn read(state: &Arc<AppState>, segment: &str, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    let guid = parse_guid(segment)?;
+    // `max-stale` matters only on a shared database (elsewhere the cache is always current).
+    let max_stale = if state.store.is_shared() { max_stale(headers) } else { None };
+    let record = store_io::get(&state.store, guid, max_stale).await?;
+    Ok(record_response(StatusCode::OK, &record))
+}
+
+/// Every operation but a read of a record, once the request is let in.
+async fn operate(
+    state: &Arc<AppState>,
+    route: Route<'_>,
+    client_eof: Option<&EofHold>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let method = request.method().clone();
     match (route, method) {
         (Route::Collection, Method::POST) => {
@@ -253,11 +277,7 @@ async fn dispatch(
             create(&state.store, new_record).await
         }
         (Route::Collection, method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_COLLECTION }),
-        (Route::Item(segment), Method::GET | Method::HEAD) => {
-            let guid = parse_guid(segment)?;
-            let record = store_io::get(&state.store, guid, max_stale(request.headers())).await?;
-            Ok(record_response(StatusCode::OK, &record))
-        }
+        (Route::Item(segment), Method::GET | Method::HEAD) => read(state, segment, request.headers()).await,
         (Route::Item(segment), Method::POST) => {
             let guid = parse_guid(segment)?;
             let body = read_body(request, state.settings.max_body, client_eof).await?;
