@@ -76,7 +76,7 @@ pub struct Config {
     #[arg(long, env = "GUIDSTORE_LOG_LEVEL", default_value = "info")]
     pub log_level: LevelFilter,
 
-    /// How many records the in-memory LRU cache holds (0 disables it).
+    /// How many records the in-memory record cache (segmented LRU) holds (0 disables it).
     #[arg(long, env = "GUIDSTORE_CACHE_CAPACITY", default_value_t = guidstore::DEFAULT_CACHE_CAPACITY)]
     pub cache_capacity: usize,
 

@@ -60,16 +60,41 @@ impl RouteLabel {
 const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PATCH", "DELETE", "PUT", "OPTIONS", "other"];
 
 fn method_index(method: &Method) -> usize {
-    let name = method.as_str();
-    METHODS.iter().position(|known| *known == name).unwrap_or(METHODS.len() - 1)
+    // In the order of `METHODS`; a match, not a search: this runs for every request.
+    match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PATCH => 3,
+        Method::DELETE => 4,
+        Method::PUT => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
+    }
 }
 
 const STATUSES: [&str; 15] =
     ["200", "201", "204", "400", "401", "404", "405", "409", "410", "412", "413", "500", "503", "408", "other"];
 
 fn status_index(status: StatusCode) -> usize {
-    let code = status.as_str();
-    STATUSES.iter().position(|known| *known == code).unwrap_or(STATUSES.len() - 1)
+    // In the order of `STATUSES`.
+    match status.as_u16() {
+        200 => 0,
+        201 => 1,
+        204 => 2,
+        400 => 3,
+        401 => 4,
+        404 => 5,
+        405 => 6,
+        409 => 7,
+        410 => 8,
+        412 => 9,
+        413 => 10,
+        500 => 11,
+        503 => 12,
+        408 => 13,
+        _ => 14,
+    }
 }
 
 /// Upper bounds of the latency histogram buckets, in seconds.
@@ -414,6 +439,18 @@ fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_and_status_indices_follow_the_label_lists() {
+        for (index, name) in METHODS.iter().enumerate().take(METHODS.len() - 1) {
+            assert_eq!(method_index(&Method::from_bytes(name.as_bytes()).unwrap()), index, "{name}");
+        }
+        assert_eq!(method_index(&Method::CONNECT), METHODS.len() - 1);
+        for (index, code) in STATUSES.iter().enumerate().take(STATUSES.len() - 1) {
+            assert_eq!(status_index(StatusCode::from_bytes(code.as_bytes()).unwrap()), index, "{code}");
+        }
+        assert_eq!(status_index(StatusCode::IM_A_TEAPOT), STATUSES.len() - 1);
+    }
 
     #[test]
     fn requests_are_counted_by_route_method_and_status() {

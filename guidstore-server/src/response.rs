@@ -1,5 +1,6 @@
 //! The responses the server builds: [`Body`], [`json_response`], [`record_response`] and
-//! [`strip_body`] for `HEAD`. Routing and error mapping use them; this module uses neither.
+//! [`strip_body`] for `HEAD` over HTTP/2. Routing and error mapping use them; this module uses
+//! neither.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -271,16 +272,19 @@ pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
     response
 }
 
-/// A record as the JSON body, with its `ETag`.
+/// A record as the JSON body, with its `ETag`: both share the record's rendering (no copy, no
+/// formatting).
 pub fn record_response(status: StatusCode, record: &Record) -> Response<Body> {
-    let mut response = json_response(status, Bytes::copy_from_slice(record.to_json().as_bytes()));
-    if let Ok(etag) = HeaderValue::try_from(record.etag()) {
+    let mut response = json_response(status, record.json_bytes());
+    if let Ok(etag) = HeaderValue::from_maybe_shared(record.etag_bytes()) {
         response.headers_mut().insert(ETAG, etag);
     }
     response
 }
 
-/// For `HEAD`: keeps the headers GET would send, with GET's `Content-Length`, and drops the body.
+/// For `HEAD` over HTTP/2: keeps the headers GET would send, with GET's `Content-Length`, and
+/// drops the body. (Over HTTP/1 hyper does this itself: it sends the `Content-Length` of the
+/// body's exact size and never polls the body.)
 pub fn strip_body(response: &mut Response<Body>) {
     if let Some(length) = response.body().size_hint().exact() {
         response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(length));
