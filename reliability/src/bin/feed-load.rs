@@ -30,6 +30,7 @@ use clap::{Parser, Subcommand};
 use guidstore_testkit::http::Connection;
 
 #[derive(Debug, Parser)]
+#[command(args_override_self = true)] // a later --seconds replaces an earlier one
 struct Args {
     #[command(subcommand)]
     command: Mode,
