@@ -233,7 +233,7 @@ system-call counts; noise-free on a shared machine):
 - Import (library bench, `GUIDSTORE_BENCH_ONLY=import`, 50,000 records under callgrind): the
   writer thread's instructions per record fell from 40k to 28k (records built on the reading
   thread; multi-row inserts; batched loads), and its `pwrite` calls per 10,000-record batch from
-  about 7,000 (a statement journal under /var/tmp, kept by SQLite for multi-row upserts) to about
+  about 14,000 (7,000 pages to a statement journal under /var/tmp, kept by SQLite for multi-row upserts) to about
   100 (WAL only). The checkpointer still copies each page with one `pread` and one `pwrite`.
 NOTES
         echo

@@ -31,7 +31,7 @@ const MIGRATIONS: &[&str] = &[
 ///
 /// A statement that writes several rows and may abort halfway makes SQLite keep a statement
 /// journal, a temporary file to which it copies every page before the statement first changes it
-/// (measured: about 7,000 `pwrite` calls to `/var/tmp/etilqs_*` per 10,000-record import batch,
+/// (measured: about 14,000 `pwrite` calls to `/var/tmp/etilqs_*` per 10,000-record import batch,
 /// from multi-row upserts). So multi-row inserts say `OR ROLLBACK` (a failing write rolls the
 /// whole transaction back anyway, and the writer then retries each job alone), which spares the
 /// journal for plain inserts, and upserts go one row at a time.
