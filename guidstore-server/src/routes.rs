@@ -229,6 +229,20 @@ async fn dispatch(
     }
 }
 
+/// The answer to every request while the server waits for its database at startup
+/// (`--db-wait`): `503 unavailable`, with `Retry-After: 1`. It reads nothing of the request.
+pub fn answer_while_opening<B>(request: &Request<B>, peer: SocketAddr) -> Response<Body> {
+    log::debug!("{} {} from {peer}: 503: the database is not open yet", request.method(), request.uri().path());
+    let error =
+        ApiError::Unhealthy(guidstore::Error::from(guidstore::StorageError::transient("the database is not open yet")));
+    let mut response = error.into_response();
+    response.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if request.method() == Method::HEAD {
+        strip_body(&mut response);
+    }
+    response
+}
+
 /// RFC 9112 §3.2 for HTTP/1.x: an HTTP/1.1 request carries exactly one `Host`, an HTTP/1.0 one
 /// at most, and its value is a host with an optional port. An absolute-form target (§3.2.2) must
 /// name the authority `Host` names, over `http` or `https`: this server is no proxy, so a target

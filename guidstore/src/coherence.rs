@@ -12,8 +12,8 @@
 //! order: the write transactions serialize on one row); once it has applied them, every cached
 //! entry reflects all changes up to R, and a miss reads the database itself. So a read that starts
 //! after a write was acknowledged anywhere sees that write or a later one. A round that fails
-//! (the database is unreachable) fails the reads waiting on it: no read is served that cannot be
-//! proven current.
+//! (the database is unreachable) fails the reads waiting on it, and those that arrived while it
+//! ran: no read is served that cannot be proven current, and none waits for two failing rounds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -177,6 +177,13 @@ impl Coherence {
                 }
                 Err(_) => {}
             }
+            // Reads that arrived while a failing round ran fail with it rather than wait for
+            // another round against a database that just did not answer: each read waits for an
+            // unreachable database once at most.
+            let waiting = match &result {
+                Ok(()) => waiting,
+                Err(_) => waiting.into_iter().chain(std::mem::take(&mut self.lock().waiting)).collect(),
+            };
             for done in waiting {
                 done.complete(result.clone());
             }

@@ -19,7 +19,7 @@ use crate::cache::Cache;
 use crate::coherence::Coherence;
 use crate::feed::Feed;
 use crate::pending::{Pending, pending};
-use crate::writer::{Job, writer_loop};
+use crate::writer::{Job, Queued, writer_loop};
 use crate::{
     Change, Clock, DEFAULT_TTL_SECS, Error, Guid, IfMatch, NewRecord, Patch, Record, Result, Synchronous, SystemClock,
 };
@@ -298,7 +298,7 @@ impl Shared {
 /// writes, stops the writer and releases the file.
 pub struct Store {
     pub(crate) shared: Arc<Shared>,
-    sender: Option<mpsc::Sender<Job>>,
+    sender: Option<mpsc::Sender<Queued>>,
     writer: Option<JoinHandle<()>>,
     lock_file: Option<(PathBuf, File)>,
 }
@@ -500,6 +500,14 @@ impl Store {
         self.shared.cache.peek_live(guid, self.now())
     }
 
+    /// How long a call waits for a network database in all before it fails as
+    /// [`Code::Unavailable`](crate::Code::Unavailable) ([`Options::timeout`]), a write's time in
+    /// the writer's queue included; `None` for SQLite, whose calls are not bounded. A front-end
+    /// bounds a read that makes several calls (a freshness round, then a cache miss) by it.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.shared.backend.timeout()
+    }
+
     /// Whether other processes may write to the same database (PostgreSQL, MySQL).
     pub fn is_shared(&self) -> bool {
         self.shared.coherence.is_some()
@@ -600,7 +608,7 @@ impl Store {
     /// answers [`Error::Closed`].
     pub(crate) fn queue(&self, job: Job) {
         if let Some(sender) = &self.sender {
-            let _ = sender.send(job);
+            let _ = sender.send((std::time::Instant::now(), job));
         }
     }
 
@@ -682,11 +690,12 @@ impl Store {
                 }
             }
         }
-        if total > 0
+        // On a shared database another process may have trimmed the log (this trim then removes
+        // nothing): the feed forgets what the log no longer keeps either way, so every process
+        // answers `events_truncated` below the oldest kept change by its next trim at the latest.
+        if (total > 0 || self.is_shared())
             && let Some(oldest) = self.oldest_revision()?
         {
-            // Other processes on a shared database may serve trimmed changes from their memory
-            // until these leave it; this one stops at once.
             self.shared.feed.forget_before(oldest);
         }
         Ok(total)

@@ -17,8 +17,11 @@
 //!   ([`fault::Frozen`]), both undone when dropped; they need root ([`fault::is_root`]).
 //! - `redis`: a private `redis-server` per test ([`redis::RedisServer`]) that it can kill, restart
 //!   and pause.
-//! - `db`: a fresh database per test on SQLite, PostgreSQL or MariaDB ([`db::TestDb`]), and the
-//!   macros that run a test on every backend ([`on_every_backend!`], [`on_shared_backends!`]).
+//! - `db`: a fresh database per test on SQLite, PostgreSQL or MariaDB ([`db::TestDb`]), the
+//!   macros that run a test on every backend ([`on_every_backend!`], [`on_shared_backends!`]), and
+//!   [`db::TestDb::kill_connections`] (`pg_terminate_backend`, MariaDB `KILL`).
+//! - `postgres`: a private PostgreSQL server a fault test may stop, start, pause and resume
+//!   ([`postgres::PostgresCluster`]), removed when dropped.
 
 #[cfg(feature = "async")]
 pub mod client;
@@ -27,4 +30,5 @@ pub mod fault;
 pub mod http;
 #[cfg(feature = "pki")]
 pub mod pki;
+pub mod postgres;
 pub mod redis;
