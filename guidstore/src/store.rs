@@ -321,6 +321,7 @@ impl Store {
     /// opening it gets [`Error::Locked`] with what the owner wrote there.
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let path = path.as_ref();
+        refuse_shared_cache(&options)?;
         let lock_file = acquire_lock(path, options.owner.as_deref())?;
         let backend = SqliteBackend::open(path, options.synchronous, options.readers)?;
         let mut store = Store::start(backend, options)?;
@@ -371,6 +372,7 @@ impl Store {
 
     /// A store in memory: nothing survives it.
     pub fn open_in_memory_with(options: Options) -> Result<Store> {
+        refuse_shared_cache(&options)?;
         Store::start(SqliteBackend::open_in_memory()?, options)
     }
 
@@ -766,6 +768,20 @@ impl Drop for Store {
         if let Err(error) = self.shutdown() {
             log::error!("guidstore: closing the store failed: {error}");
         }
+    }
+}
+
+/// An SQLite file is served by one process, so a shared cache would serve no one else: refused
+/// before the file is created or opened.
+fn refuse_shared_cache(options: &Options) -> Result<()> {
+    match &options.redis_url {
+        Some(url) => Err(Error::InvalidUrl {
+            url: crate::redact_url(url),
+            reason: "a shared cache needs a shared database (PostgreSQL or MariaDB): an SQLite file is served by \
+                     one process, whose own cache is enough"
+                .to_owned(),
+        }),
+        None => Ok(()),
     }
 }
 

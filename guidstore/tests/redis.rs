@@ -199,6 +199,8 @@ fn a_shared_cache_is_refused_on_sqlite() {
     let error =
         Store::open_url(path.to_str().unwrap(), Options::default().redis_cache("redis://127.0.0.1:1")).unwrap_err();
     assert!(matches!(&error, Error::InvalidUrl { reason, .. } if reason.contains("shared database")), "{error}");
+    assert!(!path.exists(), "the file was created before the refusal");
+    assert!(Store::open_in_memory_with(Options::default().redis_cache("redis://127.0.0.1:1")).is_err());
 }
 
 #[test]
