@@ -243,7 +243,8 @@ pub(crate) struct RedisLevel {
     misses: AtomicU64,
     unproven: AtomicU64,
     skipped: AtomicU64,
-    /// Last, so that its tasks stop after everything else is dropped.
+    /// Runs the Redis connection, the background writes and the probe; shut down without
+    /// waiting when the level is dropped.
     runtime: Option<tokio::runtime::Runtime>,
 }
 
