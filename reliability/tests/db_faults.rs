@@ -503,6 +503,25 @@ fn startup_waits_for_an_unreachable_database() {
         assert!(started.elapsed() < Duration::from_secs(30), "no retry logged in 30 s");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // SIGTERM while it waits stops it at once, cleanly (exit 0).
+    let other_log = dir.path().join("other.log");
+    let mut other = Command::new(server_binary_for_tests())
+        .args(["--listen", "127.0.0.1:0", "--db", &cluster.url("startup"), "--db-wait", "60s"])
+        .arg("--log-file")
+        .arg(&other_log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a second guidstore-server");
+    while retries(&std::fs::read_to_string(&other_log).unwrap_or_default()) < 1 {
+        assert!(other.try_wait().unwrap().is_none(), "the second server exited instead of retrying");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill with a valid pid and signal.
+    assert_eq!(unsafe { libc::kill(other.id() as i32, libc::SIGTERM) }, 0);
+    let status = other.wait().unwrap();
+    assert!(status.success(), "SIGTERM while waiting for the database: {status}");
+    assert!(std::fs::read_to_string(&other_log).unwrap().contains("stopped before database"));
     // Meanwhile every request is answered 503, /healthz included.
     let waiting = request(&mut None, listen, "GET", "/healthz", &[], None);
     waiting.assert_error(503, "unavailable");
