@@ -76,7 +76,7 @@ pub struct Config {
     #[arg(long, env = "GUIDSTORE_LOG_LEVEL", default_value = "info")]
     pub log_level: LevelFilter,
 
-    /// How many records the in-memory LRU cache holds (0 disables it).
+    /// How many records the in-memory record cache (segmented LRU) holds (0 disables it).
     #[arg(long, env = "GUIDSTORE_CACHE_CAPACITY", default_value_t = guidstore::DEFAULT_CACHE_CAPACITY)]
     pub cache_capacity: usize,
 
@@ -144,6 +144,11 @@ pub struct Config {
     #[arg(long, env = "GUIDSTORE_EVENTS_MAX_WAIT", default_value = "60s", value_parser = parse_duration)]
     pub events_max_wait: Duration,
 
+    /// How long an event stream's client may leave output unread (taking none of it) before its
+    /// connection is dropped; a client that falls 1 MiB behind gets a last `overflow` event first.
+    #[arg(long, env = "GUIDSTORE_EVENTS_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub events_stall_timeout: Duration,
+
     /// How long changes stay in the change log for `GET /events` consumers (older ones are trimmed
     /// with each purge; a consumer behind them gets 410 events_truncated). The newest is always kept.
     #[arg(long, env = "GUIDSTORE_EVENTS_RETENTION", default_value = "7days", value_parser = parse_duration)]
@@ -190,6 +195,8 @@ pub struct Settings {
     pub purge_batch: usize,
     /// The longest a long poll of `/events` waits.
     pub events_max_wait: Duration,
+    /// How long an event stream's unread output may wait before its connection is dropped.
+    pub events_stall_timeout: Duration,
     /// How long changes stay in the change log.
     pub events_retention: Duration,
     /// At most this many changes stay in the change log.
@@ -239,6 +246,7 @@ impl Config {
             purge_interval: self.purge_interval,
             purge_batch: self.purge_batch,
             events_max_wait: self.events_max_wait,
+            events_stall_timeout: self.events_stall_timeout,
             events_retention: self.events_retention,
             events_retention_count: self.events_retention_count,
             tls: None,
@@ -431,6 +439,7 @@ mod tests {
             "db-wait",
             "tail-interval",
             "events-max-wait",
+            "events-stall-timeout",
             "events-retention",
             "events-retention-count",
             "log-file",

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::config::MAX_HEAD_BYTES;
 use crate::state::AppState;
 use crate::tls::{self, Tls};
-use crate::wire::{EofHold, WireStream};
+use crate::wire::{Abort, EofHold, WireStream};
 use crate::{routes, store_io};
 
 /// How long the accept loop pauses after a failed `accept` (typically EMFILE).
@@ -197,7 +197,10 @@ impl Handler {
         // HTTP/1 only: an HTTP/2 connection's bytes are frames, and its streams end on their own.
         let eof_hold = (protocol == Protocol::Http1).then(|| Arc::new(EofHold::default()));
         let service_hold = eof_hold.clone();
-        let service = hyper::service::service_fn(move |request| {
+        let abort = Abort::default();
+        let service_abort = abort.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(service_abort.clone());
             let state = Arc::clone(&service_state);
             let request_guard = service_activity.begin();
             let hold_guard = service_hold.as_ref().map(EofHold::hold);
@@ -237,6 +240,10 @@ impl Handler {
                         connection.as_mut().graceful_shutdown();
                         goaway_deadline = Some(Instant::now() + header_timeout);
                     }
+                }
+                () = abort.aborted() => {
+                    log::info!("connection from {peer} dropped: its event stream's client stopped reading");
+                    break;
                 }
                 () = sleep_until_some(goaway_deadline) => {
                     log::debug!("HTTP/2 connection from {peer} dropped: still open {header_timeout:?} after GOAWAY");

@@ -1,6 +1,6 @@
 //! [`Store`]: the registry. It applies the API's rules (expiry, conflicts, merge patches,
 //! preconditions), runs every write through one writer thread that commits concurrent writes together
-//! (group commit), serves reads from the LRU cache or the backend's read connections, and holds the
+//! (group commit), serves reads from the record cache or the backend's read connections, and holds the
 //! database file's lock.
 
 use std::fs::{File, OpenOptions};
@@ -95,7 +95,7 @@ impl Default for Options {
 }
 
 impl Options {
-    /// How many records the LRU cache holds (default 100,000; 0 disables it).
+    /// How many records the cache (a segmented LRU) holds (default 100,000; 0 disables it).
     pub fn cache_capacity(mut self, records: usize) -> Options {
         self.cache_capacity = records;
         self

@@ -238,7 +238,7 @@ impl Named {
                 Job::Create { new_record, .. } => Some(new_record.guid().copied().unwrap_or_else(Guid::random)),
                 Job::Update { guid, .. } | Job::Delete { guid, .. } => Some(*guid),
                 Job::Import { records, .. } => {
-                    guids.extend(records.iter().map(|record| record.guid));
+                    guids.extend(records.iter().map(|import| *import.record.guid()));
                     None
                 }
                 Job::Purge { .. } => None,
@@ -382,9 +382,8 @@ fn import(
     let mut written: HashMap<Guid, Arc<Record>> = HashMap::new();
     let mut changes = Vec::with_capacity(records.len());
     for import in records {
-        let guid = import.guid;
-        let expire = import.record.expire().unwrap_or_else(|| Expiry::after_ttl(now, 1));
-        let metadata = import.record.metadata();
+        let guid = *import.record.guid();
+        let (expire, metadata) = (import.record.expire(), import.record.metadata());
         let current = written.get(&guid).or_else(|| overlay.get(&guid)).filter(|r| !r.is_expired_at(now));
         let op = match current {
             Some(current) if current.expire() == expire && current.metadata() == metadata => {
@@ -401,8 +400,14 @@ fn import(
                 OnConflict::Replace => Op::Update,
             },
         };
-        let version = new_version(current.map(|r| r.version()));
-        let record = Arc::new(Record::new(guid, expire, metadata.clone(), version));
+        // The record comes built with a random version; a replacement's must differ from the
+        // version it replaces.
+        let record = match current {
+            Some(current) if current.version() == import.record.version() => {
+                Arc::new(Record::new(guid, expire, metadata.clone(), new_version(Some(current.version()))))
+            }
+            _ => Arc::clone(&import.record),
+        };
         match op {
             Op::Create => stats.created += 1,
             _ => stats.replaced += 1,

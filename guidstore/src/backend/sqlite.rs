@@ -29,10 +29,13 @@ const MIGRATIONS: &[&str] = &[
 /// whole chunk go one statement each, so that only two statements of each kind are cached.
 const CHUNK: usize = 64;
 
-/// Page cache of each connection, in KiB (`PRAGMA cache_size`). Enough for the inner pages of the
-/// records table and its expiry index at 10 million records (about 8 MiB with 16-byte keys), so
-/// that a read or a create at a random GUID reads only its leaf page from the file.
-const PAGE_CACHE_KIB: i64 = 12 * 1024;
+/// Page cache of each read connection, in KiB (`PRAGMA cache_size`): enough for the inner pages
+/// of the records table at 10 million records (about 7 MiB with 16-byte keys), so that a read at
+/// a random GUID reads only its leaf page from the file. The write connection keeps SQLite's
+/// default (2 MiB): a large writer cache was measured to slow commits (see BENCHMARKS.md), and it
+/// does not spill (`cache_spill = OFF`), so a large transaction such as an import batch keeps its
+/// dirty pages in memory and writes each once, at its commit.
+const READ_CACHE_KIB: i64 = 8 * 1024;
 
 /// A GUID as the records table stores it (schema 3): its 16 bytes, as a BLOB.
 struct Key([u8; 16]);
@@ -263,6 +266,7 @@ impl SqliteBackend {
             return Err(StorageError::transient(format!("cannot enable WAL mode (journal_mode is {mode})")).into());
         }
         configure(&writer).map_err(opening)?;
+        writer.pragma_update(None, "cache_spill", false).map_err(opening)?;
         writer.pragma_update(None, "synchronous", synchronous.pragma()).map_err(opening)?;
         writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(opening)?;
         migrate(&writer, path)?;
@@ -309,6 +313,7 @@ impl SqliteBackend {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection = Connection::open_with_flags(path, flags).db()?;
         configure(&connection).db()?;
+        connection.pragma_update(None, "cache_size", -READ_CACHE_KIB).db()?;
         Ok(connection)
     }
 
@@ -348,7 +353,6 @@ fn open_error(path: &Path, error: rusqlite::Error) -> Error {
 fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.busy_timeout(Duration::from_secs(5))?;
     connection.set_prepared_statement_cache_capacity(16);
-    connection.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
     Ok(())
 }
 
