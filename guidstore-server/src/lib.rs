@@ -4,11 +4,11 @@
 //! [`Application::build`] turns a [`Config`] into a bound, ready server: `main.rs`
 //! and every test harness start the server through it. [`run`] serves a bound listener until a
 //! shutdown future completes; it never binds a port, opens the database or installs a logger
-//! itself. The store is shared as `Arc<Store>` in [`AppState`].
+//! itself (`main` installs [`logfile`]'s). The store is shared as `Arc<Store>` in [`AppState`].
 //!
 //! Modules import one way, and none imports from this crate root: `startup` uses `config`,
 //! `state`, `server`, `tls`; `server` uses `routes`, `store_io`, `tls` and `wire`; `config` uses
-//! `tls`; `routes` uses `store_io`, `error`, `response` and `wire`; `wire` uses `error`; `error`
+//! `tls`; `logfile` uses `routes`; `routes` uses `store_io`, `error`, `response` and `wire`; `wire` uses `error`; `error`
 //! uses `response` and `config`.
 //!
 //! Modules:
@@ -27,6 +27,8 @@
 //! - `error`: [`ApiError`](error::ApiError) and the one mapping from error codes to statuses.
 //! - `auth`: optional bearer-token authentication.
 //! - `metrics`: request counters and histograms, Prometheus rendering.
+//! - `logfile`: the binary's logger: server.log written by a thread of its own (request lines
+//!   cost a format and a short lock), stderr for all but request lines.
 //! - `tls`: optional TLS (rustls): certificate loading and reloading, handshakes, client certificates.
 //!
 //! Connections: HTTP/1.1 with keep-alive and HTTP/2, over cleartext (told apart by the first bytes)
@@ -39,6 +41,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod logfile;
 pub mod metrics;
 pub mod response;
 pub mod routes;

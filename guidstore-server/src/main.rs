@@ -2,28 +2,23 @@
 //! installs the signal handlers, builds the server with [`Application::build`] (which binds, and
 //! opens the store recording the server's URL in the database's lock file so the CLI can find it),
 //! prints `listening on http://ADDR` (`https://` with TLS) on stdout, serves until SIGINT or
-//! SIGTERM, then closes the store and exits 0 (1 on any failure, logged). With TLS, SIGHUP reloads
+//! SIGTERM (which also end a wait for the database at startup), then closes the store and exits 0
+//! (1 on any failure, logged). With TLS, SIGHUP reloads
 //! the certificate and key.
 
-use std::fs::OpenOptions;
-use std::io::{BufWriter, IsTerminal};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use guidstore_server::config::Config;
-use guidstore_server::routes::ACCESS_LOG;
-use guidstore_server::{Application, Tls};
-use log::LevelFilter;
-use simplelog::{ColorChoice, CombinedLogger, ConfigBuilder, TermLogger, TerminalMode, WriteLogger};
+use guidstore_server::{Application, Tls, logfile};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-
-/// How often buffered log lines are written to server.log.
-const LOG_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    if let Err(error) = init_logging(&config) {
+    // Every line to the log file (appended; request lines too), all but request lines to stderr.
+    if let Err(error) = logfile::init(&config.log_file, config.log_level, std::io::stderr().is_terminal()) {
         eprintln!("guidstore-server: cannot open log file {}: {error}", config.log_file.display());
         return ExitCode::FAILURE;
     }
@@ -34,42 +29,9 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
+    // Writes out every buffered line: a clean exit loses none.
     log::logger().flush();
     code
-}
-
-/// Logs to stderr and, appended through a buffer flushed every second, to the log file.
-/// Request lines (target [`ACCESS_LOG`]) go to the file only, so a busy server does not write a
-/// line to the terminal per request.
-fn init_logging(config: &Config) -> std::io::Result<()> {
-    let file = OpenOptions::new().create(true).append(true).open(&config.log_file)?;
-    let file_config = ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_thread_level(LevelFilter::Off)
-        .set_target_level(LevelFilter::Off)
-        .set_location_level(LevelFilter::Off)
-        .build();
-    let terminal_config = ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_thread_level(LevelFilter::Off)
-        .set_target_level(LevelFilter::Off)
-        .set_location_level(LevelFilter::Off)
-        .add_filter_ignore_str(ACCESS_LOG)
-        .build();
-    let level = config.log_level;
-    let colors = if std::io::stderr().is_terminal() { ColorChoice::Auto } else { ColorChoice::Never };
-    CombinedLogger::init(vec![
-        TermLogger::new(level, terminal_config, TerminalMode::Stderr, colors),
-        WriteLogger::new(level, file_config, BufWriter::with_capacity(64 * 1024, file)),
-    ])
-    .map_err(std::io::Error::other)?;
-    std::thread::Builder::new().name("log-flush".to_owned()).spawn(|| {
-        loop {
-            std::thread::sleep(LOG_FLUSH_INTERVAL);
-            log::logger().flush();
-        }
-    })?;
-    Ok(())
 }
 
 fn serve(config: Config) -> Result<(), String> {
@@ -88,14 +50,26 @@ fn serve(config: Config) -> Result<(), String> {
             .map(|_| signal(SignalKind::hangup()))
             .transpose()
             .map_err(|error| format!("cannot install the SIGHUP handler: {error}"))?;
-        let app = Application::build(config).await.map_err(|error| error.to_string())?;
+        // SIGINT or SIGTERM while the database is awaited (--db-wait) stops the server at once.
+        let mut shutdown = std::pin::pin!(shutdown);
+        let app = tokio::select! {
+            app = Application::build(config) => app.map_err(|error| error.to_string())?,
+            () = &mut shutdown => {
+                log::info!("stopped before database {db} was open");
+                return Ok(None);
+            }
+        };
         if let (Some(hangup), Some(tls)) = (hangup, &app.state().settings.tls) {
             reload_on_hangup(hangup, tls.clone());
         }
         println!("listening on {}", app.url());
         log::info!("listening on {}, database {db}", app.url());
-        Ok::<_, String>(app.run_until_stopped(shutdown).await)
+        Ok::<_, String>(Some(app.run_until_stopped(shutdown).await))
     })?;
+    let Some(stopped) = stopped else {
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        return Ok(());
+    };
     // Stops whatever blocking reads are left, dropping their clones of the store.
     runtime.shutdown_timeout(Duration::from_secs(5));
     stopped.close().map_err(|error| format!("closing database {db} failed: {error}"))

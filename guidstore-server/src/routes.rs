@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::metrics::{RouteLabel, StoreGauges};
 use crate::response::{Body, json_response, record_response, strip_body};
 use crate::state::AppState;
-use crate::wire::EofHold;
+use crate::wire::{Abort, EofHold};
 use crate::{events, store_io};
 
 /// The log target of the one-line-per-request access log.
@@ -129,24 +129,107 @@ async fn answer(
             response
         }
     };
-    if method == Method::HEAD {
+    if method == Method::HEAD && version >= Version::HTTP_2 {
+        // HTTP/1: hyper answers HEAD with the body's length and without the body.
         strip_body(&mut response);
     }
     let elapsed = started.elapsed();
     let status = response.status();
     state.metrics.record(route.label(), &method, status, elapsed);
-    // Milliseconds with three decimals, from integers: float formatting costs more than the rest
-    // of the line.
-    let micros = elapsed.as_micros();
-    log::info!(
-        target: ACCESS_LOG,
-        "{method} {} {} {}.{:03}ms {peer}",
-        uri.path(),
-        status.as_u16(),
-        micros / 1000,
-        micros % 1000
-    );
+    log::info!(target: ACCESS_LOG, "{}", AccessLine { method: &method, path: uri.path(), status, elapsed, peer });
     response
+}
+
+/// An access-log line: `METHOD PATH STATUS LATENCYms PEER`, e.g.
+/// `GET /guid/9094E4C980C74043A4B586B420E69DDF 200 0.052ms 127.0.0.1:50312`.
+struct AccessLine<'a> {
+    method: &'a Method,
+    path: &'a str,
+    status: StatusCode,
+    elapsed: Duration,
+    peer: SocketAddr,
+}
+
+impl std::fmt::Display for AccessLine<'_> {
+    /// Written by hand, in four pieces: `format_args!` with a `SocketAddr` and padded integers
+    /// cost about as much as the rest of a cached GET's handling.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.method.as_str())?;
+        f.write_str(" ")?;
+        f.write_str(self.path)?;
+        let mut tail = Digits::default();
+        tail.push(b' ');
+        tail.number(u64::from(self.status.as_u16()), 3);
+        tail.push(b' ');
+        // Milliseconds with three decimals, from integers.
+        let micros = u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX);
+        tail.number(micros / 1000, 1);
+        tail.push(b'.');
+        tail.number(micros % 1000, 3);
+        tail.push_str("ms ");
+        match self.peer {
+            SocketAddr::V4(peer) => {
+                for (index, octet) in peer.ip().octets().into_iter().enumerate() {
+                    if index > 0 {
+                        tail.push(b'.');
+                    }
+                    tail.number(u64::from(octet), 1);
+                }
+                tail.push(b':');
+                tail.number(u64::from(peer.port()), 1);
+                f.write_str(tail.as_str())
+            }
+            SocketAddr::V6(peer) => {
+                f.write_str(tail.as_str())?;
+                write!(f, "{peer}")
+            }
+        }
+    }
+}
+
+/// A short ASCII text on the stack (what follows the path in an [`AccessLine`]: at most 64 bytes).
+struct Digits {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for Digits {
+    fn default() -> Digits {
+        Digits { bytes: [0; 64], len: 0 }
+    }
+}
+
+impl Digits {
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    fn push_str(&mut self, text: &str) {
+        text.bytes().for_each(|byte| self.push(byte));
+    }
+
+    /// `value` in decimal, zero-padded to at least `width` digits.
+    fn number(&mut self, value: u64, width: usize) {
+        let mut digits = [0u8; 20];
+        let mut count = 0;
+        let mut rest = value;
+        while (rest > 0 || count < width) && count < digits.len() {
+            if let Some(slot) = digits.get_mut(count) {
+                *slot = b'0' + (rest % 10) as u8;
+            }
+            rest /= 10;
+            count += 1;
+        }
+        digits.iter().take(count).rev().for_each(|digit| self.push(*digit));
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is pushed.
+        self.bytes.get(..self.len).and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or_default()
+    }
 }
 
 async fn dispatch(
@@ -162,6 +245,30 @@ async fn dispatch(
     {
         return Err(ApiError::Unauthorized);
     }
+    if let (Route::Item(segment), &Method::GET | &Method::HEAD) = (route, request.method()) {
+        return read(state, segment, request.headers()).await;
+    }
+    // The other operations' futures are far larger than a read's; boxed, they do not make every
+    // read's future (moved several times by hyper) as large.
+    Box::pin(operate(state, route, client_eof, request)).await
+}
+
+/// `GET` or `HEAD` of a record.
+async fn read(state: &Arc<AppState>, segment: &str, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    let guid = parse_guid(segment)?;
+    // `max-stale` matters only on a shared database (elsewhere the cache is always current).
+    let max_stale = if state.store.is_shared() { max_stale(headers) } else { None };
+    let record = store_io::get(&state.store, guid, max_stale).await?;
+    Ok(record_response(StatusCode::OK, &record))
+}
+
+/// Every operation but a read of a record, once the request is let in.
+async fn operate(
+    state: &Arc<AppState>,
+    route: Route<'_>,
+    client_eof: Option<&EofHold>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let method = request.method().clone();
     match (route, method) {
         (Route::Collection, Method::POST) => {
@@ -170,11 +277,7 @@ async fn dispatch(
             create(&state.store, new_record).await
         }
         (Route::Collection, method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_COLLECTION }),
-        (Route::Item(segment), Method::GET | Method::HEAD) => {
-            let guid = parse_guid(segment)?;
-            let record = store_io::get(&state.store, guid, max_stale(request.headers())).await?;
-            Ok(record_response(StatusCode::OK, &record))
-        }
+        (Route::Item(segment), Method::GET | Method::HEAD) => read(state, segment, request.headers()).await,
         (Route::Item(segment), Method::POST) => {
             let guid = parse_guid(segment)?;
             let body = read_body(request, state.settings.max_body, client_eof).await?;
@@ -217,7 +320,8 @@ async fn dispatch(
                 query.after = last;
             }
             if events::wants_stream(request.headers()) && request.method() == Method::GET {
-                events::open_stream(state, query.after, query.limit).await
+                let abort = request.extensions().get::<Abort>().cloned();
+                events::open_stream(state, query.after, query.limit, abort).await
             } else {
                 events::long_poll(state, query).await
             }
@@ -227,6 +331,20 @@ async fn dispatch(
         }
         (Route::Unknown, _) => Err(ApiError::UnknownPath(request.uri().path().to_owned())),
     }
+}
+
+/// The answer to every request while the server waits for its database at startup
+/// (`--db-wait`): `503 unavailable`, with `Retry-After: 1`. It reads nothing of the request.
+pub fn answer_while_opening<B>(request: &Request<B>, peer: SocketAddr) -> Response<Body> {
+    log::debug!("{} {} from {peer}: 503: the database is not open yet", request.method(), request.uri().path());
+    let error =
+        ApiError::Unhealthy(guidstore::Error::from(guidstore::StorageError::transient("the database is not open yet")));
+    let mut response = error.into_response();
+    response.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if request.method() == Method::HEAD {
+        strip_body(&mut response);
+    }
+    response
 }
 
 /// RFC 9112 §3.2 for HTTP/1.x: an HTTP/1.1 request carries exactly one `Host`, an HTTP/1.0 one
@@ -251,7 +369,7 @@ fn check_host<B>(request: &Request<B>) -> Result<(), ApiError> {
         }
         None => b"",
     };
-    if !host.is_empty() && (host.contains(&b'@') || Authority::try_from(host).is_err()) {
+    if !host.is_empty() && !is_plain_host(host) && (host.contains(&b'@') || Authority::try_from(host).is_err()) {
         return Err(ApiError::BadRequest("the Host header is not a host with an optional port"));
     }
     if let Some(authority) = request.uri().authority() {
@@ -261,6 +379,19 @@ fn check_host<B>(request: &Request<B>) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Whether `host` is a name or IPv4 address with an optional port: letters, digits, `.` and `-`,
+/// then `:` and digits. Such a value is a valid `Host` without the full authority parse (which
+/// copies the value); anything else takes that parse.
+fn is_plain_host(host: &[u8]) -> bool {
+    let (name, port) = match memchr::memchr(b':', host) {
+        Some(colon) => (host.get(..colon).unwrap_or_default(), host.get(colon + 1..).unwrap_or_default()),
+        None => (host, &b""[..]),
+    };
+    !name.is_empty()
+        && name.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+        && port.iter().all(u8::is_ascii_digit)
 }
 
 /// The staleness a request accepts: the `max-stale` directive of its `Cache-Control` header
@@ -421,6 +552,37 @@ mod tests {
         for (version, target, hosts, ok) in cases {
             assert_eq!(check_host(&request(version, target, hosts)).is_ok(), ok, "{version:?} {target} {hosts:?}");
         }
+    }
+
+    #[test]
+    fn plain_hosts_are_exactly_those_the_authority_parse_accepts_simply() {
+        for host in ["x", "127.0.0.1", "127.0.0.1:8080", "a-b.example:1", "x:", "LOCALHOST:65535"] {
+            assert!(is_plain_host(host.as_bytes()), "{host}");
+            assert!(Authority::try_from(host).is_ok(), "{host}");
+        }
+        for host in ["", ":80", "[::1]:80", "user@x", "x/y", "x:8a", "x:1:2", "é"] {
+            assert!(!is_plain_host(host.as_bytes()), "{host}");
+        }
+    }
+
+    #[test]
+    fn access_lines_read_method_path_status_latency_peer() {
+        let line = |elapsed, peer: &str| {
+            let line = AccessLine {
+                method: &Method::GET,
+                path: "/guid/x",
+                status: StatusCode::NOT_FOUND,
+                elapsed,
+                peer: peer.parse().unwrap(),
+            };
+            line.to_string()
+        };
+        assert_eq!(line(Duration::from_micros(52), "127.0.0.1:50312"), "GET /guid/x 404 0.052ms 127.0.0.1:50312");
+        assert_eq!(line(Duration::from_micros(1_234_567), "10.0.0.255:1"), "GET /guid/x 404 1234.567ms 10.0.0.255:1");
+        assert_eq!(line(Duration::ZERO, "0.0.0.0:0"), "GET /guid/x 404 0.000ms 0.0.0.0:0");
+        assert_eq!(line(Duration::from_millis(7), "[::1]:8080"), "GET /guid/x 404 7.000ms [::1]:8080");
+        let slowest = line(Duration::MAX, "255.255.255.255:65535");
+        assert!(slowest.ends_with("ms 255.255.255.255:65535"), "{slowest}");
     }
 
     #[test]

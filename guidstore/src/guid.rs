@@ -1,7 +1,8 @@
 //! [`Guid`]: a 32-character uppercase hexadecimal identifier, constructible only valid.
 //!
-//! The format rule lives here and nowhere else. Generation uses the operating system's CSPRNG
-//! (through `rand`); all 128 bits are random (no UUID version bits, no timestamp).
+//! The format rule lives here and nowhere else. Generation uses `rand::random`, whose
+//! `ThreadRng` is a ChaCha12 CSPRNG seeded from the operating system and reseeded periodically; all
+//! 128 bits are random (no UUID version bits, no timestamp).
 
 use std::fmt;
 use std::str::FromStr;

@@ -2,8 +2,8 @@
 //!
 //! The library owns every rule of the registry — what a valid GUID and expiry are, what a record
 //! is, how merge-patch updates and `If-Match` preconditions work, when a record has expired — and
-//! keeps records durably in SQLite behind an LRU cache. It knows nothing of HTTP or async runtimes:
-//! every call is synchronous and the [`Store`] is `Send + Sync`.
+//! keeps records durably in SQLite behind a record cache (segmented LRU). It knows nothing of HTTP
+//! or async runtimes: every call is synchronous and the [`Store`] is `Send + Sync`.
 //!
 //! ```
 //! use guidstore::{Guid, IfMatch, NewRecord, Patch, Store};
@@ -42,7 +42,9 @@
 //! - `store`: [`Store`] and its [`Options`]: reads, the write API, the file lock.
 //! - `transfer`: [`Store::export`] and [`Store::import`] of NDJSON, [`OnConflict`].
 //! - `writer`: the writer thread, group commit, and the rules applied to each batch of writes.
-//! - `cache`: the LRU cache of records, kept in step with the change log.
+//! - `cache`: the cache of records (a segmented LRU: records read outlive bursts of creates), kept
+//!   in step with the change log; `cache::redis` (feature `redis`) the shared cache level in Redis,
+//!   used only when proven current.
 //! - `coherence`: the tailer that applies other processes' changes to the cache, and the shared
 //!   freshness rounds that make reads from memory linearizable on a shared database.
 //! - `backend`: the storage seam (`Backend`, `Transaction`); `backend::sqlite` is the embedded
@@ -79,6 +81,7 @@ pub use pending::Pending;
 pub use record::{IfMatch, Metadata, NewRecord, Patch, Record, merge_value, parse_json, parse_json_object};
 pub use store::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_DB_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_POOL_SIZE, DEFAULT_PURGE_BATCH,
-    DEFAULT_TAIL_INTERVAL, Options, Stats, Store, lock_owner,
+    DEFAULT_REDIS_TIMEOUT, DEFAULT_REDIS_TTL, DEFAULT_TAIL_INTERVAL, Options, SharedCacheStats, Stats, Store,
+    lock_owner,
 };
 pub use transfer::{ExportError, IMPORT_BATCH, ImportError, ImportStats, OnConflict};

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::json::parse_strict;
@@ -17,18 +18,23 @@ pub type Metadata = Map<String, Value>;
 
 /// A stored record: its GUID, expiry, metadata and version.
 ///
-/// The JSON form (`{"guid":…,"expire":"…",…metadata}`) is rendered once when the record is built,
-/// so serving a cached record does no JSON work.
+/// The JSON form (`{"guid":…,"expire":"…",…metadata}`) and the entity-tag are rendered once when
+/// the record is built, into one shared buffer: serving a cached record formats nothing and copies
+/// nothing ([`Record::json_bytes`] and [`Record::etag_bytes`] share it).
 #[derive(Clone, PartialEq)]
 pub struct Record {
     guid: Guid,
     expire: Expiry,
     metadata: Metadata,
     version: u64,
-    json: Box<str>,
-    /// Where the metadata members start in `json` (after `"expire":"…"` and a comma).
+    /// The entity-tag (`ETAG_LEN` bytes), then the JSON form.
+    rendered: Bytes,
+    /// Where the metadata members start in the JSON form (after `"expire":"…"` and a comma).
     metadata_offset: usize,
 }
+
+/// The length of a quoted entity-tag: 16 hexadecimal digits and two quotes.
+const ETAG_LEN: usize = 18;
 
 impl Record {
     pub(crate) fn new(guid: Guid, expire: Expiry, metadata: Metadata, version: u64) -> Record {
@@ -46,14 +52,14 @@ impl Record {
     ) -> Record {
         let members = metadata_json.strip_prefix('{').unwrap_or("}");
         let separator = if metadata.is_empty() { "" } else { "," };
-        let json = format!(r#"{{"guid":"{guid}","expire":"{expire}"{separator}{members}"#).into_boxed_str();
-        let metadata_offset = json.len() - members.len();
-        Record { guid, expire, metadata, version, json, metadata_offset }
+        let rendered = format!(r#""{version:016x}"{{"guid":"{guid}","expire":"{expire}"{separator}{members}"#);
+        let metadata_offset = rendered.len() - ETAG_LEN - members.len();
+        Record { guid, expire, metadata, version, rendered: Bytes::from(rendered), metadata_offset }
     }
 
     /// The metadata as a JSON object text, as stored.
     pub(crate) fn metadata_json(&self) -> String {
-        format!("{{{}", self.json.get(self.metadata_offset..).unwrap_or("}"))
+        format!("{{{}", self.to_json().get(self.metadata_offset..).unwrap_or("}"))
     }
 
     /// The record's GUID.
@@ -78,12 +84,29 @@ impl Record {
 
     /// The strong entity-tag naming this version, quoted as in an `ETag` header: `"0123456789abcdef"`.
     pub fn etag(&self) -> String {
-        format!("\"{:016x}\"", self.version)
+        self.etag_str().to_owned()
+    }
+
+    /// [`Record::etag`] without a copy: the bytes of the record's shared rendering.
+    pub fn etag_bytes(&self) -> Bytes {
+        self.rendered.slice(..ETAG_LEN)
+    }
+
+    fn etag_str(&self) -> &str {
+        // The rendering was built from a `String`: always UTF-8.
+        self.rendered.get(..ETAG_LEN).and_then(|tag| std::str::from_utf8(tag).ok()).unwrap_or_default()
     }
 
     /// The record as one line of JSON: `guid`, `expire` (a string), then the metadata keys.
     pub fn to_json(&self) -> &str {
-        &self.json
+        // The rendering was built from a `String`: always UTF-8.
+        self.rendered.get(ETAG_LEN..).and_then(|json| std::str::from_utf8(json).ok()).unwrap_or_default()
+    }
+
+    /// [`Record::to_json`] without a copy: the bytes of the record's shared rendering, for a
+    /// response body.
+    pub fn json_bytes(&self) -> Bytes {
+        self.rendered.slice(ETAG_LEN..)
     }
 
     /// Whether the record is expired at `now`.
@@ -96,7 +119,7 @@ impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Record")
             .field("version", &format_args!("{:016x}", self.version))
-            .field("json", &self.json)
+            .field("json", &self.to_json())
             .finish()
     }
 }
@@ -320,8 +343,8 @@ impl IfMatch {
         match self {
             IfMatch::Any => true,
             IfMatch::Tags(tags) => {
-                let etag = record.etag();
-                tags.contains(&etag)
+                let etag = record.etag_str();
+                tags.iter().any(|tag| tag == etag)
             }
         }
     }
@@ -398,6 +421,12 @@ mod tests {
             r#"{"guid":"9094E4C980C74043A4B586B420E69DDF","expire":"1427736345","zeta":1,"user":"Jay Patel"}"#
         );
         assert_eq!(record.etag(), "\"00000000000000ab\"");
+        assert_eq!(record.json_bytes(), record.to_json().as_bytes());
+        assert_eq!(record.etag_bytes(), record.etag().as_bytes());
+        assert_eq!(record.metadata_json(), r#"{"zeta":1,"user":"Jay Patel"}"#);
+        let empty = Record::new(guid(), Expiry::new_after(1, 0).unwrap(), Metadata::new(), u64::MAX);
+        assert_eq!(empty.to_json(), r#"{"guid":"9094E4C980C74043A4B586B420E69DDF","expire":"1"}"#);
+        assert_eq!((empty.etag(), empty.metadata_json()), ("\"ffffffffffffffff\"".to_owned(), "{}".to_owned()));
     }
 
     #[test]

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# The hot read path against Redis (issue 16): GET of a cached record beside hyper's hello-world and
+# a Redis GET, and GET again after a burst of creates that nobody reads.
+#
+#   bash bench/hot.sh              # 3 rounds of 5 s runs; prints the table
+#   RECORD=1 bash bench/hot.sh     # also writes it into BENCHMARKS.md ("## Hot reads")
+#   ROUNDS=1 DURATION=1 BURST=20000 bash bench/hot.sh   # a smoke run
+#
+# Needs wrk (installed with apt-get if missing), redis-server and redis-benchmark, taskset. Every
+# server is pinned to core 0 (hello-world, guidstore-server with the access log on, a private
+# redis-server on a free port, no persistence); the load to core 1: `wrk -t1 -c64` (bench/http's
+# workload.lua, GET of random GUIDs of the RECORDS prefilled), `redis-benchmark -t get -c 64 -d 60
+# -r RECORDS` on RECORDS keys SET beforehand (60-byte values; a GET of a missing key would be
+# cheaper). Only 127.0.0.1 is targeted.
+#
+# A round: hello-world → guidstore GET → Redis GET → a burst of BURST creates (POST /guid,
+# bench/http/burst.lua: records nobody reads, into a cache of 100,000) → hello-world → guidstore
+# GET again. The hit rate of that last GET is from /metrics (guidstore_cache_hits_total and
+# _misses_total before and after it); its figure is compared with the GET of the same round.
+# Paired runs as in bench/http.sh: ratios are to the hello-world run just before; each figure is
+# the median over ROUNDS rounds.
+set -euo pipefail
+
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+RECORDS=${RECORDS:-10000}
+BURST=${BURST:-200000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SCRIPT="$ROOT/bench/http/workload.lua"
+cd "$ROOT"
+
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk" >&2
+    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+for tool in taskset redis-server redis-benchmark redis-cli curl; do
+    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+done
+
+cargo build --release -q -p guidstore-server --bin guidstore-server --example hello_world --example bench_prefill
+BIN="$ROOT/target/release"
+WORK=$(mktemp -d)
+declare -A PIDS URLS
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# start NAME COMMAND...: runs COMMAND pinned to core 0; sets PIDS[NAME] and URLS[NAME].
+start() {
+    local name=$1; shift
+    taskset -c 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    PIDS[$name]=$!
+    for _ in $(seq 200); do
+        if grep -q '^listening on ' "$WORK/$name.out" 2>/dev/null; then
+            URLS[$name]=$(sed -n 's/^listening on //p' "$WORK/$name.out")
+            return
+        fi
+        sleep 0.05
+    done
+    echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
+}
+
+# measure NAME MODE SECONDS: prints "req/s p99_ms"; fails on errors.
+measure() {
+    local line
+    line=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s -s "$SCRIPT" "${URLS[$1]}" -- "$2" "$WORK/guids.txt" \
+        | grep '^RESULT')
+    read -r _ rps p99 bad errors <<<"$line"
+    if [[ "$bad" != 0 || "$errors" != 0 ]]; then
+        echo "$2: $bad non-2xx responses, $errors socket errors" >&2; exit 1
+    fi
+    echo "$rps $p99"
+}
+
+# redis_get SECONDS: prints "req/s p99_ms" of redis-benchmark GETs for about SECONDS (the request
+# count is sized from the previous run's rate).
+REDIS_RATE=50000
+redis_get() {
+    local line requests
+    requests=$((REDIS_RATE * $1))
+    line=$(taskset -c 1 redis-benchmark -p "$REDIS_PORT" -t get -c "$CONNECTIONS" -d 60 -r "$RECORDS" -n "$requests" \
+        --csv | grep '^"GET"')
+    # "GET","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    IFS=, read -r _ rps _ _ _ _ p99 _ <<<"${line//\"/}"
+    REDIS_RATE=${rps%.*}
+    echo "${rps%.*} $p99"
+}
+
+# metric NAME: the value of an unlabelled metric of guidstore-server.
+metric() { curl -fsS "${URLS[server]}/metrics" | awk -v name="$1" '$1 == name { print $2 }'; }
+
+# median of the arguments (numbers)
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "prefilling $RECORDS records" >&2
+"$BIN/examples/bench_prefill" "$WORK/guids.db" "$RECORDS" >"$WORK/guids.txt"
+
+start hello "$BIN/examples/hello_world" 127.0.0.1:0
+start server "$BIN/guidstore-server" --listen 127.0.0.1:0 --db "$WORK/guids.db" --log-file "$WORK/server.log" \
+    --log-level info --sync normal # the burst is about the cache, not the disk
+REDIS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+    >"$WORK/redis.log" 2>&1 &
+PIDS[redis]=$!
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+taskset -c 1 redis-benchmark -p "$REDIS_PORT" -t set -c "$CONNECTIONS" -d 60 -r "$RECORDS" -n $((RECORDS * 20)) -q >/dev/null
+echo "redis keys: $(redis-cli -p "$REDIS_PORT" dbsize)" >&2
+# Warm-up: every server's first run is not measured; the GUIDs enter guidstore's cache.
+measure hello hello 2 >/dev/null
+measure server get 2 >/dev/null
+redis_get 1 >/dev/null
+
+declare -A RPS P99 RATIO
+HIT_RATES=""
+CREATED=""
+for round in $(seq "$ROUNDS"); do
+    read -r h_rps h_p99 <<<"$(measure hello hello "$DURATION")"
+    read -r g_rps g_p99 <<<"$(measure server get "$DURATION")"
+    read -r r_rps r_p99 <<<"$(redis_get "$DURATION")"
+    posts_before=$(curl -fsS "${URLS[server]}/metrics" | awk '/^guidstore_http_requests_total\{route="\/guid",method="POST",status="201"\}/ { print $2 }')
+    burst=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d600s --timeout 5s -s "$ROOT/bench/http/burst.lua" "${URLS[server]}" -- "$BURST" \
+        | grep '^RESULT')
+    posts_after=$(curl -fsS "${URLS[server]}/metrics" | awk '/^guidstore_http_requests_total\{route="\/guid",method="POST",status="201"\}/ { print $2 }')
+    created=$((posts_after - ${posts_before:-0}))
+    read -r ah_rps ah_p99 <<<"$(measure hello hello "$DURATION")"
+    hits=$(metric guidstore_cache_hits_total); misses=$(metric guidstore_cache_misses_total)
+    read -r a_rps a_p99 <<<"$(measure server get "$DURATION")"
+    hit_rate=$(awk -v h="$(( $(metric guidstore_cache_hits_total) - hits ))" -v m="$(( $(metric guidstore_cache_misses_total) - misses ))" \
+        'BEGIN { printf "%.2f", 100 * h / (h + m) }')
+    echo "  round $round: hello $h_rps, GET $g_rps ($(ratio "$g_rps" "$h_rps")x), Redis GET $r_rps; burst of $created creates \
+(${burst#RESULT }); hello $ah_rps, GET $a_rps ($(ratio "$a_rps" "$ah_rps")x hello, $(ratio "$a_rps" "$g_rps")x before), hit rate $hit_rate%" >&2
+    RPS[hello]+="$h_rps "; P99[hello]+="$h_p99 "
+    RPS[get]+="$g_rps "; P99[get]+="$g_p99 "; RATIO[get]+="$(ratio "$g_rps" "$h_rps") "
+    RPS[redis]+="$r_rps "; P99[redis]+="$r_p99 "; RATIO[redis]+="$(ratio "$r_rps" "$h_rps") "
+    RPS[after]+="$a_rps "; P99[after]+="$a_p99 "; RATIO[after]+="$(ratio "$a_rps" "$ah_rps") "
+    RATIO[get_redis]+="$(ratio "$g_rps" "$r_rps") "; RATIO[after_before]+="$(ratio "$a_rps" "$g_rps") "
+    HIT_RATES+="$hit_rate "; CREATED+="$created "
+done
+logged=$(grep -c ' /guid' "$WORK/server.log" || true)
+kill -TERM "${PIDS[server]}"; wait "${PIDS[server]}"; unset "PIDS[server]"
+logged_after_stop=$(grep -c ' /guid' "$WORK/server.log" || true)
+
+# shellcheck disable=SC2086 # the lists are space-separated numbers
+row() { echo "| $1 | $(median ${RPS[$2]}) | $(median ${P99[$2]}) | $(median ${RATIO[$2]}) | ${RATIO[$2]% } |"; }
+{
+    echo "| workload | req/s | p99 (ms) | × hello-world | × hello-world, each round |"
+    echo "|---|---:|---:|---:|---|"
+    # shellcheck disable=SC2086
+    echo "| hello-world baseline (hyper, 20-byte JSON) | $(median ${RPS[hello]}) | $(median ${P99[hello]}) | 1.00 | |"
+    row "guidstore GET /guid/{guid} (random of $RECORDS cached, access log on)" get
+    row "Redis GET (\`redis-benchmark -t get -c $CONNECTIONS -d 60 -r $RECORDS\`)" redis
+    row "guidstore GET after a burst of $BURST creates" after
+} >"$WORK/table.md"
+# shellcheck disable=SC2086
+floor() { awk -v r="$(median ${RATIO[$1]})" -v f="$2" 'BEGIN { exit !(r >= f) }' && echo met || echo MISSED; }
+# shellcheck disable=SC2086
+summary="GET × Redis GET, each round: ${RATIO[get_redis]% } (median $(median ${RATIO[get_redis]}); ≥ 1.0: $(floor get_redis 1.0)). \
+GET × hello-world ≥ 0.8: $(floor get 0.8). After the burst (creates per round: ${CREATED% }): hit rate of the read set \
+${HIT_RATES% } % (median $(median ${HIT_RATES})); GET × the GET before it, each round: ${RATIO[after_before]% } \
+(median $(median ${RATIO[after_before]}); ≥ 0.9: $(floor after_before 0.9)). \
+Request lines in server.log: $logged while running, $logged_after_stop after SIGTERM (a clean stop writes out the buffer)."
+cat "$WORK/table.md"
+echo
+echo "$summary"
+
+if [[ "${RECORD:-0}" == 1 ]]; then
+    section="$WORK/section.md"
+    {
+        echo "## Hot reads"
+        echo
+        echo "Command: \`RECORD=1 bash bench/hot.sh\` ($ROUNDS rounds of ${DURATION} s runs, bursts of $BURST creates;"
+        echo "\`ROUNDS=\`, \`DURATION=\`, \`BURST=\` to change). Servers pinned to core 0 (hello-world, guidstore-server"
+        echo "with the access log on, redis-server without persistence), load from core 1 (\`wrk -t1 -c$CONNECTIONS\`,"
+        echo "\`redis-benchmark -c $CONNECTIONS\`). A round: hello-world, GET, Redis GET, a burst of creates nobody reads"
+        echo "(into the default cache of 100,000 records), hello-world, GET again; ratios to the hello-world run just before."
+        echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -r);"
+        echo "load average before the run $LOAD_BEFORE; commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%d)."
+        echo
+        cat "$WORK/table.md"
+        echo
+        echo "$summary"
+        echo
+    } >"$section"
+    touch BENCHMARKS.md
+    # Replace our section (up to the next "## " heading), or append it.
+    awk -v section="$section" '
+        /^## Hot reads[[:space:]]*$/ { while ((getline line < section) > 0) print line; skipping = 1; done = 1; next }
+        skipping && /^## / { skipping = 0 }
+        !skipping { print }
+        END { if (!done) { if (NR > 0) print ""; while ((getline line < section) > 0) print line } }
+    ' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
+    cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
+    echo "recorded in BENCHMARKS.md" >&2
+fi
