@@ -19,6 +19,7 @@ use crate::cache::Cache;
 use crate::coherence::Coherence;
 use crate::feed::Feed;
 use crate::pending::{Pending, pending};
+use crate::shared::Shared;
 use crate::writer::{Job, Queued, writer_loop};
 use crate::{
     Change, Clock, DEFAULT_TTL_SECS, Error, Guid, IfMatch, NewRecord, Patch, Record, Result, Synchronous, SystemClock,
@@ -258,38 +259,6 @@ pub struct SharedCacheStats {
     pub up: bool,
 }
 
-/// What the store's callers and its writer thread share.
-pub(crate) struct Shared {
-    pub(crate) backend: Box<dyn Backend>,
-    pub(crate) cache: Cache,
-    /// On a shared database, the tailer that keeps `cache` current.
-    pub(crate) coherence: Option<Coherence>,
-    /// The shared cache level between `cache` and the backend.
-    #[cfg(feature = "redis")]
-    pub(crate) redis: Option<crate::cache::redis::RedisLevel>,
-    /// The change feed's fan-out to waiting consumers.
-    pub(crate) feed: Feed,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) default_ttl: u64,
-    pub(crate) max_record_bytes: usize,
-    pub(crate) purged: AtomicU64,
-    pub(crate) commits: AtomicU64,
-    pub(crate) writes: AtomicU64,
-    pub(crate) storage_errors: AtomicU64,
-    pub(crate) storage_reads: AtomicU64,
-}
-
-impl Shared {
-    fn count_error<T>(&self, result: Result<T>) -> Result<T> {
-        if let Err(error) = &result
-            && !error.is_client_error()
-        {
-            self.storage_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
-}
-
 /// A registry of GUIDs and their metadata. `Send + Sync`: share it by reference or in an `Arc`.
 ///
 /// Reads run on the calling thread (cache, then a read connection). Writes are queued to the
@@ -425,7 +394,7 @@ impl Store {
             .spawn(move || writer_loop(&writer_shared, &receiver, max_batch))
             .map_err(|source| Error::open("<writer thread>", source))?;
         let store = Store { shared, sender: Some(sender), writer: Some(writer), lock_file: None };
-        Coherence::start(&store.shared)?;
+        Shared::start_tailer(&store.shared)?;
         Ok(store)
     }
 

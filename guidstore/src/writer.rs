@@ -16,9 +16,9 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::backend::Transaction;
+use crate::import::{ImportConflict, ImportRecord};
 use crate::pending::Completer;
-use crate::store::Shared;
-use crate::transfer::{ImportConflict, ImportRecord};
+use crate::shared::Shared;
 use crate::{
     Change, Error, Expiry, Guid, IfMatch, ImportStats, NewRecord, OnConflict, Op, Patch, Record, Result, StorageError,
 };
