@@ -5,6 +5,7 @@
 --   patch  PATCH /guid/<random live GUID> with a changing body (a durable update)
 --   mix    90% get, 10% patch
 --   stale  GET /guid/<random live GUID> with Cache-Control: max-stale=1 (bounded staleness)
+--   scan   GET /guid/<GUID> of each line in turn, from a random start (to warm a cache)
 -- The second argument is a file of live GUIDs, one per line.
 -- done() prints: RESULT <req/s> <p99 ms> <non-2xx responses> <socket errors>
 
@@ -40,8 +41,17 @@ local function patch()
   return wrk.format("PATCH", "/guid/" .. guids[math.random(#guids)], nil, '{"n":' .. counter .. '}')
 end
 
+local next_line = nil
+
+local function scan()
+  next_line = (next_line or math.random(#guids)) % #guids + 1
+  return wrk.format("GET", "/guid/" .. guids[next_line])
+end
+
 function request()
-  if mode == "post" then
+  if mode == "scan" then
+    return scan()
+  elseif mode == "post" then
     return wrk.format("POST", "/guid", nil, post_body)
   elseif mode == "patch" then
     return patch()

@@ -23,7 +23,8 @@ Where records live:
 Output:
   create, get and update print the record as one line of JSON on stdout, exactly the server's body
   (--pretty indents it); delete and purge print nothing; export prints one record per line (NDJSON)
-  and import reports its counts on stderr. Errors go to stderr as `error: CODE: message`, with the
+  and import reports its counts on stderr; watch prints one change-feed event per line (NDJSON) and
+  `last revision: REV` on stderr. Errors go to stderr as `error: CODE: message`, with the
   API's codes (invalid_guid, not_found, ...).
 
 Moving a registry:
@@ -159,6 +160,20 @@ pub enum Command {
         /// What to do with a live record of the same GUID and other content.
         #[arg(long, value_enum, default_value_t = OnConflictArg::Fail)]
         on_conflict: OnConflictArg,
+    },
+    /// Print the change feed: every create, update, delete and expiry after --after, one event per
+    /// line (NDJSON, as GET /events sends them), in revision order. With --follow, wait for more
+    /// until Ctrl-C (exit 0). On exit, `last revision: REV` on stderr is the --after that resumes
+    /// right after the last event printed. Exit 2 with events_truncated when --after is older than
+    /// the oldest change kept (re-read the registry with export). From a server, a shared
+    /// database, or an SQLite file (--follow on a file needs the server that has it open).
+    Watch {
+        /// Print the events after this revision (0: from the oldest kept).
+        #[arg(long, default_value_t = 0, value_name = "REV")]
+        after: u64,
+        /// Keep waiting for new events instead of exiting once the feed is read.
+        #[arg(long)]
+        follow: bool,
     },
     /// Print a shell completion script (bash, zsh, fish, ...) on stdout.
     Completions {

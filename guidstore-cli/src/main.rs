@@ -7,6 +7,7 @@
 //! - `body`: the JSON body of a create or update, from `--json`, `--set`, ...;
 //! - `endpoint`: where the records are (the file or a server) and the four record operations on it;
 //! - `remote`: the HTTP client;
+//! - `watch`: the change feed as NDJSON;
 //! - `tls`: TLS for `https://` servers (trusted CAs, `--insecure`, client certificates);
 //! - `error`: `CliError`, its codes and exit codes.
 //!
@@ -20,6 +21,7 @@ mod endpoint;
 mod error;
 mod remote;
 mod tls;
+mod watch;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -137,6 +139,9 @@ fn run(cli: Cli, target: Result<Target, CliError>) -> Result<(), CliError> {
                 stats.expired
             );
             return Ok(());
+        }
+        Command::Watch { after, follow } => {
+            return Endpoint::with(target?, &options, false, |e| watch::watch(e, after, follow));
         }
         Command::Purge => {
             let purged = Endpoint::with(target?, &options, false, Endpoint::purge)?;

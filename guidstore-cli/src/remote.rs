@@ -97,6 +97,30 @@ impl Remote {
         body: Option<Vec<u8>>,
         if_match: Option<&str>,
     ) -> Result<Answer, CliError> {
+        let request = self.request(method, path, body, if_match)?;
+        self.runtime.block_on(self.exchange(request, self.timeout))
+    }
+
+    /// `GET path`, answered within `--timeout` plus `extra` (a long poll's wait), inside
+    /// [`Remote::block_on`].
+    pub async fn get_waiting(&self, path: &str, extra: Duration) -> Result<Answer, CliError> {
+        let request = self.request(Method::GET, path, None, None)?;
+        self.exchange(request, self.timeout + extra).await
+    }
+
+    /// Runs `future` on this client's runtime (signal handlers made inside it keep working
+    /// across calls).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        if_match: Option<&str>,
+    ) -> Result<Request<Full<Bytes>>, CliError> {
         let url = format!("{}{path}", self.base);
         let mut request = Request::builder().method(method).uri(&url);
         if let Some(token) = &self.token {
@@ -110,9 +134,13 @@ impl Remote {
         if body.is_some() {
             request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        let request = request
+        request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| CliError::Usage(format!("cannot build a request to {url}: {e}")))?;
+            .map_err(|e| CliError::Usage(format!("cannot build a request to {url}: {e}")))
+    }
+
+    /// Sends `request` and reads its answer within `timeout`; a 2xx answer is `Ok`.
+    async fn exchange(&self, request: Request<Full<Bytes>>, timeout: Duration) -> Result<Answer, CliError> {
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| unreachable(&self.base, &e))?;
             let (parts, body) = response.into_parts();
@@ -128,10 +156,9 @@ impl Remote {
                 .to_bytes();
             Ok::<_, CliError>((parts, body))
         };
-        let (parts, body) =
-            self.runtime.block_on(async { tokio::time::timeout(self.timeout, exchange).await }).map_err(|_| {
-                CliError::Unavailable(format!("{} did not answer within {} s", self.base, self.timeout.as_secs()))
-            })??;
+        let (parts, body) = tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+            CliError::Unavailable(format!("{} did not answer within {} s", self.base, timeout.as_secs()))
+        })??;
         if parts.status.is_success() {
             let etag = parts.headers.get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
             return Ok(Answer { body, etag });

@@ -1,5 +1,6 @@
-//! Benchmark helper (`bench/http.sh`): creates N records in a guidstore database through the
-//! library (before the server opens it) and prints their GUIDs, one per line.
+//! Benchmark helper (`bench/http.sh`, `bench/redis.sh`): creates N records in a guidstore database
+//! (an SQLite file before the server opens it, or a PostgreSQL/MySQL URL) through the library and
+//! prints their GUIDs, one per line.
 //!
 //! `cargo run --release -p guidstore-server --example bench_prefill -- DB N > guids.txt`
 
@@ -7,13 +8,13 @@ use std::io::Write as _;
 
 use std::collections::VecDeque;
 
-use guidstore::{NewRecord, Store};
+use guidstore::{NewRecord, Options, Store};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let db = args.next().ok_or("usage: bench_prefill DB N")?;
     let count: usize = args.next().ok_or("usage: bench_prefill DB N")?.parse()?;
-    let store = Store::open(&db)?;
+    let store = Store::open_url(&db, Options::default())?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     // Queued without waiting for each (the writer commits them in groups), at most WINDOW at a time.
     const WINDOW: usize = 10_000;

@@ -80,6 +80,27 @@ pub struct Config {
     #[arg(long, env = "GUIDSTORE_CACHE_CAPACITY", default_value_t = guidstore::DEFAULT_CACHE_CAPACITY)]
     pub cache_capacity: usize,
 
+    /// A shared cache in Redis between this server's own cache and a shared (PostgreSQL or MySQL)
+    /// database: `redis://[:PASS@]HOST[:PORT][/DB]`, or `rediss://` for TLS. Every server of the
+    /// registry may use the same one; its entries are used only when proven current, and when it
+    /// fails, reads go to the database. Refused with an SQLite --db. Default: none.
+    #[arg(long, env = "GUIDSTORE_CACHE", hide_env_values = true, value_name = "URL")]
+    pub cache: Option<String>,
+
+    /// How long an entry stays in the shared cache (never longer than its record's expiry).
+    #[arg(long, env = "GUIDSTORE_CACHE_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub cache_ttl: Duration,
+
+    /// How long one call to the shared cache may take; past it the read goes to the database and
+    /// the cache is left alone until a background probe finds it answering again.
+    #[arg(long, env = "GUIDSTORE_CACHE_TIMEOUT", default_value = "50ms", value_parser = parse_duration)]
+    pub cache_timeout: Duration,
+
+    /// Text put before every key of the shared cache (keys are always namespaced by the registry's
+    /// own id as well).
+    #[arg(long, env = "GUIDSTORE_CACHE_PREFIX", default_value = "")]
+    pub cache_prefix: String,
+
     /// Expiry of records created without one: now + this many seconds.
     #[arg(long, env = "GUIDSTORE_DEFAULT_TTL", default_value_t = guidstore::DEFAULT_TTL_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -122,6 +143,11 @@ pub struct Config {
     /// lower it below a proxy's idle timeout.
     #[arg(long, env = "GUIDSTORE_EVENTS_MAX_WAIT", default_value = "60s", value_parser = parse_duration)]
     pub events_max_wait: Duration,
+
+    /// How long an event stream's client may leave output unread (taking none of it) before its
+    /// connection is dropped; a client that falls 1 MiB behind gets a last `overflow` event first.
+    #[arg(long, env = "GUIDSTORE_EVENTS_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub events_stall_timeout: Duration,
 
     /// How long changes stay in the change log for `GET /events` consumers (older ones are trimmed
     /// with each purge; a consumer behind them gets 410 events_truncated). The newest is always kept.
@@ -169,6 +195,8 @@ pub struct Settings {
     pub purge_batch: usize,
     /// The longest a long poll of `/events` waits.
     pub events_max_wait: Duration,
+    /// How long an event stream's unread output may wait before its connection is dropped.
+    pub events_stall_timeout: Duration,
     /// How long changes stay in the change log.
     pub events_retention: Duration,
     /// At most this many changes stay in the change log.
@@ -218,6 +246,7 @@ impl Config {
             purge_interval: self.purge_interval,
             purge_batch: self.purge_batch,
             events_max_wait: self.events_max_wait,
+            events_stall_timeout: self.events_stall_timeout,
             events_retention: self.events_retention,
             events_retention_count: self.events_retention_count,
             tls: None,
@@ -241,7 +270,7 @@ impl Config {
             SyncMode::Full => Synchronous::Full,
             SyncMode::Normal => Synchronous::Normal,
         };
-        Options::default()
+        let options = Options::default()
             .cache_capacity(self.cache_capacity)
             .default_ttl(self.default_ttl)
             .synchronous(synchronous)
@@ -249,14 +278,21 @@ impl Config {
             .pool_size(self.db_pool_size)
             .timeout(self.db_timeout)
             .tail_interval(self.tail_interval)
-            .owner(owner)
+            .redis_ttl(self.cache_ttl)
+            .redis_timeout(self.cache_timeout)
+            .redis_prefix(self.cache_prefix.clone())
+            .owner(owner);
+        match &self.cache {
+            Some(url) => options.redis_cache(url.clone()),
+            None => options,
+        }
     }
 
     /// The effective configuration as one line for the startup log (never the tokens).
     pub fn summary(&self) -> String {
         format!(
             "listen={} db={} db_pool_size={} db_timeout={:?} db_wait={:?} tail_interval={:?} log_file={} log_level={} \
-             cache_capacity={} default_ttl={}s purge_interval={:?} purge_batch={} max_body={} sync={:?} \
+             cache_capacity={} cache={} cache_ttl={:?} cache_timeout={:?} cache_prefix={:?} default_ttl={}s purge_interval={:?} purge_batch={} max_body={} sync={:?} \
              max_connections={} header_timeout={:?} shutdown_timeout={:?} auth={} tls={}",
             self.listen,
             guidstore::redact_url(&self.db),
@@ -267,6 +303,10 @@ impl Config {
             self.log_file.display(),
             self.log_level,
             self.cache_capacity,
+            self.cache.as_deref().map_or_else(|| "off".to_owned(), guidstore::redact_url),
+            self.cache_ttl,
+            self.cache_timeout,
+            self.cache_prefix,
             self.default_ttl,
             self.purge_interval,
             self.purge_batch,
@@ -399,11 +439,16 @@ mod tests {
             "db-wait",
             "tail-interval",
             "events-max-wait",
+            "events-stall-timeout",
             "events-retention",
             "events-retention-count",
             "log-file",
             "log-level",
             "cache-capacity",
+            "cache",
+            "cache-ttl",
+            "cache-timeout",
+            "cache-prefix",
             "default-ttl",
             "purge-interval",
             "purge-batch",
@@ -427,6 +472,9 @@ mod tests {
     fn summary_and_help_never_show_a_database_password() {
         let config = Config::try_parse_from(["guidstore-server", "--db", "postgres://app:hunter2@db/reg"]).unwrap();
         assert!(config.summary().contains("db=postgres://app:***@db/reg"), "{}", config.summary());
+        assert!(!config.summary().contains("hunter2"));
+        let config = Config::try_parse_from(["guidstore-server", "--cache", "redis://:hunter2@cache:6379/2"]).unwrap();
+        assert!(config.summary().contains("cache=redis://:***@cache:6379/2"), "{}", config.summary());
         assert!(!config.summary().contains("hunter2"));
     }
 

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::response::{Body, StreamWriter, Written, json_response, stream};
 use crate::state::AppState;
 use crate::store_io;
+use crate::wire::Abort;
 
 /// `wait` when the request names none.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
@@ -133,11 +134,17 @@ fn events_body(events: &[Change], after: u64) -> Bytes {
 }
 
 /// Opens a stream of events after `after`. A position already trimmed from the log is refused
-/// here, as `410`, before the stream starts.
-pub async fn open_stream(state: &Arc<AppState>, after: u64, limit: usize) -> Result<Response<Body>, ApiError> {
+/// here, as `410`, before the stream starts. `abort` drops the connection of a client that
+/// stops reading (see [`produce`]).
+pub async fn open_stream(
+    state: &Arc<AppState>,
+    after: u64,
+    limit: usize,
+    abort: Option<Abort>,
+) -> Result<Response<Body>, ApiError> {
     let first = store_io::events_after(&state.store, after, limit).await?;
-    let (writer, body) = stream(STREAM_BUFFER);
-    tokio::spawn(produce(Arc::clone(state), after, limit, first, writer));
+    let (writer, body) = stream(STREAM_BUFFER, after);
+    tokio::spawn(produce(Arc::clone(state), after, limit, first, writer, abort));
     let mut response = Response::new(Body::Stream(body));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -146,9 +153,21 @@ pub async fn open_stream(state: &Arc<AppState>, after: u64, limit: usize) -> Res
 }
 
 /// Writes events to a stream as they come, until the client goes away, stops reading, or the
-/// server shuts down.
-async fn produce(state: Arc<AppState>, mut after: u64, limit: usize, first: Vec<Change>, writer: StreamWriter) {
-    let _open = state.metrics.stream_opened();
+/// server shuts down. Each stream has its own task reading the feed at its client's pace: it
+/// never makes a writer or another stream wait. At most [`STREAM_BUFFER`] bytes wait unread;
+/// while the queue is full the task waits for the client to take some. A client that takes
+/// nothing for `--events-stall-timeout` gets, instead of what waits, a last `overflow` event
+/// saying where to resume; if it does not read that either within the timeout, its connection
+/// is dropped.
+async fn produce(
+    state: Arc<AppState>,
+    mut after: u64,
+    limit: usize,
+    first: Vec<Change>,
+    writer: StreamWriter,
+    abort: Option<Abort>,
+) {
+    let _open = state.metrics.stream_opened(writer.position());
     let mut stopping = state.stopping.subscribe();
     let mut pending = Some(first);
     loop {
@@ -158,59 +177,148 @@ async fn produce(state: Arc<AppState>, mut after: u64, limit: usize, first: Vec<
         };
         match events {
             Ok(events) if !events.is_empty() => {
-                let count = events.len() as u64;
-                let chunk = sse_events(&events);
-                let resume_from = after;
-                after = events.last().map_or(after, Change::revision);
-                match writer.write(chunk, || overflow(resume_from)) {
-                    Written::Queued => state.metrics.events_delivered(count),
-                    Written::Overflowed | Written::Gone => return,
+                for (chunk, count, through) in sse_chunks(&events) {
+                    if !write_paced(&state, &writer, chunk, through, abort.as_ref(), &mut stopping).await {
+                        return;
+                    }
+                    state.metrics.events_delivered(count);
+                    after = through;
                 }
                 continue;
             }
             Ok(_) => {}
             Err(error) => {
                 // The consumer learns why the stream ends (e.g. 410 events_truncated, 503).
-                let last = sse_error(&error);
-                writer.write(last.clone(), || last);
+                writer.write(sse_error(&error), None);
                 return;
             }
         }
-        tokio::select! {
+        let stall = tokio::select! {
             waited = state.store.wait_for_changes_after(after) => {
                 if let Err(error) = waited {
-                    let last = sse_error(&ApiError::from(error));
-                    writer.write(last.clone(), || last);
+                    writer.write(sse_error(&ApiError::from(error)), None);
                     return;
                 }
+                false
             }
             () = tokio::time::sleep(KEEP_ALIVE) => {
-                if writer.write(Bytes::from_static(b": keep-alive\n\n"), || overflow(after)) != Written::Queued {
+                // A full queue needs no keep-alive: it has bytes to send.
+                if writer.write(Bytes::from_static(b": keep-alive\n\n"), None) == Written::Gone {
                     return;
                 }
+                false
             }
+            () = stalled(&writer, state.settings.events_stall_timeout) => true,
             () = writer.closed() => return,
             _ = stopping.wait_for(|stopping| *stopping) => return,
+        };
+        if stall {
+            give_up(&state, &writer, abort.as_ref(), &mut stopping).await;
+            return;
         }
     }
 }
 
-/// Events in the event-stream format: `id: REV`, `event: OP`, `data: EVENT` and a blank line each.
-fn sse_events(events: &[Change]) -> Bytes {
-    let mut chunk = String::with_capacity(events.len() * 300);
-    for event in events {
-        chunk.push_str(&format!("id: {}\nevent: {}\ndata: {}\n\n", event.revision(), event.op(), event.to_json()));
+/// Queues `chunk`, waiting for room while the client reads; `false` when the stream is over
+/// (the client went away, stalled, or the server is stopping).
+async fn write_paced(
+    state: &AppState,
+    writer: &StreamWriter,
+    chunk: Bytes,
+    through: u64,
+    abort: Option<&Abort>,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let stall_timeout = state.settings.events_stall_timeout;
+    loop {
+        match writer.write(chunk.clone(), Some(through)) {
+            Written::Queued => return true,
+            Written::Gone => return false,
+            Written::Full => {}
+        }
+        let stall = tokio::select! {
+            () = writer.drained() => false,
+            () = stalled(writer, stall_timeout) => true,
+            () = writer.closed() => return false,
+            _ = stopping.wait_for(|stopping| *stopping) => return false,
+        };
+        if stall {
+            give_up(state, writer, abort, stopping).await;
+            return false;
+        }
     }
-    chunk.into()
 }
 
-/// The last event of a stream whose consumer stopped reading: it resumes from its last `id:`
-/// (events up to `after` were queued before this one).
+/// Ends the stream of a client that took nothing for the stall timeout: what waits for it is
+/// replaced by a last `overflow` event; a client that does not read that either within the
+/// timeout has its connection dropped.
+async fn give_up(
+    state: &AppState,
+    writer: &StreamWriter,
+    abort: Option<&Abort>,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    state.metrics.stream_overflowed();
+    writer.finish_with(overflow(writer.taken()));
+    tokio::select! {
+        () = stalled(writer, state.settings.events_stall_timeout) => drop_stalled(state, abort),
+        () = writer.closed() => {}
+        _ = stopping.wait_for(|stopping| *stopping) => {}
+    }
+}
+
+/// Completes once output has waited `timeout` without the client taking any of it; never while
+/// nothing waits at the start (the producer checks again after queueing more).
+async fn stalled(writer: &StreamWriter, timeout: Duration) {
+    loop {
+        let Some(since) = writer.waiting_since() else {
+            return std::future::pending().await;
+        };
+        let deadline = since + timeout;
+        if std::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+fn drop_stalled(state: &AppState, abort: Option<&Abort>) {
+    state.metrics.stream_stalled();
+    log::info!(
+        "event stream: the client took nothing for {:?}; dropping its connection",
+        state.settings.events_stall_timeout
+    );
+    if let Some(abort) = abort {
+        abort.abort();
+    }
+}
+
+/// The most bytes of events in one chunk of a stream.
+const CHUNK: usize = 64 * 1024;
+
+/// Events in the event-stream format — `id: REV`, `event: OP`, `data: EVENT` and a blank line
+/// each — in chunks of about [`CHUNK`] bytes: each with its number of events and last revision.
+fn sse_chunks(events: &[Change]) -> Vec<(Bytes, u64, u64)> {
+    let mut chunks = Vec::new();
+    let (mut chunk, mut count) = (String::new(), 0);
+    for (index, event) in events.iter().enumerate() {
+        chunk.push_str(&format!("id: {}\nevent: {}\ndata: {}\n\n", event.revision(), event.op(), event.to_json()));
+        count += 1;
+        if chunk.len() >= CHUNK || index + 1 == events.len() {
+            chunks.push((Bytes::from(std::mem::take(&mut chunk)), count, event.revision()));
+            count = 0;
+        }
+    }
+    chunks
+}
+
+/// The last event of a stream whose consumer took nothing for the stall timeout: it resumes
+/// from the last `id:` it received (`last_event_id`: the last the server handed to the
+/// connection).
 fn overflow(after: u64) -> Bytes {
     format!(
-        "event: overflow\ndata: {{\"error\":\"slow_consumer\",\"message\":\"the consumer fell {} bytes behind; \
-         reconnect with Last-Event-ID to resume\",\"last_event_id\":{after}}}\n\n",
-        STREAM_BUFFER
+        "event: overflow\ndata: {{\"error\":\"slow_consumer\",\"message\":\"the consumer stopped reading with \
+         events waiting; reconnect with Last-Event-ID to resume\",\"last_event_id\":{after}}}\n\n"
     )
     .into()
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use guidstore::Stats;
 use hyper::{Method, StatusCode};
 
+use crate::response::StreamPosition;
+
 /// The route template a request matched, the `route` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteLabel {
@@ -131,6 +133,13 @@ pub struct Metrics {
     /// Server-sent event streams open now, and events written to them.
     streams_open: AtomicI64,
     streamed_events: AtomicU64,
+    /// Streams ended by an `overflow` event, and connections dropped because their stream's
+    /// client took nothing for the stall timeout.
+    streams_overflowed: AtomicU64,
+    streams_stalled: AtomicU64,
+    /// The position each open stream's client has read up to, by stream number.
+    positions: std::sync::Mutex<Vec<(u64, StreamPosition)>>,
+    next_stream: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -142,6 +151,10 @@ impl Default for Metrics {
             connections_total: AtomicU64::new(0),
             streams_open: AtomicI64::new(0),
             streamed_events: AtomicU64::new(0),
+            streams_overflowed: AtomicU64::new(0),
+            streams_stalled: AtomicU64::new(0),
+            positions: std::sync::Mutex::new(Vec::new()),
+            next_stream: AtomicU64::new(0),
         }
     }
 }
@@ -170,10 +183,32 @@ impl Metrics {
         OpenConnection { metrics: self }
     }
 
-    /// An event stream opened; counted in `guidstore_feed_streams_open` until the guard drops.
-    pub fn stream_opened(&self) -> OpenStream<'_> {
+    /// An event stream opened; counted in `guidstore_feed_streams_open`, and its client's
+    /// `position` in `guidstore_feed_subscriber_lag_revisions`, until the guard drops.
+    pub fn stream_opened(&self, position: StreamPosition) -> OpenStream<'_> {
         self.streams_open.fetch_add(1, Ordering::Relaxed);
-        OpenStream { metrics: self }
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        self.lock_positions().push((id, position));
+        OpenStream { metrics: self, id }
+    }
+
+    fn lock_positions(&self) -> std::sync::MutexGuard<'_, Vec<(u64, StreamPosition)>> {
+        self.positions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An event stream ended with an `overflow` event.
+    pub fn stream_overflowed(&self) {
+        self.streams_overflowed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An event stream's connection was dropped: its client took nothing for the stall timeout.
+    pub fn stream_stalled(&self) {
+        self.streams_stalled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How far the slowest open stream's client is behind `newest` (0 without streams).
+    fn subscriber_lag(&self, newest: u64) -> u64 {
+        self.lock_positions().iter().map(|(_, position)| newest.saturating_sub(position.get())).max().unwrap_or(0)
     }
 
     /// `count` events were written to an event stream or a long-poll answer.
@@ -236,6 +271,15 @@ impl Metrics {
         counter(&mut out, "guidstore_cache_hits_total", "Reads answered from the record cache.", stats.cache_hits);
         counter(&mut out, "guidstore_cache_misses_total", "Reads that went to the database.", stats.cache_misses);
         gauge(&mut out, "guidstore_cache_records", "Records in the cache now.", stats.cached);
+        counter(
+            &mut out,
+            "guidstore_storage_reads_total",
+            "Reads of a record from the database (misses of every cache level).",
+            stats.storage_reads,
+        );
+        if let Some(shared) = &gauges.shared_cache {
+            render_shared_cache(&mut out, shared);
+        }
         counter(&mut out, "guidstore_records_purged_total", "Expired records removed by purges.", stats.purged);
         counter(&mut out, "guidstore_store_commits_total", "Write transactions committed.", stats.commits);
         counter(&mut out, "guidstore_store_writes_total", "Writes committed.", stats.writes);
@@ -282,8 +326,47 @@ impl Metrics {
             self.streamed_events.load(Ordering::Relaxed),
         );
         counter(&mut out, "guidstore_feed_events_total", "Changes published to the change feed.", gauges.events);
+        gauge(
+            &mut out,
+            "guidstore_feed_subscriber_lag_revisions",
+            "Revisions the slowest open event stream's client has not read yet (published minus read).",
+            self.subscriber_lag(gauges.newest),
+        );
+        counter(
+            &mut out,
+            "guidstore_feed_streams_overflowed_total",
+            "Event streams ended with an overflow event (their client fell 1 MiB behind).",
+            self.streams_overflowed.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "guidstore_feed_streams_stalled_total",
+            "Event-stream connections dropped because their client read nothing for --events-stall-timeout.",
+            self.streams_stalled.load(Ordering::Relaxed),
+        );
         out
     }
+}
+
+/// The shared cache's counters and breaker state (`--cache`).
+fn render_shared_cache(out: &mut String, shared: &guidstore::SharedCacheStats) {
+    let figures = [
+        ("hits", "Reads the shared cache answered (a record, or its proven absence).", shared.hits),
+        ("misses", "Reads the shared cache had no usable entry for (they read the database).", shared.misses),
+        ("unproven", "Shared cache entries found but not proven current (not used).", shared.unproven),
+        ("skipped", "Reads that skipped the shared cache while its breaker was open.", shared.skipped),
+        ("errors", "Calls to the shared cache that failed.", shared.errors),
+        ("timeouts", "Calls to the shared cache that did not answer within --cache-timeout.", shared.timeouts),
+    ];
+    for (name, help, value) in figures {
+        counter(out, &format!("guidstore_shared_cache_{name}_total"), help, value);
+    }
+    gauge(
+        out,
+        "guidstore_shared_cache_up",
+        "1 while the shared cache is in use, 0 while its breaker is open.",
+        u64::from(shared.up),
+    );
 }
 
 /// Store figures that are not counters of [`Stats`]: the coherence lag and the change feed.
@@ -297,6 +380,10 @@ pub struct StoreGauges {
     pub subscribers: usize,
     /// Changes published to the feed.
     pub events: u64,
+    /// The newest revision published to the feed.
+    pub newest: u64,
+    /// The shared cache's counters (with `--cache`).
+    pub shared_cache: Option<guidstore::SharedCacheStats>,
 }
 
 impl StoreGauges {
@@ -304,7 +391,14 @@ impl StoreGauges {
     pub fn of(store: &guidstore::Store, revisions_behind: Option<u64>) -> StoreGauges {
         let (subscribers, events) = store.feed_counts();
         let tail_lag = if store.is_shared() { store.staleness() } else { None };
-        StoreGauges { tail_lag, revisions_behind, subscribers, events }
+        StoreGauges {
+            tail_lag,
+            revisions_behind,
+            subscribers,
+            events,
+            newest: store.feed_revision(),
+            shared_cache: store.shared_cache_stats(),
+        }
     }
 }
 
@@ -312,10 +406,12 @@ impl StoreGauges {
 #[derive(Debug)]
 pub struct OpenStream<'a> {
     metrics: &'a Metrics,
+    id: u64,
 }
 
 impl Drop for OpenStream<'_> {
     fn drop(&mut self) {
+        self.metrics.lock_positions().retain(|(id, _)| *id != self.id);
         self.metrics.streams_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -385,6 +481,19 @@ mod tests {
         assert!(text.contains("guidstore_cache_hits_total 7\n"));
         assert!(text.contains("guidstore_records_purged_total 3\n"));
         assert!(!text.contains("route=\"/healthz\""));
+        assert!(!text.contains("guidstore_shared_cache"), "no shared-cache lines without --cache");
+        let shared = guidstore::SharedCacheStats { hits: 5, timeouts: 2, up: true, ..Default::default() };
+        let gauges = StoreGauges { shared_cache: Some(shared), ..StoreGauges::default() };
+        let text = metrics.render(&Stats { storage_reads: 4, ..Stats::default() }, &gauges);
+        for line in [
+            "guidstore_storage_reads_total 4\n",
+            "guidstore_shared_cache_hits_total 5\n",
+            "guidstore_shared_cache_misses_total 0\n",
+            "guidstore_shared_cache_timeouts_total 2\n",
+            "guidstore_shared_cache_up 1\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing");
+        }
     }
 
     #[test]

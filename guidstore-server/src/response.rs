@@ -5,8 +5,10 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use guidstore::Record;
 use http_body_util::Full;
@@ -64,7 +66,7 @@ impl hyper::body::Body for Body {
 
 /// The reading end of a streamed body. Its producer ([`StreamWriter`]) queues chunks; the
 /// queue is bounded in bytes, so a client that stops reading cannot make the server buffer
-/// without end: past the bound the producer writes a last chunk and ends the stream.
+/// without end: past the bound the producer waits for the client (or gives up on it).
 #[derive(Debug)]
 pub struct StreamBody {
     shared: Arc<StreamShared>,
@@ -82,12 +84,20 @@ struct StreamShared {
     state: Mutex<StreamState>,
     /// Notified when the client goes away.
     closed: tokio::sync::Notify,
+    /// Notified when the client takes a chunk or goes away.
+    drained: tokio::sync::Notify,
+    /// The position the client has taken: the last `through` of the chunks it has read.
+    taken: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
 struct StreamState {
-    chunks: VecDeque<Bytes>,
+    /// Each chunk, with the position it brings the client to (if it moves it).
+    chunks: VecDeque<(Bytes, Option<u64>)>,
     queued: usize,
+    /// Since when the oldest unread chunk has been waiting (since it was queued into an empty
+    /// queue, or since the client last took a chunk); `None` while the queue is empty.
+    waiting_since: Option<Instant>,
     finished: bool,
     /// The client went away (the body was dropped).
     gone: bool,
@@ -100,10 +110,23 @@ impl StreamShared {
     }
 }
 
-/// A streamed body whose queue holds at most `limit` bytes unread.
-pub fn stream(limit: usize) -> (StreamWriter, StreamBody) {
-    let shared = Arc::new(StreamShared::default());
+/// A streamed body whose queue holds at most `limit` bytes unread; the client starts at
+/// position `start` (see [`StreamWriter::write`]).
+pub fn stream(limit: usize, start: u64) -> (StreamWriter, StreamBody) {
+    let shared = Arc::new(StreamShared { taken: Arc::new(AtomicU64::new(start)), ..StreamShared::default() });
     (StreamWriter { shared: Arc::clone(&shared), limit }, StreamBody { shared })
+}
+
+/// The position a stream's client has read up to, for metrics: shared with the stream, readable
+/// after it ends.
+#[derive(Debug, Clone)]
+pub struct StreamPosition(Arc<AtomicU64>);
+
+impl StreamPosition {
+    /// The last position the client has taken.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// What [`StreamWriter::write`] did.
@@ -111,40 +134,80 @@ pub fn stream(limit: usize) -> (StreamWriter, StreamBody) {
 pub enum Written {
     /// Queued.
     Queued,
-    /// The queue was full: `last` was queued instead and the stream ended.
-    Overflowed,
-    /// The client went away: nothing more will be read.
+    /// Not queued: the unread queue would pass its limit (wait for [`StreamWriter::drained`]).
+    Full,
+    /// The client went away, or the stream has ended: nothing more will be read.
     Gone,
 }
 
 impl StreamWriter {
-    /// Queues `chunk`; if the unread queue would pass the limit, queues `last` instead and ends
-    /// the stream.
-    pub fn write(&self, chunk: Bytes, last: impl FnOnce() -> Bytes) -> Written {
+    /// Queues `chunk`, which brings the client to position `through` once read (if it moves
+    /// it) — unless the unread queue would pass the limit (then nothing is queued). A chunk is
+    /// always queued into an empty queue, however large.
+    pub fn write(&self, chunk: Bytes, through: Option<u64>) -> Written {
         let mut state = self.shared.lock();
         if state.gone || state.finished {
             return Written::Gone;
         }
-        let written = if state.queued + chunk.len() > self.limit {
-            state.chunks.push_back(last());
-            state.finished = true;
-            Written::Overflowed
-        } else {
-            state.queued += chunk.len();
-            state.chunks.push_back(chunk);
-            Written::Queued
-        };
+        if !state.chunks.is_empty() && state.queued + chunk.len() > self.limit {
+            return Written::Full;
+        }
+        if state.chunks.is_empty() {
+            state.waiting_since = Some(Instant::now());
+        }
+        state.queued += chunk.len();
+        state.chunks.push_back((chunk, through));
         let waker = state.waker.take();
         drop(state);
         if let Some(waker) = waker {
             waker.wake();
         }
-        written
+        Written::Queued
+    }
+
+    /// Ends the stream with `last`, dropping whatever the client has not taken yet.
+    pub fn finish_with(&self, last: Bytes) {
+        let mut state = self.shared.lock();
+        if state.gone || state.finished {
+            return;
+        }
+        state.chunks.clear();
+        state.queued = last.len();
+        state.waiting_since = Some(Instant::now());
+        state.chunks.push_back((last, None));
+        state.finished = true;
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Completes after the client has taken a chunk (at once if it took one since the last
+    /// call), or went away.
+    pub async fn drained(&self) {
+        self.shared.drained.notified().await;
+    }
+
+    /// The position the client has taken so far.
+    pub fn taken(&self) -> u64 {
+        self.shared.taken.load(Ordering::Relaxed)
     }
 
     /// Whether the client went away.
     pub fn is_gone(&self) -> bool {
         self.shared.lock().gone
+    }
+
+    /// Since when unread output has been waiting for the client to take any of it (`None`:
+    /// nothing is waiting).
+    pub fn waiting_since(&self) -> Option<Instant> {
+        self.shared.lock().waiting_since
+    }
+
+    /// The position the client has read up to, for metrics.
+    pub fn position(&self) -> StreamPosition {
+        StreamPosition(Arc::clone(&self.shared.taken))
     }
 
     /// Completes when the client goes away (at once if it has).
@@ -173,8 +236,14 @@ impl Drop for StreamWriter {
 impl StreamBody {
     fn poll_frame(&mut self, context: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let mut state = self.shared.lock();
-        if let Some(chunk) = state.chunks.pop_front() {
+        if let Some((chunk, through)) = state.chunks.pop_front() {
             state.queued = state.queued.saturating_sub(chunk.len());
+            state.waiting_since = if state.chunks.is_empty() { None } else { Some(Instant::now()) };
+            if let Some(through) = through {
+                self.shared.taken.store(through, Ordering::Relaxed);
+            }
+            drop(state);
+            self.shared.drained.notify_one();
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         if state.finished {
@@ -189,6 +258,7 @@ impl Drop for StreamBody {
     fn drop(&mut self) {
         self.shared.lock().gone = true;
         self.shared.closed.notify_one();
+        self.shared.drained.notify_one();
     }
 }
 

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::metrics::{RouteLabel, StoreGauges};
 use crate::response::{Body, json_response, record_response, strip_body};
 use crate::state::AppState;
-use crate::wire::EofHold;
+use crate::wire::{Abort, EofHold};
 use crate::{events, store_io};
 
 /// The log target of the one-line-per-request access log.
@@ -320,7 +320,8 @@ async fn operate(
                 query.after = last;
             }
             if events::wants_stream(request.headers()) && request.method() == Method::GET {
-                events::open_stream(state, query.after, query.limit).await
+                let abort = request.extensions().get::<Abort>().cloned();
+                events::open_stream(state, query.after, query.limit, abort).await
             } else {
                 events::long_poll(state, query).await
             }
@@ -330,6 +331,20 @@ async fn operate(
         }
         (Route::Unknown, _) => Err(ApiError::UnknownPath(request.uri().path().to_owned())),
     }
+}
+
+/// The answer to every request while the server waits for its database at startup
+/// (`--db-wait`): `503 unavailable`, with `Retry-After: 1`. It reads nothing of the request.
+pub fn answer_while_opening<B>(request: &Request<B>, peer: SocketAddr) -> Response<Body> {
+    log::debug!("{} {} from {peer}: 503: the database is not open yet", request.method(), request.uri().path());
+    let error =
+        ApiError::Unhealthy(guidstore::Error::from(guidstore::StorageError::transient("the database is not open yet")));
+    let mut response = error.into_response();
+    response.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if request.method() == Method::HEAD {
+        strip_body(&mut response);
+    }
+    response
 }
 
 /// RFC 9112 §3.2 for HTTP/1.x: an HTTP/1.1 request carries exactly one `Host`, an HTTP/1.0 one

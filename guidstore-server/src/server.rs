@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::config::MAX_HEAD_BYTES;
 use crate::state::AppState;
 use crate::tls::{self, Tls};
-use crate::wire::{EofHold, WireStream};
+use crate::wire::{Abort, EofHold, WireStream};
 use crate::{routes, store_io};
 
 /// How long the accept loop pauses after a failed `accept` (typically EMFILE).
@@ -197,7 +197,10 @@ impl Handler {
         // HTTP/1 only: an HTTP/2 connection's bytes are frames, and its streams end on their own.
         let eof_hold = (protocol == Protocol::Http1).then(|| Arc::new(EofHold::default()));
         let service_hold = eof_hold.clone();
-        let service = hyper::service::service_fn(move |request| {
+        let abort = Abort::default();
+        let service_abort = abort.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(service_abort.clone());
             let state = Arc::clone(&service_state);
             let request_guard = service_activity.begin();
             let hold_guard = service_hold.as_ref().map(EofHold::hold);
@@ -238,12 +241,67 @@ impl Handler {
                         goaway_deadline = Some(Instant::now() + header_timeout);
                     }
                 }
+                () = abort.aborted() => {
+                    log::info!("connection from {peer} dropped: its event stream's client stopped reading");
+                    break;
+                }
                 () = sleep_until_some(goaway_deadline) => {
                     log::debug!("HTTP/2 connection from {peer} dropped: still open {header_timeout:?} after GOAWAY");
                     break;
                 }
             }
         }
+    }
+}
+
+/// While the store opens (a database not reachable yet, retried for `--db-wait`): accepts
+/// connections on `listener` and answers every request `503 unavailable` (`/healthz` included), so
+/// that health checks and clients get an answer rather than a connection that hangs. Never
+/// returns: the caller drops it once the store is open, and sets `ready`, which makes the
+/// connections still open close (HTTP/1 after their answer, HTTP/2 with a GOAWAY).
+pub async fn answer_while_opening(
+    listener: &TcpListener,
+    tls: Option<Tls>,
+    header_timeout: Duration,
+    ready: watch::Receiver<bool>,
+) -> Infallible {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(false);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(16);
+    let builders = Arc::new([builder.clone().http1_only(), builder.http2_only()]);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                log::error!("accept failed: {error}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let (tls, builders, mut ready) = (tls.clone(), Arc::clone(&builders), ready.clone());
+        tokio::spawn(async move {
+            let Some((stream, protocol)) = open_connection(stream, peer, tls.as_ref(), header_timeout).await else {
+                return;
+            };
+            let builder = match protocol {
+                Protocol::Http1 => &builders[0],
+                Protocol::Http2 => &builders[1],
+            };
+            let service = hyper::service::service_fn(move |request| async move {
+                Ok::<_, Infallible>(routes::answer_while_opening(&request, peer))
+            });
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            // At most `header_timeout` in all: a client that keeps asking is told to come back.
+            let deadline = Instant::now() + header_timeout;
+            tokio::select! {
+                _ = &mut connection => return,
+                _ = ready.wait_for(|ready| *ready) => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(header_timeout, connection).await;
+        });
     }
 }
 

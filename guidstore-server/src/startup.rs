@@ -2,8 +2,9 @@
 //! harness build the server here, so there is no second wiring of listener, store and state.
 //!
 //! [`Application::build`] reads the token file, binds the listener (with a large backlog), opens
-//! the store on a blocking thread (recording the server's URL in the database's lock file) and
-//! builds the [`AppState`]. [`Application::run_until_stopped`] serves with [`run`] until a shutdown
+//! the store on a blocking thread (recording the server's URL in the database's lock file; a
+//! database not reachable yet is retried for `--db-wait`, every request meanwhile answered 503)
+//! and builds the [`AppState`]. [`Application::run_until_stopped`] serves with [`run`] until a shutdown
 //! future completes and hands back the store as [`Stopped`], whose [`Stopped::close`] commits the
 //! queued writes and releases the file. Logging, signals and the exit code stay in `main.rs`.
 //!
@@ -21,7 +22,7 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use crate::auth::{Auth, AuthError};
 use crate::config::{Config, Settings};
-use crate::server::run;
+use crate::server::{answer_while_opening, run};
 use crate::state::AppState;
 use crate::tls::{Tls, TlsError};
 
@@ -146,7 +147,15 @@ impl ApplicationBuilder {
             options = hook(options);
         }
         let db = guidstore::redact_url(&config.db);
-        let store = open_store(config.db.clone(), options, config.db_wait).await?;
+        // Until the store is open (a database may take up to --db-wait to come), every request is
+        // answered 503: health checks see "not ready" instead of a connection that hangs.
+        let (ready, ready_seen) = tokio::sync::watch::channel(false);
+        let opening = answer_while_opening(&listener, settings.tls.clone(), settings.header_timeout, ready_seen);
+        let store = tokio::select! {
+            opened = open_store(config.db.clone(), options, config.db_wait) => opened?,
+            never = opening => match never {},
+        };
+        ready.send_replace(true);
         let state = AppState::new(Arc::new(store), settings, auth);
         Ok(Application { listener, address, url, db, state })
     }

@@ -16,7 +16,21 @@ use crate::error::ApiError;
 /// round shared with every read waiting at the time, so the answer reflects every write
 /// acknowledged before the request, by any server — unless `max_stale` accepts the cache as it
 /// is: it is at most [`Store::staleness`] behind the database, the time since the last round began.
+///
+/// A read that needs the database waits for it [`Store::timeout`] in all (the round and a cache
+/// miss together), then fails as `503 unavailable`.
 pub async fn get(store: &Arc<Store>, guid: Guid, max_stale: Option<Duration>) -> Result<Arc<Record>, ApiError> {
+    let Some(timeout) = store.timeout() else { return get_unbounded(store, guid, max_stale).await };
+    match tokio::time::timeout(timeout, get_unbounded(store, guid, max_stale)).await {
+        Ok(result) => result,
+        Err(_) => Err(guidstore::Error::from(guidstore::StorageError::transient(format!(
+            "the database did not answer within {timeout:?} (a read)"
+        )))
+        .into()),
+    }
+}
+
+async fn get_unbounded(store: &Arc<Store>, guid: Guid, max_stale: Option<Duration>) -> Result<Arc<Record>, ApiError> {
     if store.is_shared() {
         let fresh_enough = max_stale.zip(store.staleness()).is_some_and(|(accepted, behind)| behind <= accepted);
         if !fresh_enough {

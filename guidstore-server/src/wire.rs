@@ -319,6 +319,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireStream<S> {
     }
 }
 
+/// Ends a connection at once from inside one of its responses: `server.rs` puts one in every
+/// request's extensions and drops the connection when it is used. For an event stream whose
+/// client stopped reading: hyper no longer polls that body, so nothing in it could end it.
+#[derive(Debug, Clone, Default)]
+pub struct Abort(Arc<tokio::sync::Notify>);
+
+impl Abort {
+    /// Asks for the connection to be dropped.
+    pub fn abort(&self) {
+        self.0.notify_one();
+    }
+
+    /// Completes once [`Abort::abort`] has been called (also if it was before the wait began).
+    pub async fn aborted(&self) {
+        self.0.notified().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,8 @@
 //! order: the write transactions serialize on one row); once it has applied them, every cached
 //! entry reflects all changes up to R, and a miss reads the database itself. So a read that starts
 //! after a write was acknowledged anywhere sees that write or a later one. A round that fails
-//! (the database is unreachable) fails the reads waiting on it: no read is served that cannot be
-//! proven current.
+//! (the database is unreachable) fails the reads waiting on it, and those that arrived while it
+//! ran: no read is served that cannot be proven current, and none waits for two failing rounds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -177,6 +177,13 @@ impl Coherence {
                 }
                 Err(_) => {}
             }
+            // Reads that arrived while a failing round ran fail with it rather than wait for
+            // another round against a database that just did not answer: each read waits for an
+            // unreachable database once at most.
+            let waiting = match &result {
+                Ok(()) => waiting,
+                Err(_) => waiting.into_iter().chain(std::mem::take(&mut self.lock().waiting)).collect(),
+            };
             for done in waiting {
                 done.complete(result.clone());
             }
@@ -193,6 +200,11 @@ fn tail(shared: &Shared) -> Result<()> {
         let consecutive =
             changes.iter().zip(applied + 1..).take_while(|(change, expected)| change.revision() == *expected).count();
         if let Some(applied) = changes.get(..consecutive).filter(|applied| !applied.is_empty()) {
+            // The shared cache's proof first: a read that waits for this round relies on it.
+            #[cfg(feature = "redis")]
+            if let Some(redis) = &shared.redis {
+                redis.observe(applied);
+            }
             shared.cache.apply_log(applied);
             shared.feed.publish(applied);
             gap_since = None;
@@ -212,6 +224,10 @@ fn tail(shared: &Shared) -> Result<()> {
                      the cache starts over"
                 );
                 shared.cache.reset(oldest - 1);
+                #[cfg(feature = "redis")]
+                if let Some(redis) = &shared.redis {
+                    redis.restart(oldest - 1);
+                }
             }
             _ => {
                 let since = *gap_since.get_or_insert_with(Instant::now);

@@ -1,7 +1,8 @@
 //! [`Guid`]: a 32-character uppercase hexadecimal identifier, constructible only valid.
 //!
-//! The format rule lives here and nowhere else. Generation uses the operating system's CSPRNG
-//! (through `rand`); all 128 bits are random (no UUID version bits, no timestamp).
+//! The format rule lives here and nowhere else. Generation uses `rand::random`, whose
+//! `ThreadRng` is a ChaCha12 CSPRNG seeded from the operating system and reseeded periodically; all
+//! 128 bits are random (no UUID version bits, no timestamp).
 
 use std::fmt;
 use std::str::FromStr;
@@ -65,10 +66,42 @@ impl Guid {
         Guid(out)
     }
 
+    /// The GUID's 128 bits, most significant first: its 16-byte storage form. Byte order follows
+    /// the text, so 16-byte keys sort as the GUIDs' texts do.
+    pub(crate) fn to_bytes(self) -> [u8; GUID_LEN / 2] {
+        let mut bytes = [0u8; GUID_LEN / 2];
+        for (byte, pair) in bytes.iter_mut().zip(self.0.chunks_exact(2)) {
+            if let [high, low] = pair {
+                *byte = (hex_value(*high) << 4) | hex_value(*low);
+            }
+        }
+        bytes
+    }
+
+    /// The GUID whose 128 bits are `bytes` (most significant first), the inverse of `to_bytes`.
+    pub(crate) fn from_bytes(bytes: [u8; GUID_LEN / 2]) -> Guid {
+        let mut out = [0u8; GUID_LEN];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+            if let [high, low] = pair {
+                *high = HEX_UPPER[usize::from(byte >> 4)];
+                *low = HEX_UPPER[usize::from(byte & 0xF)];
+            }
+        }
+        Guid(out)
+    }
+
     /// The GUID as text.
     pub fn as_str(&self) -> &str {
         // Only ASCII hex digits are ever stored (see `parse_bytes` and `random`).
         std::str::from_utf8(&self.0).expect("a Guid holds ASCII hexadecimal digits")
+    }
+}
+
+/// The value of one uppercase hexadecimal digit (a `Guid` holds nothing else).
+fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        _ => digit - b'A' + 10,
     }
 }
 
@@ -127,6 +160,18 @@ impl rusqlite::types::FromSql for Guid {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn sixteen_bytes_round_trip_and_sort_as_the_text() {
+        let low = Guid::parse("0123456789ABCDEF0123456789ABCDEF").unwrap();
+        assert_eq!(low.to_bytes()[..3], [0x01, 0x23, 0x45]);
+        assert_eq!(Guid::from_bytes(low.to_bytes()), low);
+        for _ in 0..100 {
+            let (a, b) = (Guid::random(), Guid::random());
+            assert_eq!(Guid::from_bytes(a.to_bytes()), a);
+            assert_eq!(a.to_bytes().cmp(&b.to_bytes()), a.as_str().cmp(b.as_str()));
+        }
+    }
 
     #[test]
     fn parse_accepts_only_32_uppercase_hex() {

@@ -43,7 +43,8 @@
 //! - `transfer`: [`Store::export`] and [`Store::import`] of NDJSON, [`OnConflict`].
 //! - `writer`: the writer thread, group commit, and the rules applied to each batch of writes.
 //! - `cache`: the cache of records (a segmented LRU: records read outlive bursts of creates), kept
-//!   in step with the change log.
+//!   in step with the change log; `cache::redis` (feature `redis`) the shared cache level in Redis,
+//!   used only when proven current.
 //! - `coherence`: the tailer that applies other processes' changes to the cache, and the shared
 //!   freshness rounds that make reads from memory linearizable on a shared database.
 //! - `backend`: the storage seam (`Backend`, `Transaction`); `backend::sqlite` is the embedded
@@ -80,6 +81,7 @@ pub use pending::Pending;
 pub use record::{IfMatch, Metadata, NewRecord, Patch, Record, merge_value, parse_json, parse_json_object};
 pub use store::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_DB_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_POOL_SIZE, DEFAULT_PURGE_BATCH,
-    DEFAULT_TAIL_INTERVAL, Options, Stats, Store, lock_owner,
+    DEFAULT_REDIS_TIMEOUT, DEFAULT_REDIS_TTL, DEFAULT_TAIL_INTERVAL, Options, SharedCacheStats, Stats, Store,
+    lock_owner,
 };
 pub use transfer::{ExportError, IMPORT_BATCH, ImportError, ImportStats, OnConflict};

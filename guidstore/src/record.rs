@@ -223,6 +223,11 @@ impl NewRecord {
         &self.metadata
     }
 
+    /// The metadata, taken out of the request.
+    pub(crate) fn into_metadata(self) -> Metadata {
+        self.metadata
+    }
+
     /// Sets the GUID (for a front-end that takes it from elsewhere, such as a CLI argument).
     pub fn with_guid(mut self, guid: Guid) -> NewRecord {
         self.guid = Some(guid);

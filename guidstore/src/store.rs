@@ -19,7 +19,7 @@ use crate::cache::Cache;
 use crate::coherence::Coherence;
 use crate::feed::Feed;
 use crate::pending::{Pending, pending};
-use crate::writer::{Job, writer_loop};
+use crate::writer::{Job, Queued, writer_loop};
 use crate::{
     Change, Clock, DEFAULT_TTL_SECS, Error, Guid, IfMatch, NewRecord, Patch, Record, Result, Synchronous, SystemClock,
 };
@@ -40,6 +40,14 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 /// How long a call to a network database may take unless told otherwise ([`Options::timeout`]).
 pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long an entry stays in the shared Redis cache unless told otherwise ([`Options::redis_ttl`];
+/// never longer than its record's own expiry).
+pub const DEFAULT_REDIS_TTL: Duration = Duration::from_secs(3600);
+
+/// How long one call to the shared Redis cache may take unless told otherwise
+/// ([`Options::redis_timeout`]).
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+
 /// How often a store on a shared database reads the change log when nothing else asks it to
 /// ([`Options::tail_interval`]).
 pub const DEFAULT_TAIL_INTERVAL: Duration = Duration::from_millis(100);
@@ -58,6 +66,10 @@ pub struct Options {
     pool_size: usize,
     timeout: Duration,
     tail_interval: Duration,
+    redis_url: Option<String>,
+    redis_ttl: Duration,
+    redis_timeout: Duration,
+    redis_prefix: String,
 }
 
 impl Default for Options {
@@ -74,6 +86,10 @@ impl Default for Options {
             pool_size: DEFAULT_POOL_SIZE,
             timeout: DEFAULT_DB_TIMEOUT,
             tail_interval: DEFAULT_TAIL_INTERVAL,
+            redis_url: None,
+            redis_ttl: DEFAULT_REDIS_TTL,
+            redis_timeout: DEFAULT_REDIS_TIMEOUT,
+            redis_prefix: String::new(),
         }
     }
 }
@@ -144,6 +160,40 @@ impl Options {
         self
     }
 
+    /// A shared cache in Redis (`redis://HOST[:PORT][/DB]`, `rediss://` for TLS) between this
+    /// store's own cache and a shared database (cargo feature `redis`): a read its own cache
+    /// misses looks there before it reads the database, and fills it. Its entries are used only
+    /// when this store can prove them current from the change log it has read, so the answers are
+    /// those of the database alone, whatever Redis holds or does; when Redis fails, reads go to
+    /// the database and a background probe waits for it (see `cache/redis.rs`). Refused on SQLite,
+    /// which one process serves. Default: none.
+    pub fn redis_cache(mut self, url: impl Into<String>) -> Options {
+        self.redis_url = Some(url.into());
+        self
+    }
+
+    /// How long an entry stays in the shared cache (default [`DEFAULT_REDIS_TTL`]); never longer
+    /// than its record's expiry.
+    pub fn redis_ttl(mut self, ttl: Duration) -> Options {
+        self.redis_ttl = ttl;
+        self
+    }
+
+    /// How long one call to the shared cache may take (default [`DEFAULT_REDIS_TIMEOUT`]): past it
+    /// the read goes to the database and the cache is left alone until it answers again.
+    pub fn redis_timeout(mut self, timeout: Duration) -> Options {
+        self.redis_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Text put before every key of the shared cache (default none). Keys are always namespaced
+    /// by the registry's id, so two registries never share entries; a prefix separates further
+    /// (e.g. test runs) or lets Redis ACLs match.
+    pub fn redis_prefix(mut self, prefix: impl Into<String>) -> Options {
+        self.redis_prefix = prefix.into();
+        self
+    }
+
     #[cfg_attr(
         not(any(feature = "postgres", feature = "mysql")),
         allow(dead_code, reason = "no network backend built")
@@ -185,6 +235,27 @@ pub struct Stats {
     pub applied_revision: u64,
     /// Freshness rounds run (reads of the change log) on a shared database.
     pub sync_rounds: u64,
+    /// Reads of a record from storage (misses of every cache level).
+    pub storage_reads: u64,
+}
+
+/// Counters of the shared cache level since the store opened, and the breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SharedCacheStats {
+    /// Reads answered from Redis (a record, or its proven absence).
+    pub hits: u64,
+    /// Reads Redis had no usable entry for (they went to the database), `unproven` included.
+    pub misses: u64,
+    /// Entries found but not used: this process could not prove them current.
+    pub unproven: u64,
+    /// Reads that skipped Redis because the breaker was open.
+    pub skipped: u64,
+    /// Redis calls that failed.
+    pub errors: u64,
+    /// Redis calls that did not answer within the timeout.
+    pub timeouts: u64,
+    /// Whether Redis is in use now (the breaker is closed).
+    pub up: bool,
 }
 
 /// What the store's callers and its writer thread share.
@@ -193,6 +264,9 @@ pub(crate) struct Shared {
     pub(crate) cache: Cache,
     /// On a shared database, the tailer that keeps `cache` current.
     pub(crate) coherence: Option<Coherence>,
+    /// The shared cache level between `cache` and the backend.
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::cache::redis::RedisLevel>,
     /// The change feed's fan-out to waiting consumers.
     pub(crate) feed: Feed,
     pub(crate) clock: Arc<dyn Clock>,
@@ -202,6 +276,7 @@ pub(crate) struct Shared {
     pub(crate) commits: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) storage_errors: AtomicU64,
+    pub(crate) storage_reads: AtomicU64,
 }
 
 impl Shared {
@@ -223,7 +298,7 @@ impl Shared {
 /// writes, stops the writer and releases the file.
 pub struct Store {
     pub(crate) shared: Arc<Shared>,
-    sender: Option<mpsc::Sender<Job>>,
+    sender: Option<mpsc::Sender<Queued>>,
     writer: Option<JoinHandle<()>>,
     lock_file: Option<(PathBuf, File)>,
 }
@@ -246,6 +321,7 @@ impl Store {
     /// opening it gets [`Error::Locked`] with what the owner wrote there.
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let path = path.as_ref();
+        refuse_shared_cache(&options)?;
         let lock_file = acquire_lock(path, options.owner.as_deref())?;
         let backend = SqliteBackend::open(path, options.synchronous, options.readers)?;
         let mut store = Store::start(backend, options)?;
@@ -296,6 +372,7 @@ impl Store {
 
     /// A store in memory: nothing survives it.
     pub fn open_in_memory_with(options: Options) -> Result<Store> {
+        refuse_shared_cache(&options)?;
         Store::start(SqliteBackend::open_in_memory()?, options)
     }
 
@@ -304,10 +381,32 @@ impl Store {
         let applied = backend.revision()?;
         let cache = Cache::new(options.cache_capacity, applied, backend.is_shared());
         let coherence = backend.is_shared().then(|| Coherence::new(options.tail_interval));
+        #[cfg(feature = "redis")]
+        let redis = match &options.redis_url {
+            Some(url) => {
+                let settings = crate::cache::redis::RedisSettings {
+                    url: url.clone(),
+                    ttl: options.redis_ttl,
+                    timeout: options.redis_timeout,
+                    prefix: options.redis_prefix.clone(),
+                };
+                Some(crate::cache::redis::RedisLevel::open(&settings, &backend, applied)?)
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        if let Some(url) = &options.redis_url {
+            return Err(Error::InvalidUrl {
+                url: crate::redact_url(url),
+                reason: "this build of guidstore has no Redis client (cargo feature redis)".to_owned(),
+            });
+        }
         let shared = Arc::new(Shared {
             backend: Box::new(backend),
             cache,
             coherence,
+            #[cfg(feature = "redis")]
+            redis,
             feed: Feed::new(applied),
             clock: options.clock,
             default_ttl: options.default_ttl,
@@ -316,6 +415,7 @@ impl Store {
             commits: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             storage_errors: AtomicU64::new(0),
+            storage_reads: AtomicU64::new(0),
         });
         let (sender, receiver) = mpsc::channel();
         let writer_shared = Arc::clone(&shared);
@@ -345,23 +445,54 @@ impl Store {
         self.get_current(guid)
     }
 
-    /// The live record with this GUID as of the last [`Store::sync`]: from the cache, or else read
-    /// from storage (and cached). Without a shared database every call is current.
+    /// The live record with this GUID as of the last [`Store::sync`]: from the cache, else from
+    /// the shared cache when this store can prove its entry current (see
+    /// [`Options::redis_cache`]), else read from storage (and cached). Without a shared database
+    /// every call is current.
     pub fn get_current(&self, guid: &Guid) -> Result<Arc<Record>> {
         let now = self.now();
         let ticket = match self.shared.cache.get(guid, now) {
             Ok(record) => return Ok(record),
             Err(ticket) => ticket,
         };
+        #[cfg(feature = "redis")]
+        let label = match &self.shared.redis {
+            Some(redis) => {
+                // Taken before the database read: that read sees every change up to it.
+                let label = redis.label();
+                match redis.get(guid, now) {
+                    crate::cache::redis::Lookup::Hit(record) => {
+                        self.shared.cache.fill(ticket, &record);
+                        return Ok(record);
+                    }
+                    crate::cache::redis::Lookup::Absent => return Err(Error::NotFound(*guid)),
+                    crate::cache::redis::Lookup::Miss => Some((redis, label)),
+                }
+            }
+            None => None,
+        };
+        self.shared.storage_reads.fetch_add(1, Ordering::Relaxed);
         let loaded = self.shared.count_error(self.shared.backend.load(guid))?;
         match loaded {
             Some(record) if !record.is_expired_at(now) => {
                 let record = Arc::new(record);
                 self.shared.cache.fill(ticket, &record);
+                #[cfg(feature = "redis")]
+                if let Some((redis, label)) = label {
+                    redis.fill(&record, label, now);
+                }
                 Ok(record)
             }
             _ => Err(Error::NotFound(*guid)),
         }
+    }
+
+    /// The shared cache's counters and state (`None` without one).
+    pub fn shared_cache_stats(&self) -> Option<SharedCacheStats> {
+        #[cfg(feature = "redis")]
+        return self.shared.redis.as_ref().map(crate::cache::redis::RedisLevel::stats);
+        #[cfg(not(feature = "redis"))]
+        None
     }
 
     /// The live record with this GUID if the cache holds it: no I/O, no blocking. `None` means
@@ -369,6 +500,14 @@ impl Store {
     /// last [`Store::sync`].
     pub fn get_cached(&self, guid: &Guid) -> Option<Arc<Record>> {
         self.shared.cache.peek_live(guid, self.now())
+    }
+
+    /// How long a call waits for a network database in all before it fails as
+    /// [`Code::Unavailable`](crate::Code::Unavailable) ([`Options::timeout`]), a write's time in
+    /// the writer's queue included; `None` for SQLite, whose calls are not bounded. A front-end
+    /// bounds a read that makes several calls (a freshness round, then a cache miss) by it.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.shared.backend.timeout()
     }
 
     /// Whether other processes may write to the same database (PostgreSQL, MySQL).
@@ -471,7 +610,7 @@ impl Store {
     /// answers [`Error::Closed`].
     pub(crate) fn queue(&self, job: Job) {
         if let Some(sender) = &self.sender {
-            let _ = sender.send(job);
+            let _ = sender.send((std::time::Instant::now(), job));
         }
     }
 
@@ -553,11 +692,12 @@ impl Store {
                 }
             }
         }
-        if total > 0
+        // On a shared database another process may have trimmed the log (this trim then removes
+        // nothing): the feed forgets what the log no longer keeps either way, so every process
+        // answers `events_truncated` below the oldest kept change by its next trim at the latest.
+        if (total > 0 || self.is_shared())
             && let Some(oldest) = self.oldest_revision()?
         {
-            // Other processes on a shared database may serve trimmed changes from their memory
-            // until these leave it; this one stops at once.
             self.shared.feed.forget_before(oldest);
         }
         Ok(total)
@@ -588,6 +728,7 @@ impl Store {
             storage_errors: shared.storage_errors.load(Ordering::Relaxed),
             applied_revision: shared.cache.applied(),
             sync_rounds: shared.coherence.as_ref().map_or(0, Coherence::rounds),
+            storage_reads: shared.storage_reads.load(Ordering::Relaxed),
         }
     }
 
@@ -627,6 +768,20 @@ impl Drop for Store {
         if let Err(error) = self.shutdown() {
             log::error!("guidstore: closing the store failed: {error}");
         }
+    }
+}
+
+/// An SQLite file is served by one process, so a shared cache would serve no one else: refused
+/// before the file is created or opened.
+fn refuse_shared_cache(options: &Options) -> Result<()> {
+    match &options.redis_url {
+        Some(url) => Err(Error::InvalidUrl {
+            url: crate::redact_url(url),
+            reason: "a shared cache needs a shared database (PostgreSQL or MariaDB): an SQLite file is served by \
+                     one process, whose own cache is enough"
+                .to_owned(),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -109,12 +109,12 @@ const EXPORT_PAGE: usize = 1_000;
 /// Records written per import transaction.
 pub const IMPORT_BATCH: usize = 10_000;
 
-/// One record of an import, parsed, with its line number.
+/// One record of an import with its line number, built (rendered, with a random version) by the
+/// reading thread: the writer only decides whether to write it.
 #[derive(Debug, Clone)]
 pub(crate) struct ImportRecord {
     pub(crate) line: u64,
-    pub(crate) guid: Guid,
-    pub(crate) record: NewRecord,
+    pub(crate) record: Arc<Record>,
 }
 
 /// Parses one line of an import: a record as GET renders it. `None` for a blank line.
@@ -198,7 +198,8 @@ impl Store {
                     if expire.is_expired_at(self.now()) {
                         stats.expired += 1;
                     } else {
-                        batch.push(ImportRecord { line: line_number, guid, record });
+                        let record = Record::new(guid, expire, record.into_metadata(), rand::random());
+                        batch.push(ImportRecord { line: line_number, record: Arc::new(record) });
                     }
                 }
                 Ok(None) => {}

@@ -13,12 +13,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
+use std::time::Instant;
 
 use crate::backend::Transaction;
 use crate::pending::Completer;
 use crate::store::Shared;
 use crate::transfer::{ImportConflict, ImportRecord};
-use crate::{Change, Error, Expiry, Guid, IfMatch, ImportStats, NewRecord, OnConflict, Op, Patch, Record, Result};
+use crate::{
+    Change, Error, Expiry, Guid, IfMatch, ImportStats, NewRecord, OnConflict, Op, Patch, Record, Result, StorageError,
+};
 
 /// A write waiting for the writer thread, with the completer of its caller's [`Pending`](crate::Pending).
 pub(crate) enum Job {
@@ -64,9 +67,13 @@ enum Outcome {
     Failed(Error),
 }
 
-pub(crate) fn writer_loop(shared: &Shared, receiver: &mpsc::Receiver<Job>, max_batch: usize) {
+/// A job on the writer's channel, with when it was queued: on a network database no write waits
+/// for storage longer than the backend's timeout in all, queueing included.
+pub(crate) type Queued = (Instant, Job);
+
+pub(crate) fn writer_loop(shared: &Shared, receiver: &mpsc::Receiver<Queued>, max_batch: usize) {
     // Jobs the writer queued itself (the next round of a purge).
-    let mut requeued: VecDeque<Job> = VecDeque::new();
+    let mut requeued: VecDeque<Queued> = VecDeque::new();
     loop {
         let first = match requeued.pop_front() {
             Some(job) => job,
@@ -86,25 +93,68 @@ pub(crate) fn writer_loop(shared: &Shared, receiver: &mpsc::Receiver<Job>, max_b
                 Err(_) => break,
             }
         }
-        commit_batch(shared, batch, &mut requeued);
+        let (batch, deadline) = within_deadline(shared, batch);
+        if !batch.is_empty() {
+            commit_batch(shared, batch, deadline, &mut requeued);
+        }
     }
     log::debug!("guidstore: writer thread stopped");
 }
 
-/// Commits `batch` in one transaction; if the transaction fails, commits each write alone so that
-/// one failing write does not fail the others.
-fn commit_batch(shared: &Shared, batch: Vec<Job>, requeued: &mut VecDeque<Job>) {
+/// On a backend with a timeout: fails the jobs that have already waited that long (the database
+/// was not answering while they queued; they were never attempted, so they changed nothing), and
+/// gives the rest the deadline of the oldest of them.
+fn within_deadline(shared: &Shared, batch: Vec<Queued>) -> (Vec<Job>, Option<Instant>) {
+    let Some(timeout) = shared.backend.timeout() else {
+        return (batch.into_iter().map(|(_, job)| job).collect(), None);
+    };
+    let now = Instant::now();
+    let mut deadline: Option<Instant> = None;
+    let mut jobs = Vec::with_capacity(batch.len());
+    let mut late = 0;
+    for (queued, job) in batch {
+        let due = queued + timeout;
+        if due <= now {
+            late += 1;
+            fail(job, StorageError::transient(format!("the database did not answer within {timeout:?}")).into());
+        } else {
+            deadline = Some(deadline.map_or(due, |deadline| deadline.min(due)));
+            jobs.push(job);
+        }
+    }
+    if late > 0 {
+        log::error!("guidstore: {late} writes waited {timeout:?} for the database without being attempted");
+        shared.storage_errors.fetch_add(late, Ordering::Relaxed);
+    }
+    (jobs, deadline)
+}
+
+/// Commits `batch` in one transaction (by `deadline`, when there is one); if the transaction fails
+/// for a reason of its own (not a transient database failure), commits each write alone so that
+/// one failing write does not fail the others. After a transient failure (connection lost,
+/// database not answering) every write of the batch fails: none is retried, because whether a
+/// commit whose answer was lost took effect is unknown, and the database is unlikely to answer
+/// the next one either.
+fn commit_batch(shared: &Shared, batch: Vec<Job>, deadline: Option<Instant>, requeued: &mut VecDeque<Queued>) {
     let now = shared.clock.now();
     let named = Named::of(&batch);
     let mut planned = Plan::default();
-    let result = shared.backend.write(&named.guids, &mut |txn| {
+    let mut work = |txn: &mut dyn Transaction| {
         planned = plan(shared, txn, &batch, &named, now)?;
         txn.apply(&planned.changes)
-    });
+    };
+    let result = match deadline {
+        Some(deadline) => shared.backend.write_until(deadline, &named.guids, &mut work),
+        None => shared.backend.write(&named.guids, &mut work),
+    };
     match result {
         Ok(()) => finish(shared, batch, planned, requeued),
-        Err(error) if batch.len() == 1 => {
-            log::error!("guidstore: write failed: {error}");
+        Err(error) if batch.len() == 1 || matches!(&error, Error::Storage(storage) if storage.is_transient()) => {
+            if batch.len() == 1 {
+                log::error!("guidstore: write failed: {error}");
+            } else {
+                log::error!("guidstore: group commit of {} writes failed: {error}", batch.len());
+            }
             shared.storage_errors.fetch_add(1, Ordering::Relaxed);
             for job in batch {
                 fail(job, error.clone());
@@ -113,7 +163,7 @@ fn commit_batch(shared: &Shared, batch: Vec<Job>, requeued: &mut VecDeque<Job>) 
         Err(error) => {
             log::warn!("guidstore: group commit of {} writes failed ({error}); retrying one by one", batch.len());
             for job in batch {
-                commit_batch(shared, vec![job], requeued);
+                commit_batch(shared, vec![job], deadline, requeued);
             }
         }
     }
@@ -173,7 +223,7 @@ impl Named {
                 Job::Create { new_record, .. } => Some(new_record.guid().copied().unwrap_or_else(Guid::random)),
                 Job::Update { guid, .. } | Job::Delete { guid, .. } => Some(*guid),
                 Job::Import { records, .. } => {
-                    guids.extend(records.iter().map(|record| record.guid));
+                    guids.extend(records.iter().map(|import| *import.record.guid()));
                     None
                 }
                 Job::Purge { .. } => None,
@@ -317,9 +367,8 @@ fn import(
     let mut written: HashMap<Guid, Arc<Record>> = HashMap::new();
     let mut changes = Vec::with_capacity(records.len());
     for import in records {
-        let guid = import.guid;
-        let expire = import.record.expire().unwrap_or_else(|| Expiry::after_ttl(now, 1));
-        let metadata = import.record.metadata();
+        let guid = *import.record.guid();
+        let (expire, metadata) = (import.record.expire(), import.record.metadata());
         let current = written.get(&guid).or_else(|| overlay.get(&guid)).filter(|r| !r.is_expired_at(now));
         let op = match current {
             Some(current) if current.expire() == expire && current.metadata() == metadata => {
@@ -336,8 +385,14 @@ fn import(
                 OnConflict::Replace => Op::Update,
             },
         };
-        let version = new_version(current.map(|r| r.version()));
-        let record = Arc::new(Record::new(guid, expire, metadata.clone(), version));
+        // The record comes built with a random version; a replacement's must differ from the
+        // version it replaces.
+        let record = match current {
+            Some(current) if current.version() == import.record.version() => {
+                Arc::new(Record::new(guid, expire, metadata.clone(), new_version(Some(current.version()))))
+            }
+            _ => Arc::clone(&import.record),
+        };
         match op {
             Op::Create => stats.created += 1,
             _ => stats.replaced += 1,
@@ -391,7 +446,7 @@ fn new_version(previous: Option<u64>) -> u64 {
 }
 
 /// After the commit: counters, the cache, then each caller.
-fn finish(shared: &Shared, batch: Vec<Job>, plan: Plan, requeued: &mut VecDeque<Job>) {
+fn finish(shared: &Shared, batch: Vec<Job>, plan: Plan, requeued: &mut VecDeque<Queued>) {
     let writes = plan.outcomes.iter().filter(|o| matches!(o, Outcome::Record(_) | Outcome::Deleted)).count();
     let purged: u64 = plan.outcomes.iter().map(|o| if let Outcome::Purged(n) = o { *n } else { 0 }).sum();
     shared.commits.fetch_add(1, Ordering::Relaxed);
@@ -399,6 +454,10 @@ fn finish(shared: &Shared, batch: Vec<Job>, plan: Plan, requeued: &mut VecDeque<
     shared.purged.fetch_add(purged, Ordering::Relaxed);
     // The cache learns of the writes before any caller is answered.
     shared.cache.apply_local(&plan.changes);
+    #[cfg(feature = "redis")]
+    if let Some(redis) = &shared.redis {
+        redis.apply_local(&plan.changes, shared.clock.now());
+    }
     match &shared.coherence {
         // The tailer publishes every process's changes, in order, this one's included.
         Some(coherence) if !plan.changes.is_empty() => coherence.wake(),
@@ -414,7 +473,7 @@ fn finish(shared: &Shared, batch: Vec<Job>, plan: Plan, requeued: &mut VecDeque<
             (Job::Purge { limit, until_done, total, done }, Outcome::Purged(removed)) => {
                 let total = total + removed;
                 if until_done && removed >= limit as u64 {
-                    requeued.push_back(Job::Purge { limit, until_done, total, done });
+                    requeued.push_back((Instant::now(), Job::Purge { limit, until_done, total, done }));
                 } else {
                     done.complete(Ok(total));
                 }

@@ -90,7 +90,13 @@ fn available(kind: Kind) -> Result<(), String> {
 }
 
 fn skip(kind: Kind, why: &str) {
-    let message = format!("SKIPPED: a {kind:?} test, because the server is not reachable: {why}");
+    skip_service(&format!("{kind:?}"), why);
+}
+
+/// Says that a test of `service` is skipped because it cannot be reached (on stderr and in
+/// `target/skipped-backend-tests.txt`), or panics under `GUIDSTORE_REQUIRE_SERVICES=1`.
+pub(crate) fn skip_service(service: &str, why: &str) {
+    let message = format!("SKIPPED: a {service} test, because the server is not reachable: {why}");
     if std::env::var("GUIDSTORE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
         panic!("{message} (GUIDSTORE_REQUIRE_SERVICES=1: a missing service fails the test)");
     }
@@ -160,6 +166,65 @@ impl TestDb {
                     .output()
                     .map_err(|e| e.to_string())?;
                 if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).into_owned()) }
+            }
+        }
+    }
+}
+
+impl TestDb {
+    /// Ends every connection to this database except the administrator's own: PostgreSQL
+    /// `pg_terminate_backend`, MariaDB `KILL CONNECTION`; how many. Not for SQLite.
+    pub fn kill_connections(&self) -> Result<usize, String> {
+        match self.kind {
+            Kind::Sqlite => Err("not for SQLite".to_owned()),
+            Kind::Postgres => {
+                let output = Command::new("psql")
+                    .arg(format!("{}/postgres", postgres_base()))
+                    .args(["-v", "ON_ERROR_STOP=1", "-qAtc"])
+                    .arg(format!(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                         WHERE datname = '{}' AND pid <> pg_backend_pid()",
+                        self.name
+                    ))
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                if !output.status.success() {
+                    return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+                }
+                let count = String::from_utf8_lossy(&output.stdout);
+                count.trim().parse().map_err(|_| format!("pg_terminate_backend answered {count:?}"))
+            }
+            Kind::Mysql => {
+                let output = Command::new(mysql_client())
+                    .args(mysql_args())
+                    .args(["-N", "-B", "-e"])
+                    .arg(format!(
+                        "SELECT id FROM information_schema.processlist WHERE db = '{}' AND id <> CONNECTION_ID()",
+                        self.name
+                    ))
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                if !output.status.success() {
+                    return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+                }
+                let ids: Vec<u64> = String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .filter_map(|line| line.trim().parse().ok())
+                    .collect();
+                if ids.is_empty() {
+                    return Ok(0);
+                }
+                // One client for all of them, at once; `--force` goes on past a connection that
+                // ended meanwhile ("Unknown thread id").
+                let kills: String = ids.iter().map(|id| format!("KILL CONNECTION {id};")).collect();
+                let output = Command::new(mysql_client())
+                    .args(mysql_args())
+                    .args(["--force", "-e", &kills])
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                let unknown = String::from_utf8_lossy(&output.stderr).matches("Unknown thread id").count();
+                let killed = ids.len().saturating_sub(unknown);
+                Ok(killed)
             }
         }
     }

@@ -15,8 +15,13 @@
 //!   client configurations trusting them (`pki::client_config`).
 //! - `fault`: storage faults: a small tmpfs that fills up ([`fault::Tmpfs`]) and `chattr +i`
 //!   ([`fault::Frozen`]), both undone when dropped; they need root ([`fault::is_root`]).
-//! - `db`: a fresh database per test on SQLite, PostgreSQL or MariaDB ([`db::TestDb`]), and the
-//!   macros that run a test on every backend ([`on_every_backend!`], [`on_shared_backends!`]).
+//! - `redis`: a private `redis-server` per test ([`redis::RedisServer`]) that it can kill, restart
+//!   and pause.
+//! - `db`: a fresh database per test on SQLite, PostgreSQL or MariaDB ([`db::TestDb`]), the
+//!   macros that run a test on every backend ([`on_every_backend!`], [`on_shared_backends!`]), and
+//!   [`db::TestDb::kill_connections`] (`pg_terminate_backend`, MariaDB `KILL`).
+//! - `postgres`: a private PostgreSQL server a fault test may stop, start, pause and resume
+//!   ([`postgres::PostgresCluster`]), removed when dropped.
 
 #[cfg(feature = "async")]
 pub mod client;
@@ -25,3 +30,5 @@ pub mod fault;
 pub mod http;
 #[cfg(feature = "pki")]
 pub mod pki;
+pub mod postgres;
+pub mod redis;

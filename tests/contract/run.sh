@@ -43,7 +43,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$server" --listen 127.0.0.1:0 --db "$work/guidstore.db" --log-file "$work/server.log" \
+# A long poll of /events waits at most 1 s: schemathesis waits for every answer.
+"$server" --listen 127.0.0.1:0 --db "$work/guidstore.db" --log-file "$work/server.log" --events-max-wait 1s \
     >"$work/stdout" 2>"$work/stderr" &
 pid=$!
 for _ in $(seq 1 300); do

@@ -9,3 +9,4 @@ mod server;
 mod tls;
 mod transfer;
 mod usage;
+mod watch;

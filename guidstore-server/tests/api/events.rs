@@ -117,10 +117,14 @@ async fn events_need_the_token_when_authentication_is_on() {
     assert_eq!(authorized.status, 200);
 }
 
-/// An event stream: the raw connection (TLS under `GUIDSTORE_TEST_TLS=1`) and the text read so far.
+/// An event stream: the raw connection (TLS under `GUIDSTORE_TEST_TLS=1`), the text read so far,
+/// and the events parsed from it.
 struct EventStream {
     stream: Box<dyn Stream>,
     text: String,
+    parsed: Vec<(u64, String, Value)>,
+    /// How much of `text` has been parsed (up to the end of a whole event).
+    parsed_to: usize,
 }
 
 impl EventStream {
@@ -128,21 +132,31 @@ impl EventStream {
         let mut stream = app.connect().await;
         let request = format!("GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{headers}\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
-        EventStream { stream, text: String::new() }
+        EventStream { stream, text: String::new(), parsed: Vec::new(), parsed_to: 0 }
     }
 
-    /// Reads until `count` events have arrived in all (at most 10 s); their `(id, event, data)`.
+    /// Reads until `count` events have arrived in all (at most 60 s); their `(id, event, data)`.
     async fn events(&mut self, count: usize) -> Vec<(u64, String, Value)> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let events = parse_events(&self.text);
-            if events.len() >= count {
-                return events;
+            // Each event ends with a blank line: parse the whole events not parsed yet.
+            if let Some(end) = self.text[self.parsed_to..].rfind("\n\n") {
+                let end = self.parsed_to + end + 2;
+                self.parsed.extend(parse_events(&self.text[self.parsed_to..end]));
+                self.parsed_to = end;
             }
-            let mut buffer = [0u8; 8192];
+            if self.parsed.len() >= count {
+                return self.parsed.clone();
+            }
+            let mut buffer = vec![0u8; 65536];
             let read = tokio::time::timeout_at(deadline, self.stream.read(&mut buffer)).await;
-            let n = read.unwrap_or_else(|_| panic!("only {} events within 10 s: {}", events.len(), self.text)).unwrap();
-            assert!(n > 0, "the stream ended: {}", self.text);
+            let n = read.unwrap_or_else(|_| panic!("only {} events within 60 s", self.parsed.len())).unwrap();
+            assert!(
+                n > 0,
+                "the stream ended after {} events: {:?}",
+                self.parsed.len(),
+                &self.text[self.text.len().saturating_sub(300)..]
+            );
             self.text.push_str(&String::from_utf8_lossy(&buffer[..n]));
         }
     }
@@ -152,7 +166,9 @@ impl EventStream {
 fn parse_events(text: &str) -> Vec<(u64, String, Value)> {
     let mut events = Vec::new();
     let mut current: (Option<u64>, Option<String>) = (None, None);
-    for line in text.split('\n').map(|line| line.trim_end_matches('\r')) {
+    // Whole lines only: the last one may still be arriving.
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    for line in complete.split('\n').map(|line| line.trim_end_matches('\r')) {
         if let Some(id) = line.strip_prefix("id: ") {
             current.0 = id.parse().ok();
         } else if let Some(event) = line.strip_prefix("event: ") {
@@ -204,4 +220,98 @@ async fn streams_end_and_long_polls_answer_when_the_server_shuts_down() {
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.stream.read_to_end(&mut rest)).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5), "shutdown waited for the feed's consumers");
     app.stopped().await;
+}
+
+/// A record of about 60 KB: its events fill a stream's 1 MiB queue in about 18 writes.
+fn large_body(n: usize) -> String {
+    format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(60_000))
+}
+
+impl EventStream {
+    /// Reads until the text contains `needle` followed by a blank line (at most 10 s).
+    async fn read_until(&mut self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.text.find(needle).is_some_and(|at| self.text[at..].contains("\n\n")) {
+            let mut buffer = vec![0u8; 65536];
+            let read = tokio::time::timeout_at(deadline, self.stream.read(&mut buffer)).await;
+            let n = read.unwrap_or_else(|_| panic!("no {needle:?} within 10 s")).unwrap();
+            assert!(n > 0, "the stream ended before {needle:?}");
+            self.text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    }
+}
+
+fn metric(metrics: &str, name: &str) -> u64 {
+    let line =
+        metrics.lines().find(|line| line.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}"));
+    line[name.len() + 1..].parse().unwrap_or_else(|_| panic!("{line}"))
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_slows_no_writer_or_subscriber_and_catches_up_later() {
+    const WRITES: usize = 300; // about 18 MB of events: far more than a stream's queue and the sockets hold
+    let app = spawn_app().await;
+    let mut slow = EventStream::open(&app, "").await; // reads nothing until the writes are done
+    let mut reader = EventStream::open(&app, "").await;
+    // The other subscriber reads all along, and gets everything.
+    let reading = tokio::spawn(async move { reader.events(WRITES).await.len() });
+    for n in 0..WRITES {
+        // Every write is acknowledged while the slow subscriber reads nothing.
+        assert_eq!(app.post_guid(&large_body(n)).await.status, 201);
+    }
+    assert_eq!(reading.await.unwrap(), WRITES);
+    let metrics = app.metrics().await;
+    assert!(metric(&metrics, "guidstore_feed_subscriber_lag_revisions") > 100, "{metrics}");
+    // Its stream waited for it (at most 1 MiB queued): it gets every event, in order.
+    let received = slow.events(WRITES).await;
+    assert_eq!(received.iter().map(|e| e.0).collect::<Vec<_>>(), (1..=WRITES as u64).collect::<Vec<_>>());
+    // So does a consumer that resumes far behind.
+    let mut resumed = EventStream::open(&app, "Last-Event-ID: 10\r\n").await;
+    let rest = resumed.events(WRITES - 10).await;
+    assert_eq!(rest.iter().map(|e| e.0).collect::<Vec<_>>(), (11..=WRITES as u64).collect::<Vec<_>>());
+    let metrics = app.metrics().await;
+    assert_eq!(metric(&metrics, "guidstore_feed_streams_overflowed_total"), 0, "{metrics}");
+}
+
+#[tokio::test]
+async fn a_subscriber_that_takes_nothing_for_the_stall_timeout_gets_overflow_then_is_dropped() {
+    let mut options = AppOptions::default();
+    options.config.events_stall_timeout = Duration::from_secs(1);
+    let app = spawn_app_with(options).await;
+    let mut gone = EventStream::open(&app, "").await; // never reads again
+    let mut back = EventStream::open(&app, "").await; // reads once its stream has given up on it
+    let mut reader = EventStream::open(&app, "").await;
+    let reading = tokio::spawn(async move { reader.events(100).await.len() });
+    // Enough to fill the sockets and the queues: then output waits in the server for the client.
+    for n in 0..100 {
+        assert_eq!(app.post_guid(&large_body(n)).await.status, 201);
+    }
+    assert_eq!(reading.await.unwrap(), 100, "a subscriber that reads is not dropped");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&app.metrics().await, "guidstore_feed_streams_overflowed_total") < 2 {
+        assert!(Instant::now() < deadline, "the stalled streams did not give up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The one that comes back gets what its connection held, then a last event: where to resume.
+    back.read_until("event: overflow").await;
+    let received = parse_events(&back.text);
+    let last = received.last().map_or(0, |e| e.0);
+    assert_eq!(received.iter().map(|e| e.0).collect::<Vec<_>>(), (1..=last).collect::<Vec<_>>());
+    let at = back.text.find("event: overflow\ndata: ").unwrap() + "event: overflow\ndata: ".len();
+    let data: Value = serde_json::from_str(back.text[at..].lines().next().unwrap()).unwrap();
+    assert_eq!(data["error"], "slow_consumer");
+    assert!(data["last_event_id"].as_u64().unwrap() >= last, "{data}");
+    let mut resumed = EventStream::open(&app, &format!("Last-Event-ID: {last}\r\n")).await;
+    let rest = resumed.events(100 - last as usize).await;
+    assert_eq!(rest.iter().map(|e| e.0).collect::<Vec<_>>(), (last + 1..=100).collect::<Vec<_>>());
+    // The one that never reads has its connection dropped: what the sockets held, then the end.
+    while metric(&app.metrics().await, "guidstore_feed_streams_stalled_total") < 1 {
+        assert!(Instant::now() < deadline, "the stalled connection was not dropped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), gone.stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the stalled connection is still open");
+    let text = gone.text.clone() + &String::from_utf8_lossy(&rest);
+    assert!(!text.contains("event: overflow"), "it read nothing, so it cannot have got the last event");
 }

@@ -13,14 +13,14 @@ pub(crate) mod location;
 pub(crate) mod mysql;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-mod runtime;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
+pub(crate) mod runtime;
 pub(crate) mod sqlite;
 mod vfs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{Change, Error, Expiry, Guid, Metadata, Op, Record, Result, StorageError};
 
@@ -76,6 +76,26 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// transaction.
     fn write(&self, prefetch: &[Guid], work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()>;
 
+    /// [`Backend::write`], given up (rolled back, a transient error) if it has not committed by
+    /// `deadline`: the writer passes the deadline of the oldest write in the batch, so no write
+    /// waits for an unanswering database longer than [`Backend::timeout`] in all. Backends that
+    /// bound nothing (SQLite) ignore it.
+    fn write_until(
+        &self,
+        deadline: Instant,
+        prefetch: &[Guid],
+        work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>,
+    ) -> Result<()> {
+        let _ = deadline;
+        self.write(prefetch, work)
+    }
+
+    /// How long a request may wait for this backend in all (`Options::timeout`), or `None` when
+    /// its waits are not bounded (SQLite: a local file).
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
+
     /// Up to `limit` records live at `now` with GUIDs after `after`, in GUID order.
     fn scan(&self, after: Option<&Guid>, now: u64, limit: usize) -> Result<Vec<Record>>;
 
@@ -95,6 +115,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// How many records are live (`expire > now`).
     fn count_live(&self, now: u64) -> Result<u64>;
 
+    /// The registry's random id, made when the database was first migrated (`guidstore_meta`): it
+    /// names the registry's keys in a shared cache. Backends that are never shared have none.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "no shared cache built"))]
+    fn registry_id(&self) -> Result<String> {
+        Err(StorageError::permanent("this backend has no registry id").into())
+    }
+
     /// Whether storage answers a trivial query (for health checks).
     fn check(&self) -> Result<()>;
 
@@ -112,7 +139,8 @@ pub(crate) fn stored_record(guid: Guid, expire: i64, metadata: &str, version: i6
     Ok(Record::with_metadata_json(guid, expire, parsed, metadata, version as u64))
 }
 
-/// A GUID read back from storage.
+/// A GUID read back from storage as text.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code, reason = "no network backend built"))]
 pub(crate) fn stored_guid(text: &str) -> Result<Guid> {
     Guid::parse(text).map_err(|_| StorageError::permanent(format!("stored GUID {text:?} is invalid")).into())
 }

@@ -9,6 +9,8 @@
 //! `GET_LOCK`, so processes starting together migrate once (MySQL's DDL is not transactional:
 //! a migration that fails half-way is reported and must be repaired by hand).
 
+use std::time::{Duration, Instant};
+
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Value};
 
@@ -30,6 +32,10 @@ const MIGRATION_LOCK: &str = "guidstore_migrate";
 
 pub(crate) struct MysqlBackend {
     runtime: DbRuntime,
+    /// The connection options, for a connection of its own outside the pool (a retry).
+    opts: Opts,
+    /// How long one request may wait for the database in all.
+    timeout: Duration,
     pool: Pool,
     /// The URL without its password, for messages.
     name: String,
@@ -68,6 +74,53 @@ fn guid_list(guids: impl IntoIterator<Item = Guid>) -> String {
     guids.into_iter().map(|guid| format!("'{guid}'")).collect::<Vec<_>>().join(", ")
 }
 
+/// A connection taken from the pool that goes back to it only through [`Pooled::release`], after
+/// calls that all succeeded. Dropped otherwise — a call that failed, timed out, or was abandoned
+/// mid-statement when its request's deadline passed — it is disconnected, never reused: mysql_async
+/// would return a dropped connection to its pool, where a reply still on its way would answer the
+/// next request's query. (`Conn::disconnect` marks it disconnected before its first await, so the
+/// pool discards it even though the disconnect itself is not waited for.)
+struct Pooled {
+    conn: Option<Conn>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Pooled {
+    fn release(mut self) {
+        // Dropping the `Conn` itself returns it to the pool.
+        drop(self.conn.take());
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        self.conn.as_ref().unwrap_or_else(|| unreachable!("a released connection is not used"))
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().unwrap_or_else(|| unreachable!("a released connection is not used"))
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let (Some(conn), Some(runtime)) = (self.conn.take(), &self.runtime) else { return };
+        // A zero timeout: the first poll marks the connection disconnected, then it is dropped.
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(Duration::ZERO, conn.disconnect()).await;
+        });
+    }
+}
+
+/// Whether `error` is worth one more attempt on a fresh connection (see the PostgreSQL backend).
+fn retryable(error: &Error) -> bool {
+    matches!(error, Error::Storage(storage) if storage.is_transient())
+}
+
 impl MysqlBackend {
     /// Connects to the database at `url` (`mysql://USER[:PASS]@HOST[:PORT]/DB`), checks
     /// durability settings and migrates the schema.
@@ -86,7 +139,12 @@ impl MysqlBackend {
             .pass(password)
             .prefer_socket(false)
             .tcp_keepalive(Some(std::time::Duration::from_secs(10)))
-            .pool_opts(PoolOpts::new().with_constraints(constraints))
+            // Idle connections are kept (up to the pool size, closed after a minute unused): with
+            // mysql_async's default TTL of zero a pool whose minimum is 0 keeps none, and every
+            // call paid a new connection (TCP, handshake, the setup statements).
+            .pool_opts(
+                PoolOpts::new().with_constraints(constraints).with_inactive_connection_ttl(Duration::from_secs(60)),
+            )
             // Run on every new connection and after every reset (when a connection returns to
             // the pool): transactions read committed data, and wait for a lock at most the timeout.
             .setup(vec![
@@ -94,14 +152,15 @@ impl MysqlBackend {
                 format!("SET SESSION innodb_lock_wait_timeout = {lock_wait}"),
             ]);
         let runtime = DbRuntime::new("guidstore-mysql", settings.timeout)?;
-        let pool = runtime.run("creating the pool", async { Ok(Pool::new(opts)) })?;
-        let backend = MysqlBackend { runtime, pool, name };
+        let opts: Opts = opts.into();
+        let pool = runtime.run("creating the pool", async { Ok(Pool::new(opts.clone())) })?;
+        let backend = MysqlBackend { runtime, opts, timeout: settings.timeout, pool, name };
         backend.connect_and_migrate()?;
         Ok(backend)
     }
 
     fn connect_and_migrate(&self) -> Result<()> {
-        let mut conn = self
+        let conn = self
             .runtime
             .run("connecting", async { self.pool.get_conn().await.map_err(|e| my_error("connecting", e)) })
             .map_err(|error| match error {
@@ -110,6 +169,7 @@ impl MysqlBackend {
                 }
                 other => other,
             })?;
+        let mut conn = self.pooled(conn);
         self.warn_if_not_durable(&mut conn);
         let name = self.name.clone();
         self.runtime.run("migrating", async move {
@@ -121,7 +181,10 @@ impl MysqlBackend {
                 return Err(StorageError::transient("another process holds the migration lock").into());
             }
             let result = migrate(&mut conn, &name).await;
-            let _ = conn.query_drop(format!("SELECT RELEASE_LOCK('{MIGRATION_LOCK}')")).await;
+            let unlocked = conn.query_drop(format!("SELECT RELEASE_LOCK('{MIGRATION_LOCK}')")).await;
+            if result.is_ok() && unlocked.is_ok() {
+                conn.release();
+            }
             result
         })
     }
@@ -146,34 +209,50 @@ impl MysqlBackend {
         }
     }
 
-    /// Runs `work` with a pooled connection. A connection whose call failed is disconnected
-    /// rather than returned to the pool.
-    fn with_conn<T>(&self, what: &str, work: impl AsyncFnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        let mut taken = None;
-        let result = self.runtime.run(what, async {
-            let mut conn = self.pool.get_conn().await.map_err(|e| my_error("connecting", e))?;
-            let result = work(&mut conn).await;
-            taken = Some(conn);
-            result
-        });
-        if let Some(conn) = taken {
-            self.release(conn, result.is_err());
-        }
-        result
+    fn pooled(&self, conn: Conn) -> Pooled {
+        Pooled { conn: Some(conn), runtime: self.runtime.handle() }
     }
 
-    /// Returns a connection to the pool, or (after a failure) closes it in the background.
-    fn release(&self, conn: Conn, failed: bool) {
-        if failed {
-            // Dropping a connection mid-call could leave it mid-protocol; disconnect it instead.
-            let _ = self.runtime.run("disconnecting", async {
-                let _ = conn.disconnect().await;
-                Ok(())
-            });
-        } else {
-            drop(conn);
-        }
+    /// A connection from the pool; for a retry (`fresh`), a new one outside it, since the pool
+    /// may hold more connections the server has killed (it is closed after use).
+    async fn connect(&self, fresh: bool) -> Result<Pooled> {
+        let conn = if fresh { Conn::new(self.opts.clone()).await } else { self.pool.get_conn().await };
+        Ok(self.pooled(conn.map_err(|e| my_error("connecting", e))?))
     }
+
+    /// Runs `work` with a pooled connection, within one timeout in all. A transient failure is
+    /// tried once more on a new connection outside the pool, if time is left (a read is
+    /// idempotent; the pool may hold connections the server has killed). A connection whose call
+    /// failed or timed out never returns to the pool.
+    fn with_conn<T>(&self, what: &str, work: impl AsyncFn(&mut Conn) -> Result<T>) -> Result<T> {
+        self.runtime.run(what, async {
+            let mut retried = false;
+            loop {
+                let mut conn = self.connect(retried).await?;
+                match work(&mut conn).await {
+                    Ok(value) => {
+                        conn.release();
+                        return Ok(value);
+                    }
+                    Err(error) if !retried && retryable(&error) => {
+                        log::debug!("guidstore: {what} failed ({error}); trying once more on a new connection");
+                        retried = true;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        })
+    }
+}
+
+/// Opens a write transaction and takes the one-row lock; the newest revision.
+async fn begin(conn: &mut Conn) -> Result<u64> {
+    conn.query_drop("START TRANSACTION").await.map_err(|e| my_error("START TRANSACTION", e))?;
+    let revision: Option<i64> = conn
+        .query_first("SELECT revision FROM guidstore_meta WHERE id = 1 FOR UPDATE")
+        .await
+        .map_err(|e| my_error("locking the revision", e))?;
+    Ok(revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0))
 }
 
 /// The statements of a migration file: comments dropped, split at `;`.
@@ -236,6 +315,8 @@ fn record_from_row((guid, expire, metadata, version): RecordRow) -> Result<Recor
 struct MysqlTransaction<'a> {
     runtime: &'a DbRuntime,
     conn: &'a mut Conn,
+    /// When the whole transaction must have committed (one timeout from its start).
+    deadline: Instant,
     revision: u64,
 }
 
@@ -249,7 +330,7 @@ impl Transaction for MysqlTransaction<'_> {
             return Ok(Vec::new());
         }
         let conn = &mut *self.conn;
-        let rows: Vec<RecordRow> = self.runtime.run("loading records", async {
+        let rows: Vec<RecordRow> = self.runtime.run_until(self.deadline, "loading records", async {
             let mut rows = Vec::with_capacity(guids.len());
             for chunk in guids.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
@@ -265,7 +346,7 @@ impl Transaction for MysqlTransaction<'_> {
 
     fn expired(&mut self, now: u64, limit: usize) -> Result<Vec<Guid>> {
         let conn = &mut *self.conn;
-        let rows: Vec<String> = self.runtime.run("finding expired records", async {
+        let rows: Vec<String> = self.runtime.run_until(self.deadline, "finding expired records", async {
             conn.exec(
                 "SELECT guid FROM guidstore_records WHERE expire <= ? LIMIT ?",
                 (sql_int(now), sql_int(limit as u64)),
@@ -314,7 +395,7 @@ impl Transaction for MysqlTransaction<'_> {
         );
         let revision = sql_int(last.revision());
         let conn = &mut *self.conn;
-        self.runtime.run("saving changes", async {
+        self.runtime.run_until(self.deadline, "saving changes", async {
             let saved = |e| my_error("saving changes", e);
             if !states.upserts.is_empty() {
                 conn.exec_drop(upsert_sql, upsert).await.map_err(saved)?;
@@ -345,36 +426,59 @@ impl Backend for MysqlBackend {
         true
     }
 
-    fn write(&self, _prefetch: &[Guid], work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
-        let mut conn = self
-            .runtime
-            .run("connecting", async { self.pool.get_conn().await.map_err(|e| my_error("connecting", e)) })?;
-        let begun = self.runtime.run("starting a transaction", async {
-            conn.query_drop("START TRANSACTION").await.map_err(|e| my_error("START TRANSACTION", e))?;
-            let revision: Option<i64> = conn
-                .query_first("SELECT revision FROM guidstore_meta WHERE id = 1 FOR UPDATE")
-                .await
-                .map_err(|e| my_error("locking the revision", e))?;
-            Ok(revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0))
+    fn write(&self, prefetch: &[Guid], work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
+        self.write_until(self.runtime.deadline(), prefetch, work)
+    }
+
+    /// The whole transaction within `deadline`; as on PostgreSQL, only its opening is tried once
+    /// more after a transient failure, never a commit whose outcome is unknown.
+    fn write_until(
+        &self,
+        deadline: Instant,
+        _prefetch: &[Guid],
+        work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>,
+    ) -> Result<()> {
+        let (mut conn, revision) = self.runtime.run_until(deadline, "starting a transaction", async {
+            let mut retried = false;
+            loop {
+                let mut conn = self.connect(retried).await?;
+                match begin(&mut conn).await {
+                    Ok(revision) => return Ok((conn, revision)),
+                    Err(error) if !retried && retryable(&error) => {
+                        log::debug!(
+                            "guidstore: starting a transaction failed ({error}); once more on a new connection"
+                        );
+                        retried = true;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        })?;
+        let mut transaction = MysqlTransaction { runtime: &self.runtime, conn: &mut conn, deadline, revision };
+        let result = work(&mut transaction).and_then(|()| {
+            self.runtime.run_until(deadline, "committing", async {
+                conn.query_drop("COMMIT").await.map_err(|e| my_error("COMMIT", e))
+            })
         });
-        let result = begun.and_then(|revision| {
-            let mut transaction = MysqlTransaction { runtime: &self.runtime, conn: &mut conn, revision };
-            work(&mut transaction)
-        });
-        let result = match result {
-            Ok(()) => self
-                .runtime
-                .run("committing", async { conn.query_drop("COMMIT").await.map_err(|e| my_error("COMMIT", e)) }),
-            Err(error) => {
-                let _ = self.runtime.run("rolling back", async {
+        match &result {
+            Ok(()) => conn.release(),
+            // The connection may be dead or mid-statement: disconnecting rolls back, and nothing
+            // waits for an unanswering database a second time.
+            Err(error) if retryable(error) => drop(conn),
+            Err(_) => {
+                let rolled_back = self.runtime.run_until(deadline, "rolling back", async {
                     conn.query_drop("ROLLBACK").await.map_err(|e| my_error("ROLLBACK", e))
                 });
-                Err(error)
+                if rolled_back.is_ok() {
+                    conn.release();
+                }
             }
-        };
-        let failed = matches!(&result, Err(Error::Storage(storage)) if storage.is_transient());
-        self.release(conn, failed);
+        }
         result
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
     }
 
     fn scan(&self, after: Option<&Guid>, now: u64, limit: usize) -> Result<Vec<Record>> {
@@ -389,6 +493,16 @@ impl Backend for MysqlBackend {
             .map_err(|e| my_error("scanning records", e))
         })?;
         rows.into_iter().map(record_from_row).collect()
+    }
+
+    fn registry_id(&self) -> Result<String> {
+        self.with_conn("reading the registry id", async |conn| {
+            let id: Option<String> = conn
+                .query_first("SELECT registry_id FROM guidstore_meta WHERE id = 1")
+                .await
+                .map_err(|e| my_error("reading the registry id", e))?;
+            id.ok_or_else(|| StorageError::permanent("guidstore_meta has no row").into())
+        })
     }
 
     fn revision(&self) -> Result<u64> {

@@ -10,7 +10,7 @@
 //! starting together migrate once.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -31,6 +31,8 @@ const MIGRATION_LOCK: i64 = 0x4755_4944;
 
 pub(crate) struct PostgresBackend {
     runtime: DbRuntime,
+    /// How long one request may wait for the database in all.
+    timeout: Duration,
     pool: Pool,
     /// The connection settings, for the `LISTEN` connection.
     config: tokio_postgres::Config,
@@ -63,6 +65,43 @@ fn pool_error(error: PoolError) -> Error {
         PoolError::Backend(error) => pg_error("connecting", error),
         other => StorageError::transient(format!("PostgreSQL connection pool: {other}")).into(),
     }
+}
+
+/// A connection taken from the pool that goes back to it only through [`Pooled::release`], after
+/// calls that all succeeded. Dropped otherwise — a call that failed, timed out, or was abandoned
+/// when its request's deadline passed — it leaves the pool for good and is closed (the server
+/// rolls back whatever transaction it had open): a connection in an unknown state never serves
+/// another request.
+struct Pooled(Option<Object>);
+
+impl Pooled {
+    fn release(mut self) {
+        // Dropping the `Object` itself returns it to the pool.
+        drop(self.0.take());
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        // Only `release` and `drop` empty it, and both consume it.
+        self.0.as_ref().unwrap_or_else(|| unreachable!("a released connection is not used"))
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
+        }
+    }
+}
+
+/// Whether `error` is worth one more attempt on a fresh connection: a transient storage error (a
+/// connection the server closed while it sat in the pool, a restart, a lock timeout).
+fn retryable(error: &Error) -> bool {
+    matches!(error, Error::Storage(storage) if storage.is_transient())
 }
 
 impl PostgresBackend {
@@ -104,7 +143,7 @@ impl PostgresBackend {
             .build()
             .map_err(|e| StorageError::permanent(format!("PostgreSQL connection pool: {e}")))?;
         let runtime = DbRuntime::new("guidstore-postgres", settings.timeout)?;
-        let backend = PostgresBackend { runtime, pool, config, name };
+        let backend = PostgresBackend { runtime, timeout: settings.timeout, pool, config, name };
         backend.connect_and_migrate()?;
         Ok(backend)
     }
@@ -161,22 +200,28 @@ impl PostgresBackend {
         }
     }
 
-    /// Runs `work` with a pooled connection; a connection whose call failed or timed out is
-    /// dropped rather than returned to the pool.
-    fn with_client<T>(&self, what: &str, work: impl AsyncFnOnce(&Object) -> Result<T>) -> Result<T> {
-        let mut taken = None;
-        let result = self.runtime.run(what, async {
-            let client = self.pool.get().await.map_err(pool_error)?;
-            let result = work(&client).await;
-            taken = Some(client);
-            result
-        });
-        if result.is_err()
-            && let Some(client) = taken
-        {
-            drop(Object::take(client));
-        }
-        result
+    /// Runs `work` with a pooled connection, within one timeout in all. A transient failure is
+    /// tried once more on a fresh connection, if time is left (a read is idempotent; the pool may
+    /// have handed out a connection the server had closed). A connection whose call failed or
+    /// timed out never returns to the pool.
+    fn with_client<T>(&self, what: &str, work: impl AsyncFn(&Object) -> Result<T>) -> Result<T> {
+        self.runtime.run_until(self.runtime.deadline(), what, async {
+            let mut retried = false;
+            loop {
+                let client = Pooled(Some(self.pool.get().await.map_err(pool_error)?));
+                match work(&client).await {
+                    Ok(value) => {
+                        client.release();
+                        return Ok(value);
+                    }
+                    Err(error) if !retried && retryable(&error) => {
+                        log::debug!("guidstore: {what} failed ({error}); trying once more on a new connection");
+                        retried = true;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        })
     }
 }
 
@@ -269,6 +314,8 @@ fn record_from_row(row: &tokio_postgres::Row) -> Result<Record> {
 struct PostgresTransaction<'a> {
     backend: &'a PostgresBackend,
     client: &'a Object,
+    /// When the whole transaction must have committed (one timeout from its start).
+    deadline: Instant,
     revision: u64,
     /// What the opening round trip loaded: the GUIDs asked for and the records found.
     prefetched: Option<(Vec<Guid>, Vec<Record>)>,
@@ -325,6 +372,26 @@ const LOG_SQL: &str = "INSERT INTO guidstore_changes (revision, op, guid, at, ex
      SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::int8[])";
 const COUNTER_SQL: &str = "UPDATE guidstore_meta SET revision = $1 WHERE id = 1";
 
+/// The opening round trip of a write transaction: `BEGIN`, the one-row lock (the newest
+/// revision) and the batch's records, pipelined.
+async fn begin(client: &Object, texts: &[&str]) -> Result<(u64, Vec<tokio_postgres::Row>)> {
+    let (lock, load) = tokio::try_join!(prepare(client, LOCK_SQL), prepare(client, LOAD_SQL))?;
+    let (begin, row, rows) = tokio::join!(
+        client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+        client.query_one(&lock, &[]),
+        async {
+            if texts.is_empty() {
+                return Ok(Vec::new());
+            }
+            client.query(&load, &[&texts]).await
+        },
+    );
+    begin.map_err(|e| pg_error("BEGIN", e))?;
+    let row = row.map_err(|e| pg_error("locking the revision", e))?;
+    let rows = rows.map_err(|e| pg_error("loading records", e))?;
+    Ok((u64::try_from(row.get::<_, i64>(0)).unwrap_or(0), rows))
+}
+
 async fn prepare(client: &Object, sql: &str) -> Result<tokio_postgres::Statement> {
     client.prepare_cached(sql).await.map_err(|e| pg_error("preparing", e))
 }
@@ -343,7 +410,7 @@ impl Transaction for PostgresTransaction<'_> {
         }
         let texts: Vec<&str> = guids.iter().map(Guid::as_str).collect();
         let client = self.client;
-        let rows = self.backend.runtime.run("loading records", async {
+        let rows = self.backend.runtime.run_until(self.deadline, "loading records", async {
             let statement = prepare(client, LOAD_SQL).await?;
             client.query(&statement, &[&texts]).await.map_err(|e| pg_error("loading records", e))
         })?;
@@ -352,7 +419,7 @@ impl Transaction for PostgresTransaction<'_> {
 
     fn expired(&mut self, now: u64, limit: usize) -> Result<Vec<Guid>> {
         let client = self.client;
-        let rows = self.backend.runtime.run("finding expired records", async {
+        let rows = self.backend.runtime.run_until(self.deadline, "finding expired records", async {
             let statement = prepare(client, "SELECT guid FROM guidstore_records WHERE expire <= $1 LIMIT $2").await?;
             client
                 .query(&statement, &[&sql_int(now), &sql_int(limit as u64)])
@@ -378,7 +445,7 @@ impl PostgresTransaction<'_> {
     fn commit(&self) -> Result<()> {
         let client = self.client;
         let changes = self.changes.as_ref();
-        self.backend.runtime.run("committing", async {
+        self.backend.runtime.run_until(self.deadline, "committing", async {
             let statements = match changes {
                 Some(_) => Some(tokio::try_join!(
                     prepare(client, UPSERT_SQL),
@@ -456,39 +523,43 @@ impl Backend for PostgresBackend {
     }
 
     fn write(&self, prefetch: &[Guid], work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
-        let mut taken = None;
+        self.write_until(self.runtime.deadline(), prefetch, work)
+    }
+
+    /// The whole transaction — connection, opening round trip, loads, commit — within `deadline`.
+    /// A transient failure of the opening round trip is tried once more on a fresh connection
+    /// (nothing has been sent that changes anything); a failure after it is not: whether a
+    /// commit whose answer was lost took effect is unknown, so it is reported, never repeated.
+    fn write_until(
+        &self,
+        deadline: Instant,
+        prefetch: &[Guid],
+        work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>,
+    ) -> Result<()> {
         // One round trip opens the transaction, takes the one-row lock (write transactions commit
         // one at a time; the revision is read under it) and loads the batch's records.
         let texts: Vec<&str> = prefetch.iter().map(Guid::as_str).collect();
-        let started = self.runtime.run("starting a transaction", async {
-            let client = self.pool.get().await.map_err(pool_error)?;
-            let begun = async {
-                let (lock, load) = tokio::try_join!(prepare(&client, LOCK_SQL), prepare(&client, LOAD_SQL))?;
-                let (begin, row, rows) = tokio::join!(
-                    client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
-                    client.query_one(&lock, &[]),
-                    async {
-                        if texts.is_empty() {
-                            return Ok(Vec::new());
-                        }
-                        client.query(&load, &[&texts]).await
-                    },
-                );
-                begin.map_err(|e| pg_error("BEGIN", e))?;
-                let row = row.map_err(|e| pg_error("locking the revision", e))?;
-                let rows = rows.map_err(|e| pg_error("loading records", e))?;
-                Ok((u64::try_from(row.get::<_, i64>(0)).unwrap_or(0), rows))
+        let (client, revision, rows) = self.runtime.run_until(deadline, "starting a transaction", async {
+            let mut retried = false;
+            loop {
+                let client = Pooled(Some(self.pool.get().await.map_err(pool_error)?));
+                match begin(&client, &texts).await {
+                    Ok((revision, rows)) => return Ok((client, revision, rows)),
+                    Err(error) if !retried && retryable(&error) => {
+                        log::debug!(
+                            "guidstore: starting a transaction failed ({error}); once more on a new connection"
+                        );
+                        retried = true;
+                    }
+                    Err(error) => return Err(error),
+                }
             }
-            .await;
-            taken = Some(client);
-            begun
-        });
-        let Some(client) = taken else { return started.map(|_| ()) };
-        let result = started.and_then(|(revision, rows)| {
-            let found = rows.iter().map(record_from_row).collect::<Result<Vec<_>>>()?;
+        })?;
+        let result = rows.iter().map(record_from_row).collect::<Result<Vec<_>>>().and_then(|found| {
             let mut transaction = PostgresTransaction {
                 backend: self,
                 client: &client,
+                deadline,
                 revision,
                 prefetched: Some((prefetch.to_vec(), found)),
                 changes: None,
@@ -496,18 +567,25 @@ impl Backend for PostgresBackend {
             work(&mut transaction)?;
             transaction.commit()
         });
-        if result.is_err() {
-            let _ = self.runtime.run("rolling back", async {
-                client.batch_execute("ROLLBACK").await.map_err(|e| pg_error("ROLLBACK", e))
-            });
-        }
-        if let Err(Error::Storage(storage)) = &result
-            && storage.is_transient()
-        {
-            // A connection that failed or timed out mid-transaction is not reused.
-            drop(Object::take(client));
+        match &result {
+            Ok(()) => client.release(),
+            // The connection may be dead or mid-statement: closing it rolls back, and nothing
+            // waits for an unanswering database a second time.
+            Err(error) if retryable(error) => drop(client),
+            Err(_) => {
+                let rolled_back = self.runtime.run_until(deadline, "rolling back", async {
+                    client.batch_execute("ROLLBACK").await.map_err(|e| pg_error("ROLLBACK", e))
+                });
+                if rolled_back.is_ok() {
+                    client.release();
+                }
+            }
         }
         result
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
     }
 
     fn scan(&self, after: Option<&Guid>, now: u64, limit: usize) -> Result<Vec<Record>> {
@@ -542,6 +620,16 @@ impl Backend for PostgresBackend {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
+    }
+
+    fn registry_id(&self) -> Result<String> {
+        self.with_client("reading the registry id", async |client| {
+            let row = client
+                .query_one("SELECT registry_id FROM guidstore_meta WHERE id = 1", &[])
+                .await
+                .map_err(|e| pg_error("reading the registry id", e))?;
+            Ok(row.get::<_, String>(0))
+        })
     }
 
     fn revision(&self) -> Result<u64> {

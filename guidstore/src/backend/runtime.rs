@@ -6,15 +6,23 @@
 //! program that embeds guidstore needs no runtime of its own.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{Result, StorageError};
 
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(dead_code, reason = "the redis level uses only park_on")
+)]
 pub(crate) struct DbRuntime {
     runtime: Option<tokio::runtime::Runtime>,
     timeout: Duration,
 }
 
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(dead_code, reason = "the redis level uses only park_on")
+)]
 impl DbRuntime {
     /// A runtime whose calls give up after `timeout`.
     pub(crate) fn new(name: &str, timeout: Duration) -> Result<DbRuntime> {
@@ -27,36 +35,66 @@ impl DbRuntime {
         Ok(DbRuntime { runtime: Some(runtime), timeout })
     }
 
+    /// When a call starting now must have ended: now + the timeout. A request that makes several
+    /// calls (a write transaction: begin, load, commit) passes one deadline to all of them, so it
+    /// waits for an unanswering database once, not once per call.
+    pub(crate) fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout
+    }
+
+    /// The runtime's handle, for work that must go on after its caller stopped waiting (closing
+    /// a connection that timed out).
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code, reason = "only the MySQL backend needs it"))]
+    pub(crate) fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|runtime| runtime.handle().clone())
+    }
+
     /// Runs `future` to completion on the calling thread, at most the timeout: past it, a
     /// transient error saying what did not answer.
+    pub(crate) fn run<T>(&self, what: &str, future: impl Future<Output = Result<T>>) -> Result<T> {
+        self.run_until(self.deadline(), what, future)
+    }
+
+    /// Runs `future` to completion on the calling thread, until `deadline` at most: past it (or
+    /// if it has passed already), a transient error saying what did not answer. The future is
+    /// then dropped, and with it whatever it held: a connection it used must not go back to its
+    /// pool (see the backends' `Pooled` guards).
     ///
     /// The calling thread polls the future itself and sleeps while it waits (the runtime's worker
     /// drives the sockets and timers and wakes it). Unlike tokio's `block_on`, this never panics
     /// when the caller is itself a task of some other runtime (an embedder calling the store's
     /// blocking methods from async code): it only blocks that task's thread, as any blocking call
     /// would.
-    pub(crate) fn run<T>(&self, what: &str, future: impl Future<Output = Result<T>>) -> Result<T> {
+    pub(crate) fn run_until<T>(
+        &self,
+        deadline: Instant,
+        what: &str,
+        future: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let Some(runtime) = &self.runtime else {
             return Err(StorageError::transient("the database runtime has stopped").into());
         };
+        if Instant::now() >= deadline {
+            return Err(self.late(what));
+        }
         // Timers and pools created inside the future find this runtime through its context.
         let _context = runtime.enter();
-        let timeout = self.timeout;
         let bounded = async {
-            match tokio::time::timeout(timeout, future).await {
+            match tokio::time::timeout_at(deadline.into(), future).await {
                 Ok(result) => result,
-                Err(_) => {
-                    Err(StorageError::transient(format!("the database did not answer within {timeout:?} ({what})"))
-                        .into())
-                }
+                Err(_) => Err(self.late(what)),
             }
         };
         park_on(bounded)
     }
+
+    fn late(&self, what: &str) -> crate::Error {
+        StorageError::transient(format!("the database did not answer within {:?} ({what})", self.timeout)).into()
+    }
 }
 
 /// Polls `future` on the calling thread until it is ready, parking the thread between polls.
-fn park_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn park_on<F: Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: std::sync::Arc<Self>) {
@@ -78,8 +116,13 @@ fn park_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(dead_code, reason = "the redis level uses only park_on")
+)]
 impl DbRuntime {
     /// Starts `future` on the runtime without waiting for it; it ends with the runtime.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code, reason = "only the PostgreSQL backend needs it"))]
     pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         if let Some(runtime) = &self.runtime {
             runtime.spawn(future);

@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, ToSql, params, params_from_iter};
 
-use crate::backend::{
-    Backend, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
-};
+use crate::backend::{Backend, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_record};
 use crate::{Change, Error, Guid, Record, Result, StorageError};
 
 /// `PRAGMA application_id` of a guidstore database: "GUID" in ASCII.
@@ -22,7 +21,56 @@ const APPLICATION_ID: i64 = 0x4755_4944;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_records.sql"),
     include_str!("../../migrations/sqlite/0002_change_log.sql"),
+    include_str!("../../migrations/sqlite/0003_records_by_guid.sql"),
 ];
+
+/// Rows per multi-row `INSERT` and GUIDs per `IN (…)` list: one statement execution (cursors
+/// opened once, one descent begun from the last position) for many rows. Rows that do not fill a
+/// whole chunk go one statement each, so that only two statements of each kind are cached.
+const CHUNK: usize = 64;
+
+/// Page cache of each read connection, in KiB (`PRAGMA cache_size`): enough for the inner pages
+/// of the records table at 10 million records (about 7 MiB with 16-byte keys), so that a read at
+/// a random GUID reads only its leaf page from the file. The write connection keeps SQLite's
+/// default (2 MiB): a large writer cache was measured to slow commits (see BENCHMARKS.md), and it
+/// does not spill (`cache_spill = OFF`), so a large transaction such as an import batch keeps its
+/// dirty pages in memory and writes each once, at its commit.
+const READ_CACHE_KIB: i64 = 8 * 1024;
+
+/// A GUID as the records table stores it (schema 3): its 16 bytes, as a BLOB.
+struct Key([u8; 16]);
+
+impl Key {
+    fn of(guid: &Guid) -> Key {
+        Key(guid.to_bytes())
+    }
+}
+
+impl ToSql for Key {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(ValueRef::Blob(&self.0)))
+    }
+}
+
+/// A GUID read back from the records table's key column.
+fn stored_key(value: ValueRef<'_>) -> Result<Guid> {
+    let bytes: Option<[u8; 16]> = value.as_blob().ok().and_then(|blob| blob.try_into().ok());
+    bytes.map(Guid::from_bytes).ok_or_else(|| StorageError::permanent("a stored GUID key is not 16 bytes").into())
+}
+
+/// A record from a row whose columns from `first` on are expire, metadata and version.
+fn record_from_row(guid: Guid, row: &rusqlite::Row<'_>, first: usize) -> Result<Record> {
+    let expire: i64 = row.get(first).db()?;
+    let metadata = row.get_ref(first + 1).and_then(|value| Ok(value.as_str()?)).db()?;
+    let version: i64 = row.get(first + 2).db()?;
+    stored_record(guid, expire, metadata, version)
+}
+
+/// `(?, ?, …)` groups for a multi-row `VALUES` list: `rows` groups of `columns` placeholders.
+fn values_list(rows: usize, columns: usize) -> String {
+    let group = format!("({})", vec!["?"; columns].join(", "));
+    vec![group; rows].join(", ")
+}
 
 /// Converts rusqlite results into the library's, classifying the error.
 trait Db<T> {
@@ -118,8 +166,8 @@ struct Writer {
 
 /// Rows written between two wake-ups of the checkpointer. Each row dirties about one page of the
 /// GUID index; the longer the interval, the more often the same pages are written again between
-/// two checkpoints, and a checkpoint copies each page once. 10,000 rows keep the WAL under about
-/// 50 MiB.
+/// two checkpoints, and a checkpoint copies each page once. With 10,000 rows the WAL stayed at
+/// about 60 MB under load (ARCHITECTURE.md, "Group commit").
 const CHECKPOINT_EVERY_ROWS: u64 = 10_000;
 
 /// A thread that copies the WAL into the database file, so that the writer does not wait for a
@@ -218,6 +266,7 @@ impl SqliteBackend {
             return Err(StorageError::transient(format!("cannot enable WAL mode (journal_mode is {mode})")).into());
         }
         configure(&writer).map_err(opening)?;
+        writer.pragma_update(None, "cache_spill", false).map_err(opening)?;
         writer.pragma_update(None, "synchronous", synchronous.pragma()).map_err(opening)?;
         writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(opening)?;
         migrate(&writer, path)?;
@@ -264,6 +313,7 @@ impl SqliteBackend {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection = Connection::open_with_flags(path, flags).db()?;
         configure(&connection).db()?;
+        connection.pragma_update(None, "cache_size", -READ_CACHE_KIB).db()?;
         Ok(connection)
     }
 
@@ -348,12 +398,35 @@ fn migrate(connection: &Connection, path: &Path) -> Result<()> {
 fn load_record(connection: &Connection, guid: &Guid) -> Result<Option<Record>> {
     let mut statement =
         connection.prepare_cached("SELECT expire, metadata, version FROM records WHERE guid = ?1").db()?;
-    let row = statement
-        .query_row([guid], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))
-        .optional()
-        .db()?;
-    let Some((expire, metadata, version)) = row else { return Ok(None) };
-    stored_record(*guid, expire, &metadata, version).map(Some)
+    let mut rows = statement.query([Key::of(guid)]).db()?;
+    match rows.next().db()? {
+        Some(row) => record_from_row(*guid, row, 0).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The stored records with these GUIDs (sorted, without duplicates): [`CHUNK`] GUIDs per query,
+/// the rest one by one.
+fn load_records(connection: &Connection, guids: &[Guid]) -> Result<Vec<Record>> {
+    let mut found = Vec::with_capacity(guids.len());
+    let mut chunks = guids.chunks_exact(CHUNK);
+    if chunks.len() > 0 {
+        let sql = format!(
+            "SELECT guid, expire, metadata, version FROM records WHERE guid IN ({})",
+            vec!["?"; CHUNK].join(", ")
+        );
+        let mut statement = connection.prepare_cached(&sql).db()?;
+        for chunk in &mut chunks {
+            let mut rows = statement.query(params_from_iter(chunk.iter().map(Key::of))).db()?;
+            while let Some(row) = rows.next().db()? {
+                found.push(record_from_row(stored_key(row.get_ref(0).db()?)?, row, 1)?);
+            }
+        }
+    }
+    for guid in chunks.remainder() {
+        found.extend(load_record(connection, guid)?);
+    }
+    Ok(found)
 }
 
 struct SqliteTransaction<'c> {
@@ -369,22 +442,39 @@ impl SqliteTransaction<'_> {
         let mut states = FinalStates::of(changes);
         states.upserts.sort_unstable_by_key(|record| *record.guid());
         states.deletes.sort_unstable();
-        let mut upsert = self.connection.prepare_cached(
-            "INSERT INTO records (guid, expire, metadata, version) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (guid) DO UPDATE SET
-                 expire = excluded.expire, metadata = excluded.metadata, version = excluded.version",
-        )?;
-        for record in &states.upserts {
-            upsert.execute(params![
-                record.guid(),
-                sql_int(record.expire().as_secs()),
-                record.metadata_json(),
-                record.version() as i64
-            ])?;
+        let upsert = |rows: usize| {
+            format!(
+                "INSERT INTO records (guid, expire, metadata, version) VALUES {}
+                 ON CONFLICT (guid) DO UPDATE SET
+                     expire = excluded.expire, metadata = excluded.metadata, version = excluded.version",
+                values_list(rows, 4)
+            )
+        };
+        let bind = |statement: &mut rusqlite::Statement<'_>, row: usize, record: &Record| {
+            let first = row * 4;
+            statement.raw_bind_parameter(first + 1, Key::of(record.guid()))?;
+            statement.raw_bind_parameter(first + 2, sql_int(record.expire().as_secs()))?;
+            statement.raw_bind_parameter(first + 3, record.metadata_json())?;
+            statement.raw_bind_parameter(first + 4, record.version() as i64)
+        };
+        let mut chunks = states.upserts.chunks_exact(CHUNK);
+        if chunks.len() > 0 {
+            let mut statement = self.connection.prepare_cached(&upsert(CHUNK))?;
+            for chunk in &mut chunks {
+                for (row, record) in chunk.iter().enumerate() {
+                    bind(&mut statement, row, record)?;
+                }
+                statement.raw_execute()?;
+            }
+        }
+        let mut statement = self.connection.prepare_cached(&upsert(1))?;
+        for record in chunks.remainder() {
+            bind(&mut statement, 0, record)?;
+            statement.raw_execute()?;
         }
         let mut delete = self.connection.prepare_cached("DELETE FROM records WHERE guid = ?1")?;
         for guid in &states.deletes {
-            delete.execute([guid])?;
+            delete.execute([Key::of(guid)])?;
         }
         self.rows_written += (states.upserts.len() + states.deletes.len()) as u64;
         Ok(())
@@ -392,20 +482,37 @@ impl SqliteTransaction<'_> {
 
     /// Appends `changes` to the change log.
     fn save_changes(&mut self, changes: &[Change]) -> rusqlite::Result<()> {
-        let mut insert = self.connection.prepare_cached(
-            "INSERT INTO changes (revision, op, guid, at, expire, metadata, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for change in changes {
+        let insert = |rows: usize| {
+            format!(
+                "INSERT INTO changes (revision, op, guid, at, expire, metadata, version) VALUES {}",
+                values_list(rows, 7)
+            )
+        };
+        let bind = |statement: &mut rusqlite::Statement<'_>, row: usize, change: &Change| {
+            let first = row * 7;
             let record = change.record();
-            insert.execute(params![
-                sql_int(change.revision()),
-                change.op().as_str(),
-                change.guid(),
-                sql_int(change.at()),
-                record.map(|record| sql_int(record.expire().as_secs())),
-                record.map(|record| record.metadata_json()),
-                record.map(|record| record.version() as i64),
-            ])?;
+            statement.raw_bind_parameter(first + 1, sql_int(change.revision()))?;
+            statement.raw_bind_parameter(first + 2, change.op().as_str())?;
+            statement.raw_bind_parameter(first + 3, change.guid())?;
+            statement.raw_bind_parameter(first + 4, sql_int(change.at()))?;
+            statement.raw_bind_parameter(first + 5, record.map(|record| sql_int(record.expire().as_secs())))?;
+            statement.raw_bind_parameter(first + 6, record.map(|record| record.metadata_json()))?;
+            statement.raw_bind_parameter(first + 7, record.map(|record| record.version() as i64))
+        };
+        let mut chunks = changes.chunks_exact(CHUNK);
+        if chunks.len() > 0 {
+            let mut statement = self.connection.prepare_cached(&insert(CHUNK))?;
+            for chunk in &mut chunks {
+                for (row, change) in chunk.iter().enumerate() {
+                    bind(&mut statement, row, change)?;
+                }
+                statement.raw_execute()?;
+            }
+        }
+        let mut statement = self.connection.prepare_cached(&insert(1))?;
+        for change in chunks.remainder() {
+            bind(&mut statement, 0, change)?;
+            statement.raw_execute()?;
         }
         // Appended rows fill pages in order: they do not count towards a checkpoint's work.
         Ok(())
@@ -418,22 +525,16 @@ impl Transaction for SqliteTransaction<'_> {
     }
 
     fn load(&mut self, guids: &[Guid]) -> Result<Vec<Record>> {
-        let mut found = Vec::with_capacity(guids.len());
-        for guid in guids {
-            found.extend(load_record(self.connection, guid)?);
-        }
-        Ok(found)
+        load_records(self.connection, guids)
     }
 
     fn expired(&mut self, now: u64, limit: usize) -> Result<Vec<Guid>> {
         let mut statement =
             self.connection.prepare_cached("SELECT guid FROM records WHERE expire <= ?1 LIMIT ?2").db()?;
-        let rows =
-            statement.query_map(params![sql_int(now), sql_int(limit as u64)], |row| row.get::<_, String>(0)).db()?;
+        let mut rows = statement.query(params![sql_int(now), sql_int(limit as u64)]).db()?;
         let mut guids = Vec::new();
-        for text in rows {
-            let text = text.db()?;
-            guids.push(stored_guid(&text)?);
+        while let Some(row) = rows.next().db()? {
+            guids.push(stored_key(row.get_ref(0).db()?)?);
         }
         Ok(guids)
     }
@@ -504,22 +605,14 @@ impl Backend for SqliteBackend {
                      WHERE guid > ?1 AND expire > ?2 ORDER BY guid LIMIT ?3",
                 )
                 .db()?;
-            let after = after.map_or("", Guid::as_str);
-            let rows = statement
-                .query_map(params![after, sql_int(now), sql_int(limit as u64)], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, i64>(3)?,
-                    ))
-                })
-                .db()?;
-            rows.map(|row| {
-                let (guid, expire, metadata, version) = row.db()?;
-                stored_record(stored_guid(&guid)?, expire, &metadata, version)
-            })
-            .collect()
+            // The empty BLOB sorts before every 16-byte key.
+            let after = after.map_or_else(Vec::new, |guid| guid.to_bytes().to_vec());
+            let mut rows = statement.query(params![after, sql_int(now), sql_int(limit as u64)]).db()?;
+            let mut records = Vec::with_capacity(limit.min(1024));
+            while let Some(row) = rows.next().db()? {
+                records.push(record_from_row(stored_key(row.get_ref(0).db()?)?, row, 1)?);
+            }
+            Ok(records)
         })
     }
 
@@ -621,6 +714,125 @@ mod tests {
                 txn.apply(&changes)
             })
             .unwrap();
+    }
+
+    /// A file as schema 2 (the records table keyed by rowid, GUIDs as text) left it, with records
+    /// and changes, opened by this code: it migrates to schema 3 and every record and change is
+    /// still there, with the same content, readable by GUID, in GUID order, and in the change log.
+    #[test]
+    fn a_schema_2_file_migrates_to_16_byte_keys_keeping_every_record_and_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        let guids: Vec<Guid> = (0..300).map(|_| Guid::random()).collect();
+        {
+            let old = Connection::open(&path).unwrap();
+            old.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())).unwrap();
+            for (index, migration) in MIGRATIONS[..2].iter().enumerate() {
+                let next = index + 1;
+                old.execute_batch(&format!(
+                    "BEGIN; {migration}; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {next}; COMMIT;"
+                ))
+                .unwrap();
+            }
+            for (n, guid) in guids.iter().enumerate() {
+                let metadata = format!(r#"{{"n":{n},"user":"u{n}"}}"#);
+                old.execute(
+                    "INSERT INTO records (guid, expire, metadata, version) VALUES (?1, ?2, ?3, ?4)",
+                    params![guid.as_str(), 4_000_000_000i64 + n as i64, metadata, n as i64 + 7],
+                )
+                .unwrap();
+                old.execute(
+                    "INSERT INTO changes (revision, op, guid, at, expire, metadata, version)
+                     VALUES (?1, 'create', ?2, 5, ?3, ?4, ?5)",
+                    params![n as i64 + 1, guid.as_str(), 4_000_000_000i64 + n as i64, metadata, n as i64 + 7],
+                )
+                .unwrap();
+            }
+            old.execute(
+                "INSERT INTO changes (revision, op, guid, at) VALUES (301, 'delete', ?1, 6)",
+                [Guid::random().as_str()],
+            )
+            .unwrap();
+            old.execute("UPDATE guidstore_meta SET revision = 301", []).unwrap();
+        }
+
+        let backend = SqliteBackend::open(&path, Synchronous::Full, 1).unwrap();
+        let expected = |n: usize| (4_000_000_000 + n as u64, format!(r#"{{"n":{n},"user":"u{n}"}}"#), n as u64 + 7);
+        for (n, guid) in guids.iter().enumerate() {
+            let record = backend.load(guid).unwrap().expect("a migrated record");
+            assert_eq!((record.expire().as_secs(), record.metadata_json(), record.version()), expected(n));
+        }
+        let mut sorted = guids.clone();
+        sorted.sort_unstable();
+        let first = backend.scan(None, 0, 100).unwrap();
+        let rest = backend.scan(Some(first.last().unwrap().guid()), 0, 1000).unwrap();
+        let scanned: Vec<Guid> = first.iter().chain(&rest).map(|record| *record.guid()).collect();
+        assert_eq!(scanned, sorted);
+        assert_eq!(backend.count_live(0).unwrap(), 300);
+        assert_eq!(backend.revision().unwrap(), 301);
+        let changes = backend.changes_after(0, 1000).unwrap();
+        assert_eq!(changes.len(), 301);
+        for (n, change) in changes.iter().take(300).enumerate() {
+            assert_eq!((change.revision(), change.guid()), (n as u64 + 1, &guids[n]));
+            let record = change.record().unwrap();
+            assert_eq!((record.expire().as_secs(), record.metadata_json(), record.version()), expected(n));
+        }
+        assert!(changes[300].record().is_none());
+        // Writes go on from there, and the table is keyed by the 16 bytes.
+        write_rows(&backend, 5);
+        assert_eq!(backend.count_live(0).unwrap(), 305);
+        backend.close().unwrap();
+        let connection = Connection::open(&path).unwrap();
+        let (version, sql): (i64, String) = connection
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version), sql FROM sqlite_schema WHERE name = 'records'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(version, 3);
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+        let key_length: i64 =
+            connection.query_row("SELECT max(length(guid)) FROM records", [], |row| row.get(0)).unwrap();
+        assert_eq!(key_length, 16);
+    }
+
+    /// Batched loads (full chunks and the rest) find exactly the stored records among absent ones.
+    #[test]
+    fn a_transaction_loads_many_guids_in_chunks() {
+        let backend = SqliteBackend::open_in_memory().unwrap();
+        let stored: Vec<Guid> = (0..CHUNK * 2 + 5).map(|_| Guid::random()).collect();
+        backend
+            .write(&[], &mut |txn| {
+                let changes: Vec<Change> = stored
+                    .iter()
+                    .enumerate()
+                    .map(|(n, guid)| {
+                        let expire = Expiry::new_after(4_000_000_000, 0).unwrap();
+                        Change::put(
+                            n as u64 + 1,
+                            Op::Create,
+                            0,
+                            Arc::new(Record::new(*guid, expire, Metadata::new(), 1)),
+                        )
+                    })
+                    .collect();
+                txn.apply(&changes)
+            })
+            .unwrap();
+        let mut asked: Vec<Guid> = stored.iter().step_by(2).copied().chain((0..100).map(|_| Guid::random())).collect();
+        asked.sort_unstable();
+        let mut found = Vec::new();
+        backend
+            .write(&[], &mut |txn| {
+                found = txn.load(&asked)?.iter().map(|record| *record.guid()).collect();
+                Ok(())
+            })
+            .unwrap();
+        found.sort_unstable();
+        let mut expected: Vec<Guid> = stored.iter().step_by(2).copied().collect();
+        expected.sort_unstable();
+        assert_eq!(found, expected);
     }
 
     /// Frames in the WAL now (a passive checkpoint reports them).

@@ -16,6 +16,9 @@
 //!   commit the tailer has already passed is not applied again.
 //! - Expiry is checked against the clock on every hit.
 
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
