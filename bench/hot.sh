@@ -13,9 +13,9 @@
 # -r RECORDS` on RECORDS keys SET beforehand (60-byte values; a GET of a missing key would be
 # cheaper). Only 127.0.0.1 is targeted.
 #
-# A round: hello-world → guidstore GET → Redis GET → a burst of BURST creates (POST /guid,
-# bench/http/burst.lua: records nobody reads, into a cache of 100,000) → hello-world → guidstore
-# GET again. The hit rate of that last GET is from /metrics (guidstore_cache_hits_total and
+# A round: hello-world → guidstore GET → Redis GET → a burst of BURST creates (POST /guid runs
+# until BURST were answered: records nobody reads, into a cache of 100,000) → hello-world →
+# guidstore GET again. The hit rate of that last GET is from /metrics (guidstore_cache_hits_total and
 # _misses_total before and after it); its figure is compared with the GET of the same round.
 # Paired runs as in bench/http.sh: ratios are to the hello-world run just before; each figure is
 # the median over ROUNDS rounds.
@@ -89,6 +89,12 @@ redis_get() {
     echo "${rps%.*} $p99"
 }
 
+# created_total: creates answered 201 by guidstore-server so far.
+created_total() {
+    curl -fsS "${URLS[server]}/metrics" \
+        | awk '/^guidstore_http_requests_total\{route="\/guid",method="POST",status="201"\}/ { n = $2 } END { print n + 0 }'
+}
+
 # metric NAME: the value of an unlabelled metric of guidstore-server.
 metric() { curl -fsS "${URLS[server]}/metrics" | awk -v name="$1" '$1 == name { print $2 }'; }
 
@@ -122,18 +128,24 @@ for round in $(seq "$ROUNDS"); do
     read -r h_rps h_p99 <<<"$(measure hello hello "$DURATION")"
     read -r g_rps g_p99 <<<"$(measure server get "$DURATION")"
     read -r r_rps r_p99 <<<"$(redis_get "$DURATION")"
-    posts_before=$(curl -fsS "${URLS[server]}/metrics" | awk '/^guidstore_http_requests_total\{route="\/guid",method="POST",status="201"\}/ { print $2 }')
-    burst=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d600s --timeout 5s -s "$ROOT/bench/http/burst.lua" "${URLS[server]}" -- "$BURST" \
-        | grep '^RESULT')
-    posts_after=$(curl -fsS "${URLS[server]}/metrics" | awk '/^guidstore_http_requests_total\{route="\/guid",method="POST",status="201"\}/ { print $2 }')
-    created=$((posts_after - ${posts_before:-0}))
+    # The burst: POST /guid runs (wrk cannot stop at a count), each sized from the rate so far,
+    # until BURST creates have been answered.
+    posts_before=$(created_total)
+    created=0
+    burst_rates=""
+    while ((created < BURST)); do
+        read -r p_rps _ <<<"$(measure server post "$(awk -v left=$((BURST - created)) -v rate="${p_rps:-10000}" \
+            'BEGIN { s = int(left / rate + 0.999); print (s < 1) ? 1 : (s > 10) ? 10 : s }')")"
+        burst_rates+="$p_rps "
+        created=$(($(created_total) - posts_before))
+    done
     read -r ah_rps ah_p99 <<<"$(measure hello hello "$DURATION")"
     hits=$(metric guidstore_cache_hits_total); misses=$(metric guidstore_cache_misses_total)
     read -r a_rps a_p99 <<<"$(measure server get "$DURATION")"
     hit_rate=$(awk -v h="$(( $(metric guidstore_cache_hits_total) - hits ))" -v m="$(( $(metric guidstore_cache_misses_total) - misses ))" \
         'BEGIN { printf "%.2f", 100 * h / (h + m) }')
     echo "  round $round: hello $h_rps, GET $g_rps ($(ratio "$g_rps" "$h_rps")x), Redis GET $r_rps; burst of $created creates \
-(${burst#RESULT }); hello $ah_rps, GET $a_rps ($(ratio "$a_rps" "$ah_rps")x hello, $(ratio "$a_rps" "$g_rps")x before), hit rate $hit_rate%" >&2
+(req/s: ${burst_rates% }); hello $ah_rps, GET $a_rps ($(ratio "$a_rps" "$ah_rps")x hello, $(ratio "$a_rps" "$g_rps")x before), hit rate $hit_rate%" >&2
     RPS[hello]+="$h_rps "; P99[hello]+="$h_p99 "
     RPS[get]+="$g_rps "; P99[get]+="$g_p99 "; RATIO[get]+="$(ratio "$g_rps" "$h_rps") "
     RPS[redis]+="$r_rps "; P99[redis]+="$r_p99 "; RATIO[redis]+="$(ratio "$r_rps" "$h_rps") "

@@ -2,7 +2,8 @@
 //! installs the signal handlers, builds the server with [`Application::build`] (which binds, and
 //! opens the store recording the server's URL in the database's lock file so the CLI can find it),
 //! prints `listening on http://ADDR` (`https://` with TLS) on stdout, serves until SIGINT or
-//! SIGTERM, then closes the store and exits 0 (1 on any failure, logged). With TLS, SIGHUP reloads
+//! SIGTERM (which also end a wait for the database at startup), then closes the store and exits 0
+//! (1 on any failure, logged). With TLS, SIGHUP reloads
 //! the certificate and key.
 
 use std::io::IsTerminal;
@@ -49,14 +50,26 @@ fn serve(config: Config) -> Result<(), String> {
             .map(|_| signal(SignalKind::hangup()))
             .transpose()
             .map_err(|error| format!("cannot install the SIGHUP handler: {error}"))?;
-        let app = Application::build(config).await.map_err(|error| error.to_string())?;
+        // SIGINT or SIGTERM while the database is awaited (--db-wait) stops the server at once.
+        let mut shutdown = std::pin::pin!(shutdown);
+        let app = tokio::select! {
+            app = Application::build(config) => app.map_err(|error| error.to_string())?,
+            () = &mut shutdown => {
+                log::info!("stopped before database {db} was open");
+                return Ok(None);
+            }
+        };
         if let (Some(hangup), Some(tls)) = (hangup, &app.state().settings.tls) {
             reload_on_hangup(hangup, tls.clone());
         }
         println!("listening on {}", app.url());
         log::info!("listening on {}, database {db}", app.url());
-        Ok::<_, String>(app.run_until_stopped(shutdown).await)
+        Ok::<_, String>(Some(app.run_until_stopped(shutdown).await))
     })?;
+    let Some(stopped) = stopped else {
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        return Ok(());
+    };
     // Stops whatever blocking reads are left, dropping their clones of the store.
     runtime.shutdown_timeout(Duration::from_secs(5));
     stopped.close().map_err(|error| format!("closing database {db} failed: {error}"))

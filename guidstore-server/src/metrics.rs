@@ -481,6 +481,19 @@ mod tests {
         assert!(text.contains("guidstore_cache_hits_total 7\n"));
         assert!(text.contains("guidstore_records_purged_total 3\n"));
         assert!(!text.contains("route=\"/healthz\""));
+        assert!(!text.contains("guidstore_shared_cache"), "no shared-cache lines without --cache");
+        let shared = guidstore::SharedCacheStats { hits: 5, timeouts: 2, up: true, ..Default::default() };
+        let gauges = StoreGauges { shared_cache: Some(shared), ..StoreGauges::default() };
+        let text = metrics.render(&Stats { storage_reads: 4, ..Stats::default() }, &gauges);
+        for line in [
+            "guidstore_storage_reads_total 4\n",
+            "guidstore_shared_cache_hits_total 5\n",
+            "guidstore_shared_cache_misses_total 0\n",
+            "guidstore_shared_cache_timeouts_total 2\n",
+            "guidstore_shared_cache_up 1\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing");
+        }
     }
 
     #[test]

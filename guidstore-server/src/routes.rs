@@ -78,19 +78,22 @@ impl<'a> Route<'a> {
 /// on the connection's task, so a read whose client left is simply dropped.
 ///
 /// `client_eof` is the HTTP/1 connection's [`EofHold`]: a body cut short by the client's EOF is
-/// known from it (hyper does not see that EOF while the request runs).
+/// known from it (hyper does not see that EOF while the request runs). `abort` drops the
+/// connection (an event stream whose client stopped reading); passed here rather than in the
+/// request's extensions, whose map would be allocated for every request.
 pub async fn handle(
     state: Arc<AppState>,
     peer: SocketAddr,
     client_eof: Option<Arc<EofHold>>,
+    abort: Option<Abort>,
     request: Request<Incoming>,
 ) -> Response<Body> {
     if !matches!(*request.method(), Method::POST | Method::PATCH | Method::DELETE) {
-        return answer(state, peer, client_eof, request).await;
+        return answer(state, peer, client_eof, abort, request).await;
     }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    match tokio::spawn(answer(state, peer, client_eof, request)).await {
+    match tokio::spawn(answer(state, peer, client_eof, abort, request)).await {
         Ok(response) => response,
         Err(error) => {
             log::error!("{method} {path} from {peer}: the request's task failed: {error}");
@@ -104,6 +107,7 @@ async fn answer(
     state: Arc<AppState>,
     peer: SocketAddr,
     client_eof: Option<Arc<EofHold>>,
+    abort: Option<Abort>,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -111,7 +115,7 @@ async fn answer(
     let uri = request.uri().clone();
     let version = request.version();
     let route = Route::of(uri.path());
-    let mut response = match dispatch(&state, route, client_eof.as_deref(), request).await {
+    let mut response = match dispatch(&state, route, client_eof.as_deref(), abort, request).await {
         Ok(response) => response,
         Err(error) => {
             let status = error.status();
@@ -236,6 +240,7 @@ async fn dispatch(
     state: &Arc<AppState>,
     route: Route<'_>,
     client_eof: Option<&EofHold>,
+    abort: Option<Abort>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     check_host(&request)?;
@@ -250,7 +255,7 @@ async fn dispatch(
     }
     // The other operations' futures are far larger than a read's; boxed, they do not make every
     // read's future (moved several times by hyper) as large.
-    Box::pin(operate(state, route, client_eof, request)).await
+    Box::pin(operate(state, route, client_eof, abort, request)).await
 }
 
 /// `GET` or `HEAD` of a record.
@@ -267,6 +272,7 @@ async fn operate(
     state: &Arc<AppState>,
     route: Route<'_>,
     client_eof: Option<&EofHold>,
+    abort: Option<Abort>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let method = request.method().clone();
@@ -320,7 +326,6 @@ async fn operate(
                 query.after = last;
             }
             if events::wants_stream(request.headers()) && request.method() == Method::GET {
-                let abort = request.extensions().get::<Abort>().cloned();
                 events::open_stream(state, query.after, query.limit, abort).await
             } else {
                 events::long_poll(state, query).await

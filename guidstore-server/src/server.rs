@@ -199,14 +199,14 @@ impl Handler {
         let service_hold = eof_hold.clone();
         let abort = Abort::default();
         let service_abort = abort.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(service_abort.clone());
+        let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let state = Arc::clone(&service_state);
             let request_guard = service_activity.begin();
             let hold_guard = service_hold.as_ref().map(EofHold::hold);
             let client_eof = service_hold.clone();
+            let abort = Some(service_abort.clone());
             async move {
-                let response = routes::handle(state, peer, client_eof, request).await;
+                let response = routes::handle(state, peer, client_eof, abort, request).await;
                 drop(request_guard);
                 drop(hold_guard);
                 Ok::<_, Infallible>(response)

@@ -319,8 +319,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireStream<S> {
     }
 }
 
-/// Ends a connection at once from inside one of its responses: `server.rs` puts one in every
-/// request's extensions and drops the connection when it is used. For an event stream whose
+/// Ends a connection at once from inside one of its responses: `server.rs` hands one to every
+/// request's handler and drops the connection when it is used. For an event stream whose
 /// client stopped reading: hyper no longer polls that body, so nothing in it could end it.
 #[derive(Debug, Clone, Default)]
 pub struct Abort(Arc<tokio::sync::Notify>);

@@ -21,14 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::pending::{Completer, Pending, pending};
-use crate::store::Shared;
-use crate::{Error, Result, StorageError};
-
-/// Changes read from the log per query.
-const PAGE: usize = 1_000;
-
-/// How long a gap in the revisions (a change committed but not yet visible) is waited for.
-const GAP_WAIT: Duration = Duration::from_millis(200);
+use crate::{Error, Result};
 
 pub(crate) struct Coherence {
     state: Mutex<State>,
@@ -67,28 +60,25 @@ impl Coherence {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts the tailer thread over `shared`.
-    pub(crate) fn start(shared: &Arc<Shared>) -> Result<()> {
-        let Some(coherence) = &shared.coherence else { return Ok(()) };
-        let tail_shared = Arc::clone(shared);
+    /// Runs the tailer on a thread of its own. `owner` holds this coherence (`coherence` finds it
+    /// there) and everything `tail` needs to read the log after what was applied and apply it; the
+    /// thread keeps `owner` alive until [`Coherence::stop`].
+    pub(crate) fn start<T: Send + Sync + 'static>(
+        owner: &Arc<T>,
+        coherence: fn(&T) -> Option<&Coherence>,
+        tail: fn(&T) -> Result<()>,
+    ) -> Result<()> {
+        let Some(this) = coherence(owner) else { return Ok(()) };
+        let held = Arc::clone(owner);
         let thread = std::thread::Builder::new()
             .name("guidstore-tailer".to_owned())
             .spawn(move || {
-                if let Some(coherence) = &tail_shared.coherence {
-                    coherence.run(&tail_shared);
+                if let Some(coherence) = coherence(&held) {
+                    coherence.run(|| tail(&held));
                 }
             })
             .map_err(|source| Error::open("<tailer thread>", source))?;
-        *coherence.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
-        // The backend holds the callback: a weak reference, or the store would never be freed.
-        let weak = Arc::downgrade(shared);
-        shared.backend.listen(Box::new(move || {
-            if let Some(shared) = weak.upgrade()
-                && let Some(coherence) = &shared.coherence
-            {
-                coherence.wake();
-            }
-        }));
+        *this.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
         Ok(())
     }
 
@@ -136,7 +126,7 @@ impl Coherence {
         }
     }
 
-    fn run(&self, shared: &Shared) {
+    fn run(&self, mut tail: impl FnMut() -> Result<()>) {
         loop {
             let waiting = {
                 let mut state = self.lock();
@@ -161,7 +151,7 @@ impl Coherence {
                 std::mem::take(&mut state.waiting)
             };
             let started = self.origin.elapsed();
-            let result = tail(shared);
+            let result = tail();
             self.rounds.fetch_add(1, Ordering::Relaxed);
             let failing = result.is_err();
             let was_failing = std::mem::replace(&mut self.lock().failing, failing);
@@ -186,59 +176,6 @@ impl Coherence {
             };
             for done in waiting {
                 done.complete(result.clone());
-            }
-        }
-    }
-}
-
-/// Reads the log after `applied` to its end and applies it to the cache (and the feed).
-fn tail(shared: &Shared) -> Result<()> {
-    let mut gap_since: Option<Instant> = None;
-    loop {
-        let applied = shared.cache.applied();
-        let changes = shared.backend.changes_after(applied, PAGE)?;
-        let consecutive =
-            changes.iter().zip(applied + 1..).take_while(|(change, expected)| change.revision() == *expected).count();
-        if let Some(applied) = changes.get(..consecutive).filter(|applied| !applied.is_empty()) {
-            // The shared cache's proof first: a read that waits for this round relies on it.
-            #[cfg(feature = "redis")]
-            if let Some(redis) = &shared.redis {
-                redis.observe(applied);
-            }
-            shared.cache.apply_log(applied);
-            shared.feed.publish(applied);
-            gap_since = None;
-        }
-        if consecutive == changes.len() {
-            if changes.len() < PAGE {
-                return Ok(());
-            }
-            continue;
-        }
-        // The next change is missing: trimmed from the log, or committed but not yet visible.
-        let applied = shared.cache.applied();
-        match shared.backend.oldest_revision()? {
-            Some(oldest) if oldest > applied + 1 => {
-                log::warn!(
-                    "guidstore: the change log was trimmed past revision {applied} (oldest kept: {oldest}); \
-                     the cache starts over"
-                );
-                shared.cache.reset(oldest - 1);
-                #[cfg(feature = "redis")]
-                if let Some(redis) = &shared.redis {
-                    redis.restart(oldest - 1);
-                }
-            }
-            _ => {
-                let since = *gap_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > GAP_WAIT {
-                    return Err(StorageError::transient(format!(
-                        "revision {} is missing from the change log",
-                        applied + 1
-                    ))
-                    .into());
-                }
-                std::thread::sleep(Duration::from_millis(1));
             }
         }
     }

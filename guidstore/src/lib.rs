@@ -40,7 +40,10 @@
 //!   [`Store::wait_for_changes_after`]).
 //! - `pending`: [`Pending`], the runtime-neutral answer to a write (a `Future`, or `wait()`).
 //! - `store`: [`Store`] and its [`Options`]: reads, the write API, the file lock.
-//! - `transfer`: [`Store::export`] and [`Store::import`] of NDJSON, [`OnConflict`].
+//! - `shared`: what a store shares with its writer thread and its tailer, and the tailer's reading
+//!   of the change log into the cache and the feed.
+//! - `transfer`: [`Store::export`] and [`Store::import`] of NDJSON.
+//! - `import`: what an import hands to the writer and gets back: [`OnConflict`], [`ImportStats`].
 //! - `writer`: the writer thread, group commit, and the rules applied to each batch of writes.
 //! - `cache`: the cache of records (a segmented LRU: records read outlive bursts of creates), kept
 //!   in step with the change log; `cache::redis` (feature `redis`) the shared cache level in Redis,
@@ -59,9 +62,11 @@ mod error;
 mod expiry;
 mod feed;
 mod guid;
+mod import;
 mod json;
 mod pending;
 mod record;
+mod shared;
 mod store;
 mod transfer;
 mod writer;
@@ -77,6 +82,7 @@ pub use change::{Change, Op};
 pub use error::{Code, Error, Result, StorageError};
 pub use expiry::{Clock, DEFAULT_TTL_SECS, Expiry, ExpiryError, MAX_EXPIRE, ManualClock, SystemClock};
 pub use guid::{GUID_LEN, Guid, GuidError};
+pub use import::{ImportStats, OnConflict};
 pub use pending::Pending;
 pub use record::{IfMatch, Metadata, NewRecord, Patch, Record, merge_value, parse_json, parse_json_object};
 pub use store::{
@@ -84,4 +90,4 @@ pub use store::{
     DEFAULT_REDIS_TIMEOUT, DEFAULT_REDIS_TTL, DEFAULT_TAIL_INTERVAL, Options, SharedCacheStats, Stats, Store,
     lock_owner,
 };
-pub use transfer::{ExportError, IMPORT_BATCH, ImportError, ImportStats, OnConflict};
+pub use transfer::{ExportError, IMPORT_BATCH, ImportError};

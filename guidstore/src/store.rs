@@ -19,6 +19,7 @@ use crate::cache::Cache;
 use crate::coherence::Coherence;
 use crate::feed::Feed;
 use crate::pending::{Pending, pending};
+use crate::shared::Shared;
 use crate::writer::{Job, Queued, writer_loop};
 use crate::{
     Change, Clock, DEFAULT_TTL_SECS, Error, Guid, IfMatch, NewRecord, Patch, Record, Result, Synchronous, SystemClock,
@@ -258,38 +259,6 @@ pub struct SharedCacheStats {
     pub up: bool,
 }
 
-/// What the store's callers and its writer thread share.
-pub(crate) struct Shared {
-    pub(crate) backend: Box<dyn Backend>,
-    pub(crate) cache: Cache,
-    /// On a shared database, the tailer that keeps `cache` current.
-    pub(crate) coherence: Option<Coherence>,
-    /// The shared cache level between `cache` and the backend.
-    #[cfg(feature = "redis")]
-    pub(crate) redis: Option<crate::cache::redis::RedisLevel>,
-    /// The change feed's fan-out to waiting consumers.
-    pub(crate) feed: Feed,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) default_ttl: u64,
-    pub(crate) max_record_bytes: usize,
-    pub(crate) purged: AtomicU64,
-    pub(crate) commits: AtomicU64,
-    pub(crate) writes: AtomicU64,
-    pub(crate) storage_errors: AtomicU64,
-    pub(crate) storage_reads: AtomicU64,
-}
-
-impl Shared {
-    fn count_error<T>(&self, result: Result<T>) -> Result<T> {
-        if let Err(error) = &result
-            && !error.is_client_error()
-        {
-            self.storage_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
-}
-
 /// A registry of GUIDs and their metadata. `Send + Sync`: share it by reference or in an `Arc`.
 ///
 /// Reads run on the calling thread (cache, then a read connection). Writes are queued to the
@@ -321,6 +290,7 @@ impl Store {
     /// opening it gets [`Error::Locked`] with what the owner wrote there.
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Store> {
         let path = path.as_ref();
+        refuse_shared_cache(&options)?;
         let lock_file = acquire_lock(path, options.owner.as_deref())?;
         let backend = SqliteBackend::open(path, options.synchronous, options.readers)?;
         let mut store = Store::start(backend, options)?;
@@ -371,6 +341,7 @@ impl Store {
 
     /// A store in memory: nothing survives it.
     pub fn open_in_memory_with(options: Options) -> Result<Store> {
+        refuse_shared_cache(&options)?;
         Store::start(SqliteBackend::open_in_memory()?, options)
     }
 
@@ -423,7 +394,7 @@ impl Store {
             .spawn(move || writer_loop(&writer_shared, &receiver, max_batch))
             .map_err(|source| Error::open("<writer thread>", source))?;
         let store = Store { shared, sender: Some(sender), writer: Some(writer), lock_file: None };
-        Coherence::start(&store.shared)?;
+        Shared::start_tailer(&store.shared)?;
         Ok(store)
     }
 
@@ -766,6 +737,20 @@ impl Drop for Store {
         if let Err(error) = self.shutdown() {
             log::error!("guidstore: closing the store failed: {error}");
         }
+    }
+}
+
+/// An SQLite file is served by one process, so a shared cache would serve no one else: refused
+/// before the file is created or opened.
+fn refuse_shared_cache(options: &Options) -> Result<()> {
+    match &options.redis_url {
+        Some(url) => Err(Error::InvalidUrl {
+            url: crate::redact_url(url),
+            reason: "a shared cache needs a shared database (PostgreSQL or MariaDB): an SQLite file is served by \
+                     one process, whose own cache is enough"
+                .to_owned(),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -14,49 +14,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::import::{ImportConflict, ImportRecord};
 use crate::pending::{Pending, pending};
 use crate::record::parse_json_object;
 use crate::writer::Job;
-use crate::{Error, Expiry, Guid, NewRecord, Record, Result, Store};
-
-/// What an import does with a record whose GUID a live record with other content already has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnConflict {
-    /// Keep the stored record (counted as skipped).
-    #[default]
-    Skip,
-    /// Replace it with the imported one (an update).
-    Replace,
-    /// Stop the import with an error; nothing of that batch is written.
-    Fail,
-}
-
-/// What an import did so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ImportStats {
-    /// Lines read (blank lines included).
-    pub lines: u64,
-    /// Records created.
-    pub created: u64,
-    /// Live records replaced ([`OnConflict::Replace`]).
-    pub replaced: u64,
-    /// Records already present with the same content.
-    pub unchanged: u64,
-    /// Conflicting records kept as they were ([`OnConflict::Skip`]).
-    pub skipped: u64,
-    /// Records whose `expire` had passed, not imported.
-    pub expired: u64,
-}
-
-impl ImportStats {
-    fn add(&mut self, other: &ImportStats) {
-        self.created += other.created;
-        self.replaced += other.replaced;
-        self.unchanged += other.unchanged;
-        self.skipped += other.skipped;
-        self.expired += other.expired;
-    }
-}
+use crate::{Error, Expiry, Guid, ImportStats, NewRecord, OnConflict, Record, Result, Store};
 
 /// Why an import stopped. Batches before the one named here are committed.
 #[derive(Debug, thiserror::Error)]
@@ -96,26 +58,11 @@ pub enum ExportError {
     Store(#[from] Error),
 }
 
-/// A conflicting record met under [`OnConflict::Fail`]: its line and GUID.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ImportConflict {
-    pub(crate) line: u64,
-    pub(crate) guid: Guid,
-}
-
 /// Records read per page of an export.
 const EXPORT_PAGE: usize = 1_000;
 
 /// Records written per import transaction.
 pub const IMPORT_BATCH: usize = 10_000;
-
-/// One record of an import with its line number, built (rendered, with a random version) by the
-/// reading thread: the writer only decides whether to write it.
-#[derive(Debug, Clone)]
-pub(crate) struct ImportRecord {
-    pub(crate) line: u64,
-    pub(crate) record: Arc<Record>,
-}
 
 /// Parses one line of an import: a record as GET renders it. `None` for a blank line.
 fn parse_line(text: &str) -> Result<Option<(Guid, Expiry, NewRecord)>> {

@@ -16,9 +16,9 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::backend::Transaction;
+use crate::import::{ImportConflict, ImportRecord};
 use crate::pending::Completer;
-use crate::store::Shared;
-use crate::transfer::{ImportConflict, ImportRecord};
+use crate::shared::Shared;
 use crate::{
     Change, Error, Expiry, Guid, IfMatch, ImportStats, NewRecord, OnConflict, Op, Patch, Record, Result, StorageError,
 };
@@ -101,9 +101,24 @@ pub(crate) fn writer_loop(shared: &Shared, receiver: &mpsc::Receiver<Queued>, ma
     log::debug!("guidstore: writer thread stopped");
 }
 
+/// Rows a write transaction is given one more timeout for: an import of 10,000 records (or a purge
+/// of many) is not a request someone waits on, and takes longer than one.
+const ROWS_PER_TIMEOUT: u32 = 1_000;
+
+/// How many rows `job` may write.
+fn size(job: &Job) -> u32 {
+    let rows = match job {
+        Job::Import { records, .. } => records.len(),
+        Job::Purge { limit, .. } => *limit,
+        Job::Create { .. } | Job::Update { .. } | Job::Delete { .. } => 1,
+    };
+    u32::try_from(rows).unwrap_or(u32::MAX)
+}
+
 /// On a backend with a timeout: fails the jobs that have already waited that long (the database
 /// was not answering while they queued; they were never attempted, so they changed nothing), and
-/// gives the rest the deadline of the oldest of them.
+/// gives the rest the earliest of their deadlines (one timeout from when each was queued, one more
+/// per [`ROWS_PER_TIMEOUT`] rows it may write).
 fn within_deadline(shared: &Shared, batch: Vec<Queued>) -> (Vec<Job>, Option<Instant>) {
     let Some(timeout) = shared.backend.timeout() else {
         return (batch.into_iter().map(|(_, job)| job).collect(), None);
@@ -113,7 +128,7 @@ fn within_deadline(shared: &Shared, batch: Vec<Queued>) -> (Vec<Job>, Option<Ins
     let mut jobs = Vec::with_capacity(batch.len());
     let mut late = 0;
     for (queued, job) in batch {
-        let due = queued + timeout;
+        let due = queued + timeout + timeout * size(&job) / ROWS_PER_TIMEOUT;
         if due <= now {
             late += 1;
             fail(job, StorageError::transient(format!("the database did not answer within {timeout:?}")).into());

@@ -140,6 +140,8 @@ fn reads_and_writes_go_on_while_redis_is_killed_and_restarted(kind: Kind) {
 fn a_paused_redis_costs_a_timeout_then_the_breaker_opens(kind: Kind) {
     let Some((_db, redis, _clock, stores)) = setup(kind, 2) else { return };
     let guid = create(&stores[0], 7);
+    // The commit's own write to Redis must not be the call the pause catches.
+    eventually("the create reaches Redis", || redis.command(&["KEYS", "test:*"]).contains(&guid.to_string()));
     redis.command(&["CLIENT", "PAUSE", "3000", "ALL"]);
     for _ in 0..20 {
         assert_eq!(n_of(&stores[1], &guid).unwrap(), 7);
@@ -199,6 +201,8 @@ fn a_shared_cache_is_refused_on_sqlite() {
     let error =
         Store::open_url(path.to_str().unwrap(), Options::default().redis_cache("redis://127.0.0.1:1")).unwrap_err();
     assert!(matches!(&error, Error::InvalidUrl { reason, .. } if reason.contains("shared database")), "{error}");
+    assert!(!path.exists(), "the file was created before the refusal");
+    assert!(Store::open_in_memory_with(Options::default().redis_cache("redis://127.0.0.1:1")).is_err());
 }
 
 #[test]

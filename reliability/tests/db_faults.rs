@@ -85,12 +85,11 @@ struct Key {
 }
 
 /// Writers (a PATCH incrementing a counter, each on its own GUID), linearizable readers of those
-/// GUIDs, and a `max-stale=5` reader, each with one keep-alive connection, until stopped.
+/// GUIDs, and a `max-stale=1` reader, each with one keep-alive connection, until stopped.
 struct Load {
     stop: Arc<AtomicBool>,
     events: Arc<Mutex<Vec<Event>>>,
     keys: Arc<Vec<Key>>,
-    stale_reads_behind: Arc<Mutex<Vec<u64>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -129,7 +128,6 @@ impl Load {
     fn start(addr: SocketAddr, writers: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let events = Arc::new(Mutex::new(Vec::new()));
-        let stale_reads_behind = Arc::new(Mutex::new(Vec::new()));
         let mut setup = None;
         static LOADS: AtomicU64 = AtomicU64::new(0);
         let load = LOADS.fetch_add(1, Ordering::Relaxed);
@@ -168,8 +166,7 @@ impl Load {
             }));
         }
         for (reader, op) in [(0, Op::Read), (1, Op::Read), (2, Op::StaleRead)] {
-            let (stop, events, keys, behind) =
-                (Arc::clone(&stop), Arc::clone(&events), Arc::clone(&keys), Arc::clone(&stale_reads_behind));
+            let (stop, events, keys) = (Arc::clone(&stop), Arc::clone(&events), Arc::clone(&keys));
             threads.push(std::thread::spawn(move || {
                 let mut connection = None;
                 let mut i = reader;
@@ -178,7 +175,7 @@ impl Load {
                     let key = &keys[i % keys.len()];
                     let before = key.acknowledged.load(Ordering::SeqCst);
                     let headers: &[(&str, &str)] =
-                        if op == Op::StaleRead { &[("Cache-Control", "max-stale=5")] } else { &[] };
+                        if op == Op::StaleRead { &[("Cache-Control", "max-stale=1")] } else { &[] };
                     let start = Instant::now();
                     let response = request(&mut connection, addr, "GET", &format!("/guid/{}", key.guid), headers, None);
                     let end = Instant::now();
@@ -187,8 +184,6 @@ impl Load {
                         if op == Op::Read {
                             // Linearizable: never older than what was acknowledged before the read began.
                             assert!(seen >= before, "stale read of {}: {seen} < {before}", key.guid);
-                        } else {
-                            behind.lock().unwrap().push(before.saturating_sub(seen));
                         }
                     }
                     events.lock().unwrap().push(Event { op, start, end, status: response.status });
@@ -197,7 +192,7 @@ impl Load {
                 }
             }));
         }
-        Load { stop, events, keys, stale_reads_behind, threads }
+        Load { stop, events, keys, threads }
     }
 
     fn events(&self) -> Vec<Event> {
@@ -219,15 +214,14 @@ impl Load {
         false
     }
 
-    fn stop(self) -> (Vec<Event>, Arc<Vec<Key>>, Vec<u64>) {
+    fn stop(self) -> (Vec<Event>, Arc<Vec<Key>>) {
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads {
             if let Err(panic) = thread.join() {
                 std::panic::resume_unwind(panic);
             }
         }
-        let behind = self.stale_reads_behind.lock().unwrap().clone();
-        (self.events.lock().unwrap().clone(), self.keys, behind)
+        (self.events.lock().unwrap().clone(), self.keys)
     }
 }
 
@@ -251,6 +245,8 @@ struct Figures {
     /// Requests answered during the fault: 503s, and max-stale reads served (200).
     unavailable: usize,
     stale_served: usize,
+    /// How long into the fault the last max-stale read served began.
+    last_stale: Duration,
 }
 
 /// What a fault must and must not produce, checked on the answered requests: the fault began at
@@ -285,10 +281,16 @@ fn judge(events: &[Event], fault: Instant, faulted: Instant, resuming: Instant, 
             .min()
             .unwrap_or_else(|| panic!("no {op:?} succeeded after the database came back"))
     };
-    let stale_served = events
+    // `max-stale=1`: the cache is behind by the time since the last freshness round began, and
+    // none began after the database was down, so no such read begun later than 1 s after that
+    // may be answered from memory.
+    let served: Vec<&Event> = events
         .iter()
         .filter(|e| e.op == Op::StaleRead && e.start >= faulted && e.end <= resuming && e.status == 200)
-        .count();
+        .collect();
+    let stale_served = served.len();
+    let last_stale = served.iter().map(|e| e.start - faulted).max().unwrap_or_default();
+    assert!(last_stale <= Duration::from_secs(1), "a max-stale=1 read begun {last_stale:?} into the fault was served");
     let slowest =
         events.iter().filter(|e| e.start >= faulted && e.start <= resuming).map(|e| e.end - e.start).max().unwrap();
     Figures {
@@ -299,6 +301,7 @@ fn judge(events: &[Event], fault: Instant, faulted: Instant, resuming: Instant, 
         recover_read: recover(Op::Read),
         unavailable: failed.len(),
         stale_served,
+        last_stale,
     }
 }
 
@@ -346,7 +349,7 @@ fn one_trial(cluster: &mut PostgresCluster, db: &str, addr: SocketAddr, fault: F
     let back = Instant::now();
     assert!(load.wait_for_success_after(back, Duration::from_secs(30)), "the server did not recover within 30 s");
     std::thread::sleep(Duration::from_millis(300));
-    let (events, keys, _) = load.stop();
+    let (events, keys) = load.stop();
     assert_eq!(healthz(addr), 200, "/healthz after recovery");
     check_committed(cluster, db, &keys);
     judge(&events, began, faulted, resuming, back)
@@ -366,7 +369,7 @@ fn report(name: &str, trials: &[Figures]) {
     for (i, t) in trials.iter().enumerate() {
         println!(
             "  trial {}: first 503 after {}, slowest 503 {}, slowest answer {}, recovered: write {}, read {}; \
-             {} requests 503, {} max-stale reads served",
+             {} requests 503, {} max-stale=1 reads served (the last begun {} into the fault)",
             i + 1,
             ms(t.first_503),
             ms(t.slowest_503),
@@ -374,7 +377,8 @@ fn report(name: &str, trials: &[Figures]) {
             ms(t.recover_write),
             ms(t.recover_read),
             t.unavailable,
-            t.stale_served
+            t.stale_served,
+            ms(t.last_stale)
         );
     }
     for (label, pick) in [
@@ -438,7 +442,7 @@ fn connections_killed(kind: Kind) {
     let last_kill = Instant::now();
     assert!(load.wait_for_success_after(last_kill, Duration::from_secs(30)), "no recovery after the kills");
     std::thread::sleep(Duration::from_millis(300));
-    let (events, keys, _) = load.stop();
+    let (events, keys) = load.stop();
     for event in &events {
         assert!(matches!(event.status, 200 | 503), "unexpected {event:?}");
     }
@@ -503,6 +507,25 @@ fn startup_waits_for_an_unreachable_database() {
         assert!(started.elapsed() < Duration::from_secs(30), "no retry logged in 30 s");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // SIGTERM while it waits stops it at once, cleanly (exit 0).
+    let other_log = dir.path().join("other.log");
+    let mut other = Command::new(server_binary_for_tests())
+        .args(["--listen", "127.0.0.1:0", "--db", &cluster.url("startup"), "--db-wait", "60s"])
+        .arg("--log-file")
+        .arg(&other_log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a second guidstore-server");
+    while retries(&std::fs::read_to_string(&other_log).unwrap_or_default()) < 1 {
+        assert!(other.try_wait().unwrap().is_none(), "the second server exited instead of retrying");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill with a valid pid and signal.
+    assert_eq!(unsafe { libc::kill(other.id() as i32, libc::SIGTERM) }, 0);
+    let status = other.wait().unwrap();
+    assert!(status.success(), "SIGTERM while waiting for the database: {status}");
+    assert!(std::fs::read_to_string(&other_log).unwrap().contains("stopped before database"));
     // Meanwhile every request is answered 503, /healthz included.
     let waiting = request(&mut None, listen, "GET", "/healthz", &[], None);
     waiting.assert_error(503, "unavailable");

@@ -430,51 +430,70 @@ impl Backend for MysqlBackend {
         self.write_until(self.runtime.deadline(), prefetch, work)
     }
 
-    /// The whole transaction within `deadline`; as on PostgreSQL, only its opening is tried once
-    /// more after a transient failure, never a commit whose outcome is unknown.
+    /// The whole transaction within `deadline`. A transient failure before `COMMIT` is sent (its
+    /// opening, a load, the statements that save the changes: a killed connection rolls them back)
+    /// is tried once more on a new connection; a failure during `COMMIT` never is, since the
+    /// commit may have taken effect. (PostgreSQL sends the changes and `COMMIT` pipelined, so
+    /// there only the opening round trip is retried.)
     fn write_until(
         &self,
         deadline: Instant,
         _prefetch: &[Guid],
         work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>,
     ) -> Result<()> {
-        let (mut conn, revision) = self.runtime.run_until(deadline, "starting a transaction", async {
-            let mut retried = false;
-            loop {
-                let mut conn = self.connect(retried).await?;
-                match begin(&mut conn).await {
-                    Ok(revision) => return Ok((conn, revision)),
-                    Err(error) if !retried && retryable(&error) => {
-                        log::debug!(
-                            "guidstore: starting a transaction failed ({error}); once more on a new connection"
-                        );
-                        retried = true;
+        // Whether the transaction is being tried a second time, on a new connection.
+        let mut again = false;
+        loop {
+            let (mut conn, revision) = self.runtime.run_until(deadline, "starting a transaction", async {
+                let mut fresh = again;
+                loop {
+                    let mut conn = self.connect(fresh).await?;
+                    match begin(&mut conn).await {
+                        Ok(revision) => return Ok((conn, revision)),
+                        Err(error) if !fresh && retryable(&error) => {
+                            log::debug!(
+                                "guidstore: starting a transaction failed ({error}); once more on a new connection"
+                            );
+                            fresh = true;
+                        }
+                        Err(error) => return Err(error),
                     }
-                    Err(error) => return Err(error),
+                }
+            })?;
+            let mut transaction = MysqlTransaction { runtime: &self.runtime, conn: &mut conn, deadline, revision };
+            let mut committing = false;
+            let result = work(&mut transaction).and_then(|()| {
+                committing = true;
+                self.runtime.run_until(deadline, "committing", async {
+                    conn.query_drop("COMMIT").await.map_err(|e| my_error("COMMIT", e))
+                })
+            });
+            match &result {
+                Ok(()) => conn.release(),
+                // The connection may be dead or mid-statement: disconnecting rolls back, and
+                // nothing waits for an unanswering database a second time.
+                Err(error) if retryable(error) => {
+                    drop(conn);
+                    // Failed before COMMIT was sent (a killed connection, a deadlock): nothing
+                    // was committed, so the whole transaction is tried once more, if time is left.
+                    // A failure during COMMIT is not: the commit may have taken effect.
+                    if !committing && !again && Instant::now() < deadline {
+                        log::debug!("guidstore: a write transaction failed before its commit ({error}); once more");
+                        again = true;
+                        continue;
+                    }
+                }
+                Err(_) => {
+                    let rolled_back = self.runtime.run_until(deadline, "rolling back", async {
+                        conn.query_drop("ROLLBACK").await.map_err(|e| my_error("ROLLBACK", e))
+                    });
+                    if rolled_back.is_ok() {
+                        conn.release();
+                    }
                 }
             }
-        })?;
-        let mut transaction = MysqlTransaction { runtime: &self.runtime, conn: &mut conn, deadline, revision };
-        let result = work(&mut transaction).and_then(|()| {
-            self.runtime.run_until(deadline, "committing", async {
-                conn.query_drop("COMMIT").await.map_err(|e| my_error("COMMIT", e))
-            })
-        });
-        match &result {
-            Ok(()) => conn.release(),
-            // The connection may be dead or mid-statement: disconnecting rolls back, and nothing
-            // waits for an unanswering database a second time.
-            Err(error) if retryable(error) => drop(conn),
-            Err(_) => {
-                let rolled_back = self.runtime.run_until(deadline, "rolling back", async {
-                    conn.query_drop("ROLLBACK").await.map_err(|e| my_error("ROLLBACK", e))
-                });
-                if rolled_back.is_ok() {
-                    conn.release();
-                }
-            }
+            return result;
         }
-        result
     }
 
     fn timeout(&self) -> Option<Duration> {

@@ -10,11 +10,19 @@ use std::time::{Duration, Instant};
 
 use crate::{Result, StorageError};
 
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(dead_code, reason = "the redis level uses only park_on")
+)]
 pub(crate) struct DbRuntime {
     runtime: Option<tokio::runtime::Runtime>,
     timeout: Duration,
 }
 
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(dead_code, reason = "the redis level uses only park_on")
+)]
 impl DbRuntime {
     /// A runtime whose calls give up after `timeout`.
     pub(crate) fn new(name: &str, timeout: Duration) -> Result<DbRuntime> {
@@ -36,6 +44,7 @@ impl DbRuntime {
 
     /// The runtime's handle, for work that must go on after its caller stopped waiting (closing
     /// a connection that timed out).
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code, reason = "only the MySQL backend needs it"))]
     pub(crate) fn handle(&self) -> Option<tokio::runtime::Handle> {
         self.runtime.as_ref().map(|runtime| runtime.handle().clone())
     }
@@ -107,8 +116,13 @@ pub(crate) fn park_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(dead_code, reason = "the redis level uses only park_on")
+)]
 impl DbRuntime {
     /// Starts `future` on the runtime without waiting for it; it ends with the runtime.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code, reason = "only the PostgreSQL backend needs it"))]
     pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         if let Some(runtime) = &self.runtime {
             runtime.spawn(future);

@@ -2,6 +2,7 @@
 //! used by the store's writer thread, a small pool of read connections beside it, a checkpointer
 //! thread). rusqlite's errors stop here: they leave as [`StorageError`]s.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
@@ -27,15 +28,28 @@ const MIGRATIONS: &[&str] = &[
 /// Rows per multi-row `INSERT` and GUIDs per `IN (…)` list: one statement execution (cursors
 /// opened once, one descent begun from the last position) for many rows. Rows that do not fill a
 /// whole chunk go one statement each, so that only two statements of each kind are cached.
+///
+/// A statement that writes several rows and may abort halfway makes SQLite keep a statement
+/// journal, a temporary file to which it copies every page before the statement first changes it
+/// (measured: about 14,000 `pwrite` calls to `/var/tmp/etilqs_*` per 10,000-record import batch,
+/// from multi-row upserts). So multi-row inserts say `OR ROLLBACK` (a failing write rolls the
+/// whole transaction back anyway, and the writer then retries each job alone), which spares the
+/// journal for plain inserts, and upserts go one row at a time.
 const CHUNK: usize = 64;
 
-/// Page cache of each read connection, in KiB (`PRAGMA cache_size`): enough for the inner pages
-/// of the records table at 10 million records (about 7 MiB with 16-byte keys), so that a read at
-/// a random GUID reads only its leaf page from the file. The write connection keeps SQLite's
-/// default (2 MiB): a large writer cache was measured to slow commits (see BENCHMARKS.md), and it
-/// does not spill (`cache_spill = OFF`), so a large transaction such as an import batch keeps its
-/// dirty pages in memory and writes each once, at its commit.
-const READ_CACHE_KIB: i64 = 8 * 1024;
+/// Page cache of the read connections, in KiB (`PRAGMA cache_size`), shared out over the pooled
+/// ones: each gets `READ_CACHE_BUDGET_KIB / max_idle_readers`, between SQLite's default 2 MiB and
+/// [`READ_CACHE_MAX_KIB`]. The inner pages of the records table at 10 million records take about
+/// 7 MiB with 16-byte keys; with them cached, a read at a random GUID reads only its leaf page from
+/// the file (measured at 1,000,000 records: 0.98 page reads per lookup with 8 MiB, 1.57 with
+/// 2 MiB, 2.34 with schema 2 and 2 MiB). The budget bounds what the caches add to the process's
+/// memory however many readers fill theirs (a server's 8 by default: 4 MiB each). The write
+/// connection keeps SQLite's default (2 MiB): a large writer cache was measured to slow commits
+/// (see BENCHMARKS.md), and it does not spill (`cache_spill = OFF`), so a large transaction such
+/// as an import batch keeps its dirty pages in memory and writes each once, at its commit.
+const READ_CACHE_BUDGET_KIB: usize = 32 * 1024;
+const READ_CACHE_MAX_KIB: usize = 8 * 1024;
+const READ_CACHE_MIN_KIB: usize = 2 * 1024;
 
 /// A GUID as the records table stores it (schema 3): its 16 bytes, as a BLOB.
 struct Key([u8; 16]);
@@ -267,6 +281,8 @@ impl SqliteBackend {
         }
         configure(&writer).map_err(opening)?;
         writer.pragma_update(None, "cache_spill", false).map_err(opening)?;
+        // Any statement journal stays in memory rather than in a file under /var/tmp.
+        writer.pragma_update(None, "temp_store", "MEMORY").map_err(opening)?;
         writer.pragma_update(None, "synchronous", synchronous.pragma()).map_err(opening)?;
         writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(opening)?;
         migrate(&writer, path)?;
@@ -313,7 +329,8 @@ impl SqliteBackend {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection = Connection::open_with_flags(path, flags).db()?;
         configure(&connection).db()?;
-        connection.pragma_update(None, "cache_size", -READ_CACHE_KIB).db()?;
+        let kib = (READ_CACHE_BUDGET_KIB / self.max_idle_readers.max(1)).clamp(READ_CACHE_MIN_KIB, READ_CACHE_MAX_KIB);
+        connection.pragma_update(None, "cache_size", -(kib as i64)).db()?;
         Ok(connection)
     }
 
@@ -433,6 +450,9 @@ struct SqliteTransaction<'c> {
     connection: &'c Connection,
     revision: u64,
     rows_written: u64,
+    /// GUIDs that [`Transaction::load`] looked for and did not find, not written since: their
+    /// rows are new, and go in with plain multi-row `INSERT`s.
+    absent: HashSet<Guid>,
 }
 
 impl SqliteTransaction<'_> {
@@ -442,13 +462,14 @@ impl SqliteTransaction<'_> {
         let mut states = FinalStates::of(changes);
         states.upserts.sort_unstable_by_key(|record| *record.guid());
         states.deletes.sort_unstable();
-        let upsert = |rows: usize| {
-            format!(
-                "INSERT INTO records (guid, expire, metadata, version) VALUES {}
-                 ON CONFLICT (guid) DO UPDATE SET
-                     expire = excluded.expire, metadata = excluded.metadata, version = excluded.version",
-                values_list(rows, 4)
-            )
+        // New rows (GUIDs the transaction found absent) go in many at a time. An upsert of many
+        // rows would make SQLite keep a statement journal (see `CHUNK`); one row at a time it
+        // does not, so rows that may exist are upserted one by one.
+        let absent = &mut self.absent;
+        let (inserts, upserts): (Vec<&Arc<Record>>, Vec<&Arc<Record>>) =
+            states.upserts.iter().partition(|record| absent.remove(record.guid()));
+        let insert = |rows: usize| {
+            format!("INSERT OR ROLLBACK INTO records (guid, expire, metadata, version) VALUES {}", values_list(rows, 4))
         };
         let bind = |statement: &mut rusqlite::Statement<'_>, row: usize, record: &Record| {
             let first = row * 4;
@@ -457,9 +478,9 @@ impl SqliteTransaction<'_> {
             statement.raw_bind_parameter(first + 3, record.metadata_json())?;
             statement.raw_bind_parameter(first + 4, record.version() as i64)
         };
-        let mut chunks = states.upserts.chunks_exact(CHUNK);
+        let mut chunks = inserts.chunks_exact(CHUNK);
         if chunks.len() > 0 {
-            let mut statement = self.connection.prepare_cached(&upsert(CHUNK))?;
+            let mut statement = self.connection.prepare_cached(&insert(CHUNK))?;
             for chunk in &mut chunks {
                 for (row, record) in chunk.iter().enumerate() {
                     bind(&mut statement, row, record)?;
@@ -467,13 +488,23 @@ impl SqliteTransaction<'_> {
                 statement.raw_execute()?;
             }
         }
-        let mut statement = self.connection.prepare_cached(&upsert(1))?;
+        let mut statement = self.connection.prepare_cached(&insert(1))?;
         for record in chunks.remainder() {
+            bind(&mut statement, 0, record)?;
+            statement.raw_execute()?;
+        }
+        let mut statement = self.connection.prepare_cached(
+            "INSERT INTO records (guid, expire, metadata, version) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (guid) DO UPDATE SET
+                 expire = excluded.expire, metadata = excluded.metadata, version = excluded.version",
+        )?;
+        for record in upserts {
             bind(&mut statement, 0, record)?;
             statement.raw_execute()?;
         }
         let mut delete = self.connection.prepare_cached("DELETE FROM records WHERE guid = ?1")?;
         for guid in &states.deletes {
+            self.absent.remove(guid);
             delete.execute([Key::of(guid)])?;
         }
         self.rows_written += (states.upserts.len() + states.deletes.len()) as u64;
@@ -484,7 +515,7 @@ impl SqliteTransaction<'_> {
     fn save_changes(&mut self, changes: &[Change]) -> rusqlite::Result<()> {
         let insert = |rows: usize| {
             format!(
-                "INSERT INTO changes (revision, op, guid, at, expire, metadata, version) VALUES {}",
+                "INSERT OR ROLLBACK INTO changes (revision, op, guid, at, expire, metadata, version) VALUES {}",
                 values_list(rows, 7)
             )
         };
@@ -525,7 +556,13 @@ impl Transaction for SqliteTransaction<'_> {
     }
 
     fn load(&mut self, guids: &[Guid]) -> Result<Vec<Record>> {
-        load_records(self.connection, guids)
+        let found = load_records(self.connection, guids)?;
+        let present: HashSet<Guid> = found.iter().map(|record| *record.guid()).collect();
+        self.absent.extend(guids.iter().filter(|guid| !present.contains(guid)));
+        for guid in &present {
+            self.absent.remove(guid);
+        }
+        Ok(found)
     }
 
     fn expired(&mut self, now: u64, limit: usize) -> Result<Vec<Guid>> {
@@ -571,7 +608,7 @@ impl Backend for SqliteBackend {
         let outcome = connection.execute_batch("BEGIN IMMEDIATE").and_then(|()| read_revision(connection)).db();
         let mut rows_written = 0;
         let outcome = outcome.and_then(|revision| {
-            let mut transaction = SqliteTransaction { connection, revision, rows_written: 0 };
+            let mut transaction = SqliteTransaction { connection, revision, rows_written: 0, absent: HashSet::new() };
             let outcome = work(&mut transaction);
             rows_written = transaction.rows_written;
             outcome
@@ -795,6 +832,27 @@ mod tests {
         let key_length: i64 =
             connection.query_row("SELECT max(length(guid)) FROM records", [], |row| row.get(0)).unwrap();
         assert_eq!(key_length, 16);
+    }
+
+    /// A write whose multi-row insert fails (a revision already in the change log) leaves nothing
+    /// of its transaction, and the next write commits.
+    #[test]
+    fn a_failing_multi_row_insert_rolls_back_its_whole_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::open(&dir.path().join("db"), Synchronous::Normal, 1).unwrap();
+        write_rows(&backend, 1);
+        let expire = Expiry::new_after(4_000_000_000, 0).unwrap();
+        let put = |revision| {
+            Change::put(revision, Op::Create, 0, Arc::new(Record::new(Guid::random(), expire, Metadata::new(), 1)))
+        };
+        // Revisions 2..=65 then 1 again: the chunk of 64 goes in, the last row conflicts.
+        let changes: Vec<Change> = (2..2 + CHUNK as u64).map(put).chain([put(1)]).collect();
+        assert!(backend.write(&[], &mut |txn| txn.apply(&changes)).is_err());
+        assert_eq!((backend.count_live(0).unwrap(), backend.revision().unwrap()), (1, 1));
+        assert_eq!(backend.changes_after(0, 1000).unwrap().len(), 1);
+        write_rows(&backend, CHUNK + 1);
+        assert_eq!(backend.count_live(0).unwrap(), CHUNK as u64 + 2);
+        backend.close().unwrap();
     }
 
     /// Batched loads (full chunks and the rest) find exactly the stored records among absent ones.

@@ -54,8 +54,8 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// ARGV: revision, TTL in milliseconds, then expire, version, metadata (a record) or nothing (a
 /// tombstone). Revisions stay below 2^53, so Lua's numbers hold them exactly.
 const PUT_SCRIPT: &str = r"
-local current = redis.call('HGET', KEYS[1], 'r')
-if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
+local current = tonumber(redis.call('HGET', KEYS[1], 'r') or '')
+if current and current >= tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
 if ARGV[3] then
   redis.call('HSET', KEYS[1], 'r', ARGV[1], 'e', ARGV[3], 'v', ARGV[4], 'm', ARGV[5])
@@ -243,7 +243,8 @@ pub(crate) struct RedisLevel {
     misses: AtomicU64,
     unproven: AtomicU64,
     skipped: AtomicU64,
-    /// Last, so that its tasks stop after everything else is dropped.
+    /// Runs the Redis connection, the background writes and the probe; shut down without
+    /// waiting when the level is dropped.
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -539,6 +540,9 @@ mod tests {
         assert_eq!(redis.command(&["HGETALL", "k"]), "r\n6");
         assert_eq!(put("7", Some("{\"n\":7}")), "1");
         assert_eq!(redis.command(&["HGET", "k", "r"]), "7");
+        // An entry whose revision is not a number is replaced.
+        redis.command(&["HSET", "k", "r", "junk"]);
+        assert_eq!(put("2", None), "1");
         let ttl: u64 = redis.command(&["PTTL", "k"]).parse().unwrap();
         assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
     }

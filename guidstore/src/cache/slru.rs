@@ -75,6 +75,25 @@ impl<K: Hash + Eq + Clone, V: Clone> Slru<K, V> {
         self.probation.put(key, value);
     }
 
+    /// Stores `value` under `key` as just read (a read that missed the cache): it enters
+    /// protected directly, as an entry of probation would on its first hit. A record someone
+    /// reads is what a burst of unread entries must not push out.
+    pub(crate) fn put_read(&mut self, key: K, value: V) {
+        if self.probation.pop(&key).is_some() || self.protected.contains(&key) {
+            self.protected.put(key, value);
+        } else {
+            if self.len() >= self.capacity && self.probation.pop_lru().is_none() {
+                self.protected.pop_lru();
+            }
+            self.protected.put(key, value);
+        }
+        if self.protected.len() > self.protected_capacity
+            && let Some((demoted, demoted_value)) = self.protected.pop_lru()
+        {
+            self.probation.put(demoted, demoted_value);
+        }
+    }
+
     /// Removes the entry of `key`, if any.
     pub(crate) fn remove(&mut self, key: &K) {
         if self.protected.pop(key).is_none() {
@@ -124,6 +143,28 @@ mod tests {
         assert_eq!(map.get(&0), Some("hot"));
         // A plain LRU keeps only the last 10; probation holds the last 9 here.
         assert_eq!((1..1000).filter(|i| map.get(i).is_some()).count(), 9);
+    }
+
+    #[test]
+    fn an_entry_filled_by_a_read_survives_a_burst_of_unread_entries() {
+        let mut map = Slru::new(10);
+        for i in 0..10 {
+            map.put(i, "cold");
+        }
+        map.put_read(5000, "read");
+        map.put_read(3, "read again");
+        assert_eq!(map.len(), 10);
+        for i in 10..1000 {
+            map.put(i, "cold");
+        }
+        assert_eq!(map.get(&5000), Some("read"));
+        assert_eq!(map.get(&3), Some("read again"));
+        // Protected holds 8: an eleventh read demotes the least recent of them to probation.
+        for i in 0..9 {
+            map.put_read(2000 + i, "read");
+        }
+        assert_eq!(map.len(), 10);
+        assert_eq!(map.get(&5000), None, "demoted, then evicted by the next read");
     }
 
     #[test]
