@@ -123,7 +123,9 @@ fn the_consumer_killed_during_a_burst_applies_every_event_exactly_once() {
                     if i % 3 == 1 {
                         assert_eq!(request(address, "PATCH", &path, Some(r#"{"seen":true}"#)).0, 200);
                     }
-                    if i % 5 == 4 {
+                    // Records that may expire are not deleted: the test's clock can pass their
+                    // expiry between the create and the delete (a 404, and no event).
+                    if i % 5 == 4 && i % 3 != 0 {
                         assert_eq!(request(address, "DELETE", &path, None).0, 204);
                     }
                 }
