@@ -270,6 +270,19 @@ fn import_creates_records_skips_expired_ones_and_is_idempotent(kind: Kind) {
     assert_eq!(creates, 2);
 }
 
+/// A whole batch (10,000 records, so 10,000 changes in one transaction) fits every backend's
+/// statement limits (MySQL: 65,535 placeholders per prepared statement).
+fn a_full_import_batch_is_one_transaction_on_every_backend(kind: Kind) {
+    let Some(t) = TestStore::on(kind) else { return };
+    let input: String = (0..guidstore::IMPORT_BATCH)
+        .map(|n| format!("{{\"guid\":\"{n:032X}\",\"expire\":\"{}\",\"n\":{n}}}\n", NOW + 100))
+        .collect();
+    let stats = t.store.import(input.as_bytes(), guidstore::OnConflict::Fail, |_| {}).unwrap();
+    assert_eq!(stats.created, guidstore::IMPORT_BATCH as u64);
+    let last = guid(&format!("{:032X}", guidstore::IMPORT_BATCH - 1));
+    assert_eq!(t.store.get(&last).unwrap().metadata()["n"], guidstore::IMPORT_BATCH - 1);
+}
+
 fn import_conflicts_follow_the_rule_and_a_bad_line_writes_nothing_of_its_batch(kind: Kind) {
     let Some(t) = TestStore::on(kind) else { return };
     let stored = t.create(&format!(r#"{{"guid":"{G1}","user":"old"}}"#)).unwrap();
@@ -328,6 +341,7 @@ on_every_backend!(
     the_feed_wakes_consumers_and_serves_changes_in_order_until_trimmed,
     export_writes_each_live_record_as_get_renders_it_in_guid_order,
     import_creates_records_skips_expired_ones_and_is_idempotent,
+    a_full_import_batch_is_one_transaction_on_every_backend,
     import_conflicts_follow_the_rule_and_a_bad_line_writes_nothing_of_its_batch,
     create_then_get_returns_the_same_record,
     create_without_guid_or_expire_draws_a_guid_and_uses_the_default_ttl,

@@ -360,50 +360,67 @@ impl Transaction for MysqlTransaction<'_> {
     fn apply(&mut self, changes: &[Change]) -> Result<()> {
         let Some(last) = changes.last() else { return Ok(()) };
         let states = FinalStates::of(changes);
-        let mut upsert = Vec::with_capacity(states.upserts.len() * 4);
-        for record in &states.upserts {
-            upsert.extend([
-                Value::from(record.guid().as_str()),
-                Value::from(sql_int(record.expire().as_secs())),
-                Value::from(record.metadata_json()),
-                Value::from(record.version() as i64),
-            ]);
-        }
-        let mut log = Vec::with_capacity(changes.len() * 7);
-        for change in changes {
-            let record = change.record();
-            log.extend([
-                Value::from(sql_int(change.revision())),
-                Value::from(change.op().as_str()),
-                Value::from(change.guid().as_str()),
-                Value::from(sql_int(change.at())),
-                Value::from(record.map(|r| sql_int(r.expire().as_secs()))),
-                Value::from(record.map(|r| r.metadata_json())),
-                Value::from(record.map(|r| r.version() as i64)),
-            ]);
-        }
-        let upsert_sql = format!(
-            "INSERT INTO guidstore_records (guid, expire, metadata, version) VALUES {}
-             ON DUPLICATE KEY UPDATE expire = VALUES(expire), metadata = VALUES(metadata), version = VALUES(version)",
-            placeholders(states.upserts.len(), 4)
-        );
+        // One statement per ROWS_PER_STATEMENT rows: a prepared statement takes at most 65,535
+        // placeholders (an import batch of 10,000 changes has 70,000).
+        let upserts: Vec<(String, Vec<Value>)> = states
+            .upserts
+            .chunks(ROWS_PER_STATEMENT)
+            .map(|chunk| {
+                let mut params = Vec::with_capacity(chunk.len() * 4);
+                for record in chunk {
+                    params.extend([
+                        Value::from(record.guid().as_str()),
+                        Value::from(sql_int(record.expire().as_secs())),
+                        Value::from(record.metadata_json()),
+                        Value::from(record.version() as i64),
+                    ]);
+                }
+                let sql = format!(
+                    "INSERT INTO guidstore_records (guid, expire, metadata, version) VALUES {}
+                     ON DUPLICATE KEY UPDATE expire = VALUES(expire), metadata = VALUES(metadata), version = VALUES(version)",
+                    placeholders(chunk.len(), 4)
+                );
+                (sql, params)
+            })
+            .collect();
+        let logs: Vec<(String, Vec<Value>)> = changes
+            .chunks(ROWS_PER_STATEMENT)
+            .map(|chunk| {
+                let mut params = Vec::with_capacity(chunk.len() * 7);
+                for change in chunk {
+                    let record = change.record();
+                    params.extend([
+                        Value::from(sql_int(change.revision())),
+                        Value::from(change.op().as_str()),
+                        Value::from(change.guid().as_str()),
+                        Value::from(sql_int(change.at())),
+                        Value::from(record.map(|r| sql_int(r.expire().as_secs()))),
+                        Value::from(record.map(|r| r.metadata_json())),
+                        Value::from(record.map(|r| r.version() as i64)),
+                    ]);
+                }
+                let sql = format!(
+                    "INSERT INTO guidstore_changes (revision, op, guid, at, expire, metadata, version) VALUES {}",
+                    placeholders(chunk.len(), 7)
+                );
+                (sql, params)
+            })
+            .collect();
         let delete_sql =
             format!("DELETE FROM guidstore_records WHERE guid IN ({})", guid_list(states.deletes.iter().copied()));
-        let log_sql = format!(
-            "INSERT INTO guidstore_changes (revision, op, guid, at, expire, metadata, version) VALUES {}",
-            placeholders(changes.len(), 7)
-        );
         let revision = sql_int(last.revision());
         let conn = &mut *self.conn;
         self.runtime.run_until(self.deadline, "saving changes", async {
             let saved = |e| my_error("saving changes", e);
-            if !states.upserts.is_empty() {
-                conn.exec_drop(upsert_sql, upsert).await.map_err(saved)?;
+            for (sql, params) in upserts {
+                conn.exec_drop(sql, params).await.map_err(saved)?;
             }
             if !states.deletes.is_empty() {
                 conn.query_drop(delete_sql).await.map_err(saved)?;
             }
-            conn.exec_drop(log_sql, log).await.map_err(saved)?;
+            for (sql, params) in logs {
+                conn.exec_drop(sql, params).await.map_err(saved)?;
+            }
             conn.exec_drop("UPDATE guidstore_meta SET revision = ? WHERE id = 1", (revision,)).await.map_err(saved)
         })
     }
