@@ -81,15 +81,23 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 start sqlite --db "$WORK/feed.db" --sync full
 load --write-url "${URLS[sqlite]}" --subscribers 0 --seconds 1 >/dev/null # warm-up
 declare -A POSTS EVENTS PER RATIO
+# cpu_per_post POSTS/S TICKS: the server's CPU time (user + system) per POST of a run, in µs: a
+# figure that holds on a busy machine, where the POST rate mostly measures the neighbours.
+cpu_per_post() { awk -v p="$1" -v t="$2" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" 'BEGIN { printf "%.0f", t / hz * 1e6 / (p * d) }'; }
 for round in $(seq "$ROUNDS"); do
+    ticks=$(cpu_ticks "${PIDS[sqlite]}")
     read -r base_posts _ <<<"$(load --write-url "${URLS[sqlite]}" --subscribers 0)"
+    base_cpu=$(cpu_per_post "$base_posts" "$(($(cpu_ticks "${PIDS[sqlite]}") - ticks))")
     POSTS[0]+="$base_posts "
+    echo "  round $round: no subscriber: $base_posts POST/s, server CPU ${base_cpu} µs per POST" >&2
     for subscribers in 1 100; do
+        ticks=$(cpu_ticks "${PIDS[sqlite]}")
         read -r posts events per _ <<<"$(load --write-url "${URLS[sqlite]}" --subscribers "$subscribers")"
+        cpu=$(cpu_per_post "$posts" "$(($(cpu_ticks "${PIDS[sqlite]}") - ticks))")
         ratio=$(awk -v a="$posts" -v b="$base_posts" 'BEGIN { printf "%.2f", a / b }')
         POSTS[$subscribers]+="$posts "; EVENTS[$subscribers]+="$events "; PER[$subscribers]+="$per "
         RATIO[$subscribers]+="$ratio "
-        echo "  round $round: $subscribers subscribers: $posts POST/s (${ratio}× of $base_posts), $events events/s delivered" >&2
+        echo "  round $round: $subscribers subscribers: $posts POST/s (${ratio}× of $base_posts), $events events/s delivered, server CPU ${cpu} µs per POST" >&2
     done
 done
 

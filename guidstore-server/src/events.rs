@@ -16,6 +16,7 @@ use hyper::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, 
 use hyper::{Response, StatusCode};
 
 use crate::error::ApiError;
+use crate::fanout::{Chunk, Frames, Read};
 use crate::response::{Body, StreamWriter, Written, json_response, stream};
 use crate::state::AppState;
 use crate::store_io;
@@ -99,19 +100,24 @@ pub fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 /// Answers a long poll: at once if there are events after `after`, else when one arrives, or
-/// with none when `wait` (at most `--events-max-wait`) passes.
+/// with none when `wait` (at most `--events-max-wait`) passes. It waits on the fan-out (one
+/// notification per batch of changes, whoever waits), and its answer reuses the fan-out's
+/// rendering of each event it holds.
 pub async fn long_poll(state: &Arc<AppState>, query: EventsQuery) -> Result<Response<Body>, ApiError> {
     let wait = query.wait.min(state.settings.events_max_wait);
     let deadline = tokio::time::Instant::now() + wait;
     let mut stopping = state.stopping.subscribe();
+    let mut feed = None;
     loop {
         let events = store_io::events_after(&state.store, query.after, query.limit).await?;
         if !events.is_empty() || tokio::time::Instant::now() >= deadline || *stopping.borrow() {
             state.metrics.events_delivered(events.len() as u64);
-            return Ok(json_response(StatusCode::OK, events_body(&events, query.after)));
+            let body = events_body(&events, &state.fanout.json_of(&events), query.after);
+            return Ok(json_response(StatusCode::OK, body));
         }
+        let feed = feed.get_or_insert_with(|| state.fanout.attach());
         tokio::select! {
-            waited = state.store.wait_for_changes_after(query.after) => waited?,
+            waited = feed.wait_beyond(query.after) => waited?,
             () = tokio::time::sleep_until(deadline) => {}
             _ = stopping.wait_for(|stopping| *stopping) => {}
         }
@@ -119,17 +125,21 @@ pub async fn long_poll(state: &Arc<AppState>, query: EventsQuery) -> Result<Resp
 }
 
 /// `{"events":[EVENT,…],"next":REV}`: `next` is the last event's revision, or `after` when none.
-fn events_body(events: &[Change], after: u64) -> Bytes {
+/// `rendered`: each event's JSON when already rendered (by the fan-out).
+fn events_body(events: &[Change], rendered: &[Option<Bytes>], after: u64) -> Bytes {
     let next = events.last().map_or(after, Change::revision);
-    let mut body = String::with_capacity(64 + events.len() * 256);
-    body.push_str(r#"{"events":["#);
+    let mut body = Vec::with_capacity(64 + events.len() * 320);
+    body.extend_from_slice(br#"{"events":["#);
     for (index, event) in events.iter().enumerate() {
         if index > 0 {
-            body.push(',');
+            body.push(b',');
         }
-        body.push_str(&event.to_json());
+        match rendered.get(index) {
+            Some(Some(json)) => body.extend_from_slice(json),
+            _ => body.extend_from_slice(event.to_json().as_bytes()),
+        }
     }
-    body.push_str(&format!(r#"],"next":{next}}}"#));
+    body.extend_from_slice(format!(r#"],"next":{next}}}"#).as_bytes());
     body.into()
 }
 
@@ -153,12 +163,14 @@ pub async fn open_stream(
 }
 
 /// Writes events to a stream as they come, until the client goes away, stops reading, or the
-/// server shuts down. Each stream has its own task reading the feed at its client's pace: it
-/// never makes a writer or another stream wait. At most [`STREAM_BUFFER`] bytes wait unread;
-/// while the queue is full the task waits for the client to take some. A client that takes
-/// nothing for `--events-stall-timeout` gets, instead of what waits, a last `overflow` event
-/// saying where to resume; if it does not read that either within the timeout, its connection
-/// is dropped.
+/// server shuts down. Each stream has its own task at its client's pace: it never makes a writer
+/// or another stream wait. It takes the events from the fan-out, already rendered, everything
+/// after its position in one chunk per wake-up (up to [`CHUNK`] bytes); behind what the fan-out
+/// keeps (at the start, or after falling far behind) it reads the store and renders what it
+/// reads. At most [`STREAM_BUFFER`] bytes wait unread; while the queue is full the task waits for
+/// the client to take some. A client that takes nothing for `--events-stall-timeout` gets,
+/// instead of what waits, a last `overflow` event saying where to resume; if it does not read
+/// that either within the timeout, its connection is dropped.
 async fn produce(
     state: Arc<AppState>,
     mut after: u64,
@@ -169,32 +181,46 @@ async fn produce(
 ) {
     let _open = state.metrics.stream_opened(writer.position());
     let mut stopping = state.stopping.subscribe();
-    let mut pending = Some(first);
+    let mut feed = state.fanout.attach();
+    // Events read from the store, and whether the fan-out sent this stream there.
+    let mut from_store = Some((first, false));
     loop {
-        let events = match pending.take() {
-            Some(events) => Ok(events),
-            None => store_io::events_after(&state.store, after, limit).await,
-        };
-        match events {
-            Ok(events) if !events.is_empty() => {
-                for (chunk, count, through) in sse_chunks(&events) {
-                    if !write_paced(&state, &writer, chunk, through, abort.as_ref(), &mut stopping).await {
-                        return;
+        let (chunks, wait_on_store) = match from_store.take() {
+            Some((events, behind)) => (Frames::render(&events).chunks(CHUNK), behind),
+            None => match feed.read(after, CHUNK) {
+                Read::Events(chunk) => (vec![chunk], false),
+                Read::Current => (Vec::new(), false),
+                Read::Behind => {
+                    match store_io::events_after(&state.store, after, limit).await {
+                        Ok(events) => from_store = Some((events, true)),
+                        Err(error) => {
+                            // The consumer learns why the stream ends (e.g. 410 events_truncated, 503).
+                            writer.write(sse_error(&error), None);
+                            return;
+                        }
                     }
-                    state.metrics.events_delivered(count);
-                    after = through;
+                    continue;
                 }
-                continue;
+            },
+        };
+        if !chunks.is_empty() {
+            for Chunk { bytes, count, through } in chunks {
+                if !write_paced(&state, &writer, bytes, through, abort.as_ref(), &mut stopping).await {
+                    return;
+                }
+                state.metrics.events_delivered(count);
+                after = through;
             }
-            Ok(_) => {}
-            Err(error) => {
-                // The consumer learns why the stream ends (e.g. 410 events_truncated, 503).
-                writer.write(sse_error(&error), None);
-                return;
-            }
+            continue;
         }
+        // Nothing new. The fan-out wakes this stream when it has more. Should the store have had
+        // nothing for a position the fan-out is past (it cannot, short of a trimmed log), the
+        // stream waits on the store itself rather than asking both in a loop.
+        let waited = async {
+            if wait_on_store { state.store.wait_for_changes_after(after).await } else { feed.wait_beyond(after).await }
+        };
         let stall = tokio::select! {
-            waited = state.store.wait_for_changes_after(after) => {
+            waited = waited => {
                 if let Err(error) = waited {
                     writer.write(sse_error(&ApiError::from(error)), None);
                     return;
@@ -293,24 +319,8 @@ fn drop_stalled(state: &AppState, abort: Option<&Abort>) {
     }
 }
 
-/// The most bytes of events in one chunk of a stream.
-const CHUNK: usize = 64 * 1024;
-
-/// Events in the event-stream format — `id: REV`, `event: OP`, `data: EVENT` and a blank line
-/// each — in chunks of about [`CHUNK`] bytes: each with its number of events and last revision.
-fn sse_chunks(events: &[Change]) -> Vec<(Bytes, u64, u64)> {
-    let mut chunks = Vec::new();
-    let (mut chunk, mut count) = (String::new(), 0);
-    for (index, event) in events.iter().enumerate() {
-        chunk.push_str(&format!("id: {}\nevent: {}\ndata: {}\n\n", event.revision(), event.op(), event.to_json()));
-        count += 1;
-        if chunk.len() >= CHUNK || index + 1 == events.len() {
-            chunks.push((Bytes::from(std::mem::take(&mut chunk)), count, event.revision()));
-            count = 0;
-        }
-    }
-    chunks
-}
+/// The most bytes of events in one chunk of a stream (a larger event goes alone in its chunk).
+pub const CHUNK: usize = 256 * 1024;
 
 /// The last event of a stream whose consumer took nothing for the stall timeout: it resumes
 /// from the last `id:` it received (`last_event_id`: the last the server handed to the
@@ -369,6 +379,6 @@ mod tests {
 
     #[test]
     fn an_empty_answer_names_the_position_it_was_asked_for() {
-        assert_eq!(events_body(&[], 9), Bytes::from_static(br#"{"events":[],"next":9}"#));
+        assert_eq!(events_body(&[], &[], 9), Bytes::from_static(br#"{"events":[],"next":9}"#));
     }
 }

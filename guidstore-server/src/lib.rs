@@ -22,6 +22,7 @@
 //! - `store_io`: the async bridge to the store's blocking calls (reads that miss the cache, the
 //!   health check) and the purge.
 //! - `events`: `GET /events`, the change feed as a long poll or Server-Sent Events.
+//! - `fanout`: the change feed rendered once per change and shared by every `/events` consumer.
 //! - `wire`: a connection's byte stream as hyper sees it: half-closed HTTP/1 clients are
 //!   answered, `#fragment` targets refused, hyper's own error answers given JSON bodies.
 //! - `error`: [`ApiError`](error::ApiError) and the one mapping from error codes to statuses.
@@ -41,6 +42,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod fanout;
 pub mod logfile;
 pub mod metrics;
 pub mod response;

@@ -313,7 +313,9 @@ async fn operate(
         }
         (Route::Metrics, Method::GET | Method::HEAD) => {
             let behind = store_io::revisions_behind(&state.store).await;
-            let text = state.metrics.render(&state.store.counters(), &StoreGauges::of(&state.store, behind));
+            // Consumers wait on the fan-out (which alone waits on the store's feed).
+            let gauges = StoreGauges { subscribers: state.fanout.waiting(), ..StoreGauges::of(&state.store, behind) };
+            let text = state.metrics.render(&state.store.counters(), &gauges);
             let mut response = Response::new(Body::new(text.into()));
             response
                 .headers_mut()

@@ -8,6 +8,7 @@ use guidstore::Store;
 
 use crate::auth::Auth;
 use crate::config::Settings;
+use crate::fanout::Fanout;
 use crate::metrics::Metrics;
 
 /// What every request handler shares.
@@ -24,12 +25,15 @@ pub struct AppState {
     /// Set when the server starts shutting down: long polls answer and event streams end, so
     /// that graceful shutdown does not wait for them.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// The change feed rendered once for every `/events` consumer.
+    pub fanout: Arc<Fanout>,
 }
 
 impl AppState {
     /// The state of a server over `store`.
     pub fn new(store: Arc<Store>, settings: Settings, auth: Option<Auth>) -> Arc<AppState> {
         let stopping = tokio::sync::watch::Sender::new(false);
-        Arc::new(AppState { store, settings, metrics: Metrics::default(), auth, stopping })
+        let fanout = Fanout::new(Arc::clone(&store), stopping.subscribe());
+        Arc::new(AppState { store, settings, metrics: Metrics::default(), auth, stopping, fanout })
     }
 }

@@ -628,6 +628,14 @@ impl Store {
         self.shared.feed.wait_after(after)
     }
 
+    /// Up to `limit` changes after `after` that this process has published to the change feed, from
+    /// memory: no query, no freshness round, never blocks (for a fan-out that follows the feed:
+    /// [`Store::wait_for_changes_after`] tells it when to look). `None` when memory no longer
+    /// reaches back to `after` (read [`Store::events_after`] instead).
+    pub fn published_after(&self, after: u64, limit: usize) -> Option<Vec<Change>> {
+        self.shared.feed.recent_after(after, limit.max(1))
+    }
+
     /// The newest revision this process has published to the change feed.
     pub fn feed_revision(&self) -> u64 {
         self.shared.feed.newest()
