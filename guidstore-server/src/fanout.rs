@@ -534,8 +534,11 @@ mod tests {
         assert_eq!(a.through, 20, "two batches joined");
         assert_eq!(b.through, 10, "the cap stops at the first batch's end");
         assert_eq!((c.bytes.as_ptr(), c.bytes.len()), (d.bytes.as_ptr(), d.bytes.len()));
-        let batch = &fanout.lock().batches[0];
-        assert_eq!(b.bytes.as_ptr(), batch.bytes[batch.start(3)..].as_ptr());
+        let start = {
+            let inner = fanout.lock();
+            inner.batches[0].bytes[inner.batches[0].start(3)..].as_ptr()
+        };
+        assert_eq!(b.bytes.as_ptr(), start);
         // A long poll's answer reuses the same JSON; what the fan-out does not hold is `None`.
         let json = fanout.json_of(&events);
         assert!(json.iter().zip(&events).all(|(json, event)| json.as_ref().unwrap() == &event.to_json()));
