@@ -132,6 +132,9 @@ async fn answer(
             response
         }
     };
+    if let (Some(hold), Body::Stream(stream)) = (&client_eof, response.body_mut()) {
+        stream.keep(hold.stream_open());
+    }
     if method == Method::HEAD && version >= Version::HTTP_2 {
         // HTTP/1: hyper answers HEAD with the body's length and without the body.
         strip_body(&mut response);
@@ -139,6 +142,9 @@ async fn answer(
     // One clock read for the latency (metrics, access log) and the access line's timestamp.
     let ended = Instant::now();
     let elapsed = ended.saturating_duration_since(started);
+    if let Some(hold) = &client_eof {
+        hold.note_end(ended);
+    }
     let status = response.status();
     state.metrics.record(route.label(), &method, status, elapsed);
     if log::max_level() >= log::LevelFilter::Info {
