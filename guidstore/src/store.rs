@@ -234,7 +234,8 @@ pub struct Stats {
     pub storage_errors: u64,
     /// The revision up to which the change log is reflected in the cache.
     pub applied_revision: u64,
-    /// Freshness rounds run (reads of the change log) on a shared database.
+    /// On a shared database, queries of the change log's state: freshness rounds (each reads the
+    /// newest revision, shared by the reads waiting at the time) and the tailer's reads of the log.
     pub sync_rounds: u64,
     /// Reads of a record from storage (misses of every cache level).
     pub storage_reads: u64,
