@@ -303,8 +303,10 @@ impl Store {
     ///
     /// - a file path, or `sqlite:PATH`: an SQLite file, as [`Store::open_with`];
     /// - `postgres://USER[:PASS]@HOST[:PORT]/DB` (or `postgresql://`): PostgreSQL (cargo feature
-    ///   `postgres`); `?sslmode=disable` or `prefer`;
-    /// - `mysql://USER[:PASS]@HOST[:PORT]/DB` (or `mariadb://`): MariaDB or MySQL (feature `mysql`).
+    ///   `postgres`); TLS as `?sslmode=disable|prefer|require|verify-ca|verify-full` and
+    ///   `&sslrootcert=FILE|system` say (libpq's meanings; `prefer` by default);
+    /// - `mysql://USER[:PASS]@HOST[:PORT]/DB` (or `mariadb://`): MariaDB or MySQL (feature `mysql`);
+    ///   TLS as `?ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_IDENTITY` and `&ssl-ca=FILE|system` say.
     ///
     /// Without a password in the URL, `PGPASSWORD` or `MYSQL_PWD` is used. A network database is
     /// migrated at open (under an advisory lock, so processes starting together migrate once) and

@@ -5,7 +5,8 @@
 //!
 //! Backends, one file each: `sqlite` (the embedded default, always built, with `vfs`, its write
 //! connection's VFS shim), `postgres` (feature `postgres`) and `mysql` (feature `mysql`), which
-//! share `runtime`, the private async runtime that drives their drivers. `location` parses the
+//! share `runtime`, the private async runtime that drives their drivers, and `tls`, the URL's TLS
+//! parameters (`sslmode`, `sslrootcert`) and the rustls configuration. `location` parses the
 //! storage URL that picks one. SQL migrations live in `guidstore/migrations/BACKEND/`.
 
 pub(crate) mod location;
@@ -16,6 +17,8 @@ pub(crate) mod postgres;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
 pub(crate) mod runtime;
 pub(crate) mod sqlite;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) mod tls;
 mod vfs;
 
 use std::collections::HashMap;

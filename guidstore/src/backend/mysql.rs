@@ -13,10 +13,11 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Value};
+use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts, Value};
 
 use super::NetworkSettings;
 use super::runtime::{DbRuntime, park_on};
+use super::tls::{TlsMode, TlsParams};
 use crate::backend::{
     Backend, BoxFuture, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
 };
@@ -117,18 +118,71 @@ impl Drop for Pooled {
     }
 }
 
+/// mysql_async's TLS options for `tls` (`None`: no TLS). The roots are loaded here, so that a
+/// bad file is reported once at startup; without a root file the system's roots are trusted
+/// (not the Mozilla list built into mysql_async).
+fn ssl_opts(tls: &TlsParams) -> std::result::Result<Option<SslOpts>, String> {
+    if tls.mode == TlsMode::Disable {
+        return Ok(None);
+    }
+    let Some((roots, check_name)) = tls.verification() else {
+        // prefer, and require without a root file: encrypted, the certificate not checked.
+        return Ok(Some(SslOpts::default().with_danger_accept_invalid_certs(true)));
+    };
+    if !check_name {
+        // mysql_async's "skip domain validation" matches the text "NotValidForName" in rustls's
+        // error, which rustls 0.23 no longer prints: the chain alone cannot be checked.
+        return Err("VERIFY_CA is not available on MariaDB/MySQL (nor REQUIRED with ssl-ca, which means it): \
+                    use VERIFY_IDENTITY, which checks the chain and the host name, or REQUIRED without ssl-ca"
+            .to_owned());
+    }
+    let roots = super::tls::load_roots(&roots)?.into_iter().map(|cert| cert.to_vec().into()).collect();
+    Ok(Some(SslOpts::default().with_root_certs(roots).with_disable_built_in_roots(true)))
+}
+
+/// `PREFERRED`: one connection with `tls` tells whether the server offers TLS; if it does not,
+/// the pool connects without (decided once, at startup; a server must be restarted to change
+/// that anyway). Other failures are left to the first connection of the pool to report.
+async fn prefer_tls(tls: Opts, plain: Opts, name: &str) -> Result<Opts> {
+    match Conn::new(tls.clone()).await {
+        Ok(conn) => {
+            let _ = conn.disconnect().await;
+            Ok(tls)
+        }
+        Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)) => {
+            log::info!("guidstore: {name} offers no TLS; connecting without it (ssl-mode=PREFERRED)");
+            Ok(plain)
+        }
+        Err(_) => Ok(tls),
+    }
+}
+
 /// Whether `error` is worth one more attempt on a fresh connection (see the PostgreSQL backend).
 fn retryable(error: &Error) -> bool {
     matches!(error, Error::Storage(storage) if storage.is_transient())
 }
 
 impl MysqlBackend {
-    /// Connects to the database at `url` (`mysql://USER[:PASS]@HOST[:PORT]/DB`), checks
-    /// durability settings and migrates the schema.
+    /// Connects to the database at `url` (`mysql://USER[:PASS]@HOST[:PORT]/DB[?ssl-mode=…]`),
+    /// checks durability settings and migrates the schema. TLS is as `ssl-mode` and `ssl-ca` ask
+    /// (see [`super::tls`]; `PREFERRED` by default).
     pub(crate) fn open(url: &str, settings: NetworkSettings) -> Result<MysqlBackend> {
         let name = super::location::redact_url(url);
         let invalid = |reason: String| Error::InvalidUrl { url: name.clone(), reason };
-        let opts = Opts::from_url(url).map_err(|e| invalid(e.to_string()))?;
+        let (url, tls) = super::tls::split_url(url).map_err(invalid)?;
+        if let Some(own) = url.split_once('?').and_then(|(_, query)| {
+            query.split('&').map(|p| p.split_once('=').map_or(p, |(name, _)| name)).find(|name| {
+                ["require_ssl", "verify_ca", "verify_identity", "built_in_roots"]
+                    .contains(&name.to_ascii_lowercase().as_str())
+            })
+        }) {
+            return Err(invalid(format!(
+                "{own} is not used: TLS is set with ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_CA|VERIFY_IDENTITY \
+                 and ssl-ca=FILE"
+            )));
+        }
+        let ssl = ssl_opts(&tls).map_err(invalid)?;
+        let opts = Opts::from_url(&url).map_err(|e| invalid(e.to_string()))?;
         if opts.db_name().is_none_or(str::is_empty) {
             return Err(invalid("it names no database (mysql://USER@HOST/DATABASE)".to_owned()));
         }
@@ -153,7 +207,10 @@ impl MysqlBackend {
                 format!("SET SESSION innodb_lock_wait_timeout = {lock_wait}"),
             ]);
         let runtime = DbRuntime::new("guidstore-mysql", settings.timeout)?;
-        let opts: Opts = opts.into();
+        let plain: Opts = opts.clone().into();
+        let opts: Opts = opts.ssl_opts(ssl).into();
+        let opts =
+            if tls.mode == TlsMode::Prefer { runtime.run("connecting", prefer_tls(opts, plain, &name))? } else { opts };
         let pool = runtime.run("creating the pool", async { Ok(Pool::new(opts.clone())) })?;
         let backend = MysqlBackend { runtime, opts, timeout: settings.timeout, pool, name };
         backend.connect_and_migrate()?;

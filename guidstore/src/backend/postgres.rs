@@ -13,8 +13,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
-use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::NetworkSettings;
 use super::runtime::{DbRuntime, park_on};
@@ -36,6 +36,8 @@ pub(crate) struct PostgresBackend {
     pool: Pool,
     /// The connection settings, for the `LISTEN` connection.
     config: tokio_postgres::Config,
+    /// The TLS connector (used as `config`'s `sslmode` says).
+    tls: MakeRustlsConnect,
     /// The URL without its password, for messages.
     name: String,
 }
@@ -106,10 +108,14 @@ fn retryable(error: &Error) -> bool {
 
 impl PostgresBackend {
     /// Connects to the database at `url` (`postgres://USER[:PASS]@HOST[:PORT]/DB[?sslmode=…]`),
-    /// checks durability settings and migrates the schema.
+    /// checks durability settings and migrates the schema. TLS is as `sslmode` and `sslrootcert`
+    /// ask (see [`super::tls`]; `prefer` by default).
     pub(crate) fn open(url: &str, settings: NetworkSettings) -> Result<PostgresBackend> {
         let name = super::location::redact_url(url);
         let invalid = |reason: String| Error::InvalidUrl { url: name.clone(), reason };
+        // tokio-postgres knows disable, prefer and require: the modes that check certificates
+        // are this backend's, and the driver sees only whether to use TLS at all.
+        let (url, tls) = super::tls::split_url(url).map_err(invalid)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| invalid(format!("{e}")))?;
         if config.get_password().is_none()
             && let Ok(password) = std::env::var("PGPASSWORD")
@@ -119,21 +125,22 @@ impl PostgresBackend {
         if config.get_dbname().is_none() {
             return Err(invalid("it names no database (postgres://USER@HOST/DATABASE)".to_owned()));
         }
-        match config.get_ssl_mode() {
-            SslMode::Disable | SslMode::Prefer => {}
-            _ => {
-                return Err(invalid(
-                    "this build connects to PostgreSQL without TLS: use sslmode=disable or prefer".to_owned(),
-                ));
-            }
-        }
+        config.ssl_mode(match tls.mode {
+            super::tls::TlsMode::Disable => SslMode::Disable,
+            super::tls::TlsMode::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
+        });
+        let tls = MakeRustlsConnect::new(super::tls::client_config(&tls).map_err(invalid)?);
         config.connect_timeout(settings.timeout);
         config.keepalives(true).keepalives_idle(Duration::from_secs(10));
         // The server gives up on a statement the client has stopped waiting for.
         config.options(format!("-c statement_timeout={}", settings.timeout.as_millis()));
         config.application_name("guidstore");
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size.max(2))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -143,7 +150,7 @@ impl PostgresBackend {
             .build()
             .map_err(|e| StorageError::permanent(format!("PostgreSQL connection pool: {e}")))?;
         let runtime = DbRuntime::new("guidstore-postgres", settings.timeout)?;
-        let backend = PostgresBackend { runtime, timeout: settings.timeout, pool, config, name };
+        let backend = PostgresBackend { runtime, timeout: settings.timeout, pool, config, tls, name };
         backend.connect_and_migrate()?;
         Ok(backend)
     }
@@ -268,9 +275,10 @@ const CHANNEL: &str = "guidstore_changes";
 /// ends.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
     wake: &(dyn Fn() + Send + Sync),
 ) -> std::result::Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let statement = format!("LISTEN {CHANNEL}");
     let listening = client.batch_execute(&statement);
     let mut listening = std::pin::pin!(listening);
@@ -648,12 +656,13 @@ impl Backend for PostgresBackend {
 
     fn listen(&self, wake: Box<dyn Fn() + Send + Sync>) {
         let config = self.config.clone();
+        let tls = self.tls.clone();
         let name = self.name.clone();
         self.runtime.spawn(async move {
             // One connection of its own, outside the pool, held for as long as the store is open;
             // when it breaks, the tailer's polling goes on and the connection is made again.
             loop {
-                match listen_once(&config, &*wake).await {
+                match listen_once(&config, &tls, &*wake).await {
                     Ok(()) => log::debug!("guidstore: LISTEN connection to {name} closed"),
                     Err(error) => log::debug!("guidstore: LISTEN connection to {name} failed: {error}"),
                 }
