@@ -9,16 +9,17 @@
 //! `GET_LOCK`, so processes starting together migrate once (MySQL's DDL is not transactional:
 //! a migration that fails half-way is reported and must be repaired by hand).
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts, Value};
 
 use super::NetworkSettings;
-use super::runtime::DbRuntime;
+use super::runtime::{DbRuntime, park_on};
 use super::tls::{TlsMode, TlsParams};
 use crate::backend::{
-    Backend, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
+    Backend, BoxFuture, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
 };
 use crate::{Change, Error, Guid, Record, Result, StorageError};
 
@@ -282,7 +283,16 @@ impl MysqlBackend {
     /// idempotent; the pool may hold connections the server has killed). A connection whose call
     /// failed or timed out never returns to the pool.
     fn with_conn<T>(&self, what: &str, work: impl AsyncFn(&mut Conn) -> Result<T>) -> Result<T> {
-        self.runtime.run(what, async {
+        park_on(self.with_conn_async(what, work))
+    }
+
+    /// [`MysqlBackend::with_conn`] as a future: whoever polls it waits without blocking.
+    fn with_conn_async<'a, T: 'a>(
+        &'a self,
+        what: &'a str,
+        work: impl AsyncFn(&mut Conn) -> Result<T> + 'a,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        self.runtime.bound(self.runtime.deadline(), what, async move {
             let mut retried = false;
             loop {
                 let mut conn = self.connect(retried).await?;
@@ -483,17 +493,47 @@ impl Transaction for MysqlTransaction<'_> {
     }
 }
 
-impl Backend for MysqlBackend {
-    fn load(&self, guid: &Guid) -> Result<Option<Record>> {
-        let row: Option<RecordRow> = self.with_conn("reading a record", async |conn| {
-            conn.exec_first(
+impl MysqlBackend {
+    /// The stored record `guid` (a pooled connection, one round trip).
+    fn load_record(&self, guid: Guid) -> impl Future<Output = Result<Option<Record>>> + Send + '_ {
+        let row = self.with_conn_async("reading a record", async move |conn| {
+            conn.exec_first::<RecordRow, _, _>(
                 "SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid = ?",
                 (guid.as_str(),),
             )
             .await
             .map_err(|e| my_error("reading a record", e))
-        })?;
-        row.map(record_from_row).transpose()
+        });
+        async move { row.await?.map(record_from_row).transpose() }
+    }
+
+    /// The newest committed revision (one round trip: a freshness round).
+    fn read_revision(&self) -> impl Future<Output = Result<u64>> + Send + '_ {
+        self.with_conn_async("reading the revision", async |conn| {
+            let revision: Option<i64> = conn
+                .query_first("SELECT revision FROM guidstore_meta WHERE id = 1")
+                .await
+                .map_err(|e| my_error("reading the revision", e))?;
+            Ok(revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0))
+        })
+    }
+}
+
+impl Backend for MysqlBackend {
+    fn load(&self, guid: &Guid) -> Result<Option<Record>> {
+        park_on(self.load_record(*guid))
+    }
+
+    fn load_async(&self, guid: Guid) -> Option<BoxFuture<'_, Result<Option<Record>>>> {
+        Some(Box::pin(self.load_record(guid)))
+    }
+
+    fn revision_async(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.read_revision())
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        self.runtime.spawn(task);
     }
 
     fn is_shared(&self) -> bool {
@@ -599,13 +639,7 @@ impl Backend for MysqlBackend {
     }
 
     fn revision(&self) -> Result<u64> {
-        self.with_conn("reading the revision", async |conn| {
-            let revision: Option<i64> = conn
-                .query_first("SELECT revision FROM guidstore_meta WHERE id = 1")
-                .await
-                .map_err(|e| my_error("reading the revision", e))?;
-            Ok(revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0))
-        })
+        park_on(self.read_revision())
     }
 
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {

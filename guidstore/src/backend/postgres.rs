@@ -17,9 +17,9 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::NetworkSettings;
-use super::runtime::DbRuntime;
+use super::runtime::{DbRuntime, park_on};
 use crate::backend::{
-    Backend, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
+    Backend, BoxFuture, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
 };
 use crate::{Change, Error, Guid, Record, Result, StorageError};
 
@@ -212,7 +212,16 @@ impl PostgresBackend {
     /// have handed out a connection the server had closed). A connection whose call failed or
     /// timed out never returns to the pool.
     fn with_client<T>(&self, what: &str, work: impl AsyncFn(&Object) -> Result<T>) -> Result<T> {
-        self.runtime.run_until(self.runtime.deadline(), what, async {
+        park_on(self.with_client_async(what, work))
+    }
+
+    /// [`PostgresBackend::with_client`] as a future: whoever polls it waits without blocking.
+    fn with_client_async<'a, T: 'a>(
+        &'a self,
+        what: &'a str,
+        work: impl AsyncFn(&Object) -> Result<T> + 'a,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        self.runtime.bound(self.runtime.deadline(), what, async move {
             let mut retried = false;
             loop {
                 let client = Pooled(Some(self.pool.get().await.map_err(pool_error)?));
@@ -228,6 +237,33 @@ impl PostgresBackend {
                     Err(error) => return Err(error),
                 }
             }
+        })
+    }
+}
+
+impl PostgresBackend {
+    /// The stored record `guid` (a pooled connection, one round trip).
+    fn load_record(&self, guid: Guid) -> impl Future<Output = Result<Option<Record>>> + Send + '_ {
+        self.with_client_async("reading a record", async move |client| {
+            let statement = client
+                .prepare_cached("SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid = $1")
+                .await
+                .map_err(|e| pg_error("preparing", e))?;
+            let row =
+                client.query_opt(&statement, &[&guid.as_str()]).await.map_err(|e| pg_error("reading a record", e))?;
+            row.as_ref().map(record_from_row).transpose()
+        })
+    }
+
+    /// The newest committed revision (one round trip: a freshness round).
+    fn read_revision(&self) -> impl Future<Output = Result<u64>> + Send + '_ {
+        self.with_client_async("reading the revision", async |client| {
+            let statement = client
+                .prepare_cached("SELECT revision FROM guidstore_meta WHERE id = 1")
+                .await
+                .map_err(|e| pg_error("preparing", e))?;
+            let row = client.query_one(&statement, &[]).await.map_err(|e| pg_error("reading the revision", e))?;
+            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
         })
     }
 }
@@ -515,15 +551,19 @@ impl PostgresTransaction<'_> {
 
 impl Backend for PostgresBackend {
     fn load(&self, guid: &Guid) -> Result<Option<Record>> {
-        self.with_client("reading a record", async |client| {
-            let statement = client
-                .prepare_cached("SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid = $1")
-                .await
-                .map_err(|e| pg_error("preparing", e))?;
-            let row =
-                client.query_opt(&statement, &[&guid.as_str()]).await.map_err(|e| pg_error("reading a record", e))?;
-            row.as_ref().map(record_from_row).transpose()
-        })
+        park_on(self.load_record(*guid))
+    }
+
+    fn load_async(&self, guid: Guid) -> Option<BoxFuture<'_, Result<Option<Record>>>> {
+        Some(Box::pin(self.load_record(guid)))
+    }
+
+    fn revision_async(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.read_revision())
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        self.runtime.spawn(task);
     }
 
     fn is_shared(&self) -> bool {
@@ -642,14 +682,7 @@ impl Backend for PostgresBackend {
     }
 
     fn revision(&self) -> Result<u64> {
-        self.with_client("reading the revision", async |client| {
-            let statement = client
-                .prepare_cached("SELECT revision FROM guidstore_meta WHERE id = 1")
-                .await
-                .map_err(|e| pg_error("preparing", e))?;
-            let row = client.query_one(&statement, &[]).await.map_err(|e| pg_error("reading the revision", e))?;
-            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
-        })
+        park_on(self.read_revision())
     }
 
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
