@@ -14,58 +14,21 @@
 # Anchors, same client count, same core: pgbench with a one-row INSERT script (one row per
 # transaction, durable commit) and mysqlslap with the same INSERT.
 # Each round runs every workload once; figures are medians over ROUNDS rounds.
-set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
-CONNECTIONS=${CONNECTIONS:-64}
 RECORDS=${RECORDS:-10000}
 PG_BASE=${PG_BASE:-postgres://postgres@127.0.0.1:5432}
 MYSQL_HOST=${MYSQL_HOST:-127.0.0.1}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SCRIPT="$ROOT/bench/http/workload.lua"
-cd "$ROOT"
+need wrk pgbench mysqlslap psql mariadb taskset
 
-for tool in wrk pgbench mysqlslap psql mariadb taskset; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
 cargo build --release -q -p guidstore-server -p guidstore-cli --bin guidstore-server --bin guidstore-cli --example bench_prefill
-BIN="$ROOT/target/release"
-WORK=$(mktemp -d)
 DB="guidstore_bench_$$"
-declare -A PIDS URLS
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+on_exit() {
     psql "$PG_BASE/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
     mariadb -h "$MYSQL_HOST" -u root -e "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-
-start() {
-    local name=$1; shift
-    taskset -c 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    PIDS[$name]=$!
-    for _ in $(seq 400); do
-        if grep -q '^listening on ' "$WORK/$name.out" 2>/dev/null; then
-            URLS[$name]=$(sed -n 's/^listening on //p' "$WORK/$name.out")
-            return
-        fi
-        sleep 0.05
-    done
-    echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
-}
-
-measure() { # SERVER MODE SECONDS -> "req/s p99_ms"
-    local line
-    line=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s -s "$SCRIPT" "${URLS[$1]}" -- "$2" "$WORK/guids.txt" \
-        | grep '^RESULT')
-    read -r _ rps p99 bad errors <<<"$line"
-    if [[ "$bad" != 0 || "$errors" != 0 ]]; then echo "$1 $2: $bad non-2xx, $errors socket errors" >&2; exit 1; fi
-    echo "$rps $p99"
-}
-
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 INSERT="INSERT INTO bench_insert (guid, expire, metadata) VALUES (md5(random()::text), 4000000000, '{\"user\":\"bench user\",\"team\":\"perf\"}')"
 pgbench_tps() {
@@ -81,7 +44,6 @@ mysqlslap_tps() {
     awk -v q="$queries" -v s="$seconds" 'BEGIN { printf "%.0f", q / s }'
 }
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "prefilling $RECORDS records (SQLite, then export | import into PostgreSQL and MariaDB)" >&2
 "$BIN/examples/bench_prefill" "$WORK/guids.db" "$RECORDS" >"$WORK/guids.txt"
 psql "$PG_BASE/postgres" -qAtc "CREATE DATABASE $DB" >/dev/null
@@ -99,7 +61,7 @@ for name in sqlite postgres mysql; do
         postgres) url="$PG_BASE/$DB" ;;
         mysql) url="mysql://root@$MYSQL_HOST:3306/$DB" ;;
     esac
-    start "$name" "$BIN/guidstore-server" --listen 127.0.0.1:0 --db "$url" --log-file "$WORK/$name.log" --log-level info
+    server "$name" --db "$url" --log-level info
     measure "$name" get 2 >/dev/null
 done
 
@@ -120,7 +82,6 @@ done
 m() { median ${RPS[$1]}; }
 # shellcheck disable=SC2086
 p() { median ${P99[$1]}; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 {
     echo "| backend | POST req/s (p99 ms) | GET req/s (p99 ms) | PATCH req/s (p99 ms) | database's own one-row INSERT tps | POST / INSERT |"
     echo "|---|---:|---:|---:|---:|---:|"
@@ -147,19 +108,9 @@ if [[ "${RECORD:-0}" == 1 ]]; then
         echo "mysqlslap --concurrency=$CONNECTIONS on core 1; PostgreSQL 15 and MariaDB 10.11 are the machine's services"
         echo "(default settings: fsync on, synchronous_commit on, innodb_flush_log_at_trx_commit=1), not pinned."
         echo "$RECORDS records, loaded into each backend with \`guidstore-cli export | guidstore-cli import\`."
-        echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -r);"
-        echo "load average before the run $LOAD_BEFORE; commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%d)."
+        machine_lines
         echo
         cat "$WORK/table.md"
     } >"$section"
-    python3 - "$section" <<'PY'
-import re, sys
-section = open(sys.argv[1]).read().rstrip() + "\n"
-path = "BENCHMARKS.md"
-text = open(path).read()
-pattern = re.compile(r"^## Storage backends\n.*?(?=^## |\Z)", re.S | re.M)
-text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-open(path, "w").write(text)
-PY
-    echo "recorded in BENCHMARKS.md" >&2
+    record_section "Storage backends" "$section"
 fi

@@ -15,7 +15,7 @@
 # right after another, and the "× without" ratio is to that round's run without subscribers.
 # Figures are medians over ROUNDS rounds. The latency part needs PostgreSQL at 127.0.0.1:5432
 # (user postgres, trust; PGHOST/PGUSER to change): it creates a database and drops it after.
-set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-5}
@@ -24,61 +24,22 @@ IDLE=${IDLE:-1000}
 IDLE_SECS=${IDLE_SECS:-10}
 PGHOST=${PGHOST:-127.0.0.1}
 PGUSER=${PGUSER:-postgres}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
-command -v psql >/dev/null || { echo "psql is required (the latency part runs on PostgreSQL)" >&2; exit 1; }
+need taskset psql
 
 cargo build --release -q -p guidstore-server --bin guidstore-server -p guidstore-reliability --bin feed-load
-BIN="$ROOT/target/release"
-WORK=$(mktemp -d)
 PGDB="guidstore_feed_bench_$$"
-declare -A PIDS URLS
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    psql -h "$PGHOST" -U "$PGUSER" -qc "DROP DATABASE IF EXISTS $PGDB" postgres >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# start NAME ARGS...: a guidstore-server pinned to core 0; sets PIDS[NAME] and URLS[NAME].
-start() {
-    local name=$1; shift
-    taskset -c 0 "$BIN/guidstore-server" --listen 127.0.0.1:0 --log-file "$WORK/$name.log" "$@" \
-        >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    PIDS[$name]=$!
-    for _ in $(seq 200); do
-        if grep -q '^listening on ' "$WORK/$name.out" 2>/dev/null; then
-            URLS[$name]=$(sed -n 's/^listening on //p' "$WORK/$name.out")
-            return
-        fi
-        sleep 0.05
-    done
-    echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
-}
-
-stop() {
-    local status=0
-    kill -TERM "${PIDS[$1]}"
-    wait "${PIDS[$1]}" || status=$?
-    unset "PIDS[$1]"
-    if [[ "$status" != 0 ]]; then echo "$1 exited with $status" >&2; exit 1; fi
-}
+on_exit() { psql -h "$PGHOST" -U "$PGUSER" -qc "DROP DATABASE IF EXISTS $PGDB" postgres >/dev/null 2>&1; }
 
 # load ARGS...: one feed-load run on core 1; prints "posts/s events/s events/s/subscriber p50 p99".
 load() {
     taskset -c 1 "$BIN/feed-load" run --writers "$WRITERS" --seconds "$DURATION" "$@" | sed -n 's/^RESULT //p'
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-
 # 1. One server on SQLite: POSTs with 0, 1 and 100 subscribers.
-start sqlite --db "$WORK/feed.db" --sync full
+server sqlite --db "$WORK/feed.db" --sync full
 load --write-url "${URLS[sqlite]}" --subscribers 0 --seconds 1 >/dev/null # warm-up
 declare -A POSTS EVENTS PER RATIO
 # cpu_per_post POSTS/S TICKS: the server's CPU time (user + system) per POST of a run, in µs: a
@@ -94,7 +55,7 @@ for round in $(seq "$ROUNDS"); do
         ticks=$(cpu_ticks "${PIDS[sqlite]}")
         read -r posts events per _ <<<"$(load --write-url "${URLS[sqlite]}" --subscribers "$subscribers")"
         cpu=$(cpu_per_post "$posts" "$(($(cpu_ticks "${PIDS[sqlite]}") - ticks))")
-        ratio=$(awk -v a="$posts" -v b="$base_posts" 'BEGIN { printf "%.2f", a / b }')
+        ratio=$(ratio "$posts" "$base_posts")
         POSTS[$subscribers]+="$posts "; EVENTS[$subscribers]+="$events "; PER[$subscribers]+="$per "
         RATIO[$subscribers]+="$ratio "
         echo "  round $round: $subscribers subscribers: $posts POST/s (${ratio}× of $base_posts), $events events/s delivered, server CPU ${cpu} µs per POST" >&2
@@ -122,8 +83,8 @@ stop sqlite
 # 3. Two servers on one PostgreSQL database: write on one, subscribe on the other.
 psql -h "$PGHOST" -U "$PGUSER" -qc "CREATE DATABASE $PGDB" postgres >/dev/null
 PGURL="postgres://$PGUSER@$PGHOST:5432/$PGDB"
-start pg_a --db "$PGURL"
-start pg_b --db "$PGURL"
+server pg_a --db "$PGURL"
+server pg_b --db "$PGURL"
 load --write-url "${URLS[pg_a]}" --subscribe-url "${URLS[pg_b]}" --subscribers 1 --seconds 1 --latency >/dev/null
 declare -a P50 P99 PG_POSTS
 for round in $(seq "$ROUNDS"); do
@@ -170,20 +131,11 @@ if [[ "${RECORD:-0}" == 1 ]]; then
         echo "event's arrival at the subscriber, in one process (one clock); the subscriber's server learns of the write"
         echo "through its tail of the change log (PostgreSQL NOTIFY wakes it). Idle: CPU over $((IDLE_SECS - 3)) s with the"
         echo "subscribers open and no writes; RSS from /proc."
-        echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -r);"
-        echo "load average before the run $LOAD_BEFORE; commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%d)."
+        machine_lines
         echo
         cat "$WORK/table.md"
         echo
         echo "$summary"
     } >"$section"
-    touch BENCHMARKS.md
-    awk -v section="$section" '
-        /^## Change feed[[:space:]]*$/ { while ((getline line < section) > 0) print line; skipping = 1; done = 1; next }
-        skipping && /^## / { skipping = 0 }
-        !skipping { print }
-        END { if (!done) { if (NR > 0) print ""; while ((getline line < section) > 0) print line } }
-    ' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
-    cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
-    echo "recorded in BENCHMARKS.md" >&2
+    record_section "Change feed" "$section"
 fi

@@ -19,61 +19,15 @@
 # _misses_total before and after it); its figure is compared with the GET of the same round.
 # Paired runs as in bench/http.sh: ratios are to the hello-world run just before; each figure is
 # the median over ROUNDS rounds.
-set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
-CONNECTIONS=${CONNECTIONS:-64}
 RECORDS=${RECORDS:-10000}
 BURST=${BURST:-200000}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SCRIPT="$ROOT/bench/http/workload.lua"
-cd "$ROOT"
-
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk" >&2
-    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-for tool in taskset redis-server redis-benchmark redis-cli curl; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
+need wrk taskset redis-server redis-benchmark redis-cli curl
 
 cargo build --release -q -p guidstore-server --bin guidstore-server --example hello_world --example bench_prefill
-BIN="$ROOT/target/release"
-WORK=$(mktemp -d)
-declare -A PIDS URLS
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# start NAME COMMAND...: runs COMMAND pinned to core 0; sets PIDS[NAME] and URLS[NAME].
-start() {
-    local name=$1; shift
-    taskset -c 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    PIDS[$name]=$!
-    for _ in $(seq 200); do
-        if grep -q '^listening on ' "$WORK/$name.out" 2>/dev/null; then
-            URLS[$name]=$(sed -n 's/^listening on //p' "$WORK/$name.out")
-            return
-        fi
-        sleep 0.05
-    done
-    echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
-}
-
-# measure NAME MODE SECONDS: prints "req/s p99_ms"; fails on errors.
-measure() {
-    local line
-    line=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s -s "$SCRIPT" "${URLS[$1]}" -- "$2" "$WORK/guids.txt" \
-        | grep '^RESULT')
-    read -r _ rps p99 bad errors <<<"$line"
-    if [[ "$bad" != 0 || "$errors" != 0 ]]; then
-        echo "$2: $bad non-2xx responses, $errors socket errors" >&2; exit 1
-    fi
-    echo "$rps $p99"
-}
 
 # redis_get SECONDS: prints "req/s p99_ms" of redis-benchmark GETs for about SECONDS (the request
 # count is sized from the previous run's rate).
@@ -98,18 +52,12 @@ created_total() {
 # metric NAME: the value of an unlabelled metric of guidstore-server.
 metric() { curl -fsS "${URLS[server]}/metrics" | awk -v name="$1" '$1 == name { print $2 }'; }
 
-# median of the arguments (numbers)
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "prefilling $RECORDS records" >&2
 "$BIN/examples/bench_prefill" "$WORK/guids.db" "$RECORDS" >"$WORK/guids.txt"
 
 start hello "$BIN/examples/hello_world" 127.0.0.1:0
-start server "$BIN/guidstore-server" --listen 127.0.0.1:0 --db "$WORK/guids.db" --log-file "$WORK/server.log" \
-    --log-level info --sync normal # the burst is about the cache, not the disk
-REDIS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+server server --db "$WORK/guids.db" --log-level info --sync normal # the burst is about the cache, not the disk
+REDIS_PORT=$(free_port)
 taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
     >"$WORK/redis.log" 2>&1 &
 PIDS[redis]=$!
@@ -190,22 +138,12 @@ if [[ "${RECORD:-0}" == 1 ]]; then
         echo "with the access log on, redis-server without persistence), load from core 1 (\`wrk -t1 -c$CONNECTIONS\`,"
         echo "\`redis-benchmark -c $CONNECTIONS\`). A round: hello-world, GET, Redis GET, a burst of creates nobody reads"
         echo "(into the default cache of 100,000 records), hello-world, GET again; ratios to the hello-world run just before."
-        echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -r);"
-        echo "load average before the run $LOAD_BEFORE; commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%d)."
+        machine_lines
         echo
         cat "$WORK/table.md"
         echo
         echo "$summary"
         echo
     } >"$section"
-    touch BENCHMARKS.md
-    # Replace our section (up to the next "## " heading), or append it.
-    awk -v section="$section" '
-        /^## Hot reads[[:space:]]*$/ { while ((getline line < section) > 0) print line; skipping = 1; done = 1; next }
-        skipping && /^## / { skipping = 0 }
-        !skipping { print }
-        END { if (!done) { if (NR > 0) print ""; while ((getline line < section) > 0) print line } }
-    ' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
-    cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
-    echo "recorded in BENCHMARKS.md" >&2
+    record_section "Hot reads" "$section"
 fi

@@ -17,81 +17,22 @@
 # after a hello-world run; its ratio is to that run. On a shared machine the speed of the core
 # drifts by tens of percent within minutes; a ratio of two adjacent runs is far steadier than one
 # of runs minutes apart. Each figure is the median over ROUNDS rounds.
-set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-5}
-CONNECTIONS=${CONNECTIONS:-64}
 RECORDS=${RECORDS:-10000}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SCRIPT="$ROOT/bench/http/workload.lua"
-cd "$ROOT"
-
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk" >&2
-    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
 TLS=${TLS:-0}
-if [[ "$TLS" == 1 ]]; then command -v openssl >/dev/null || { echo "TLS=1 needs openssl" >&2; exit 1; }; fi
+need wrk taskset
+if [[ "$TLS" == 1 ]]; then need openssl; fi
 
 cargo build --release -q -p guidstore-server --bin guidstore-server --example hello_world --example bench_prefill
-BIN="$ROOT/target/release"
-WORK=$(mktemp -d)
-declare -A PIDS URLS
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-# start NAME COMMAND...: runs COMMAND pinned to core 0; sets PIDS[NAME] and URLS[NAME].
-start() {
-    local name=$1; shift
-    rm -f "$WORK/$name.out"
-    taskset -c 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    PIDS[$name]=$!
-    for _ in $(seq 200); do
-        if grep -q '^listening on ' "$WORK/$name.out" 2>/dev/null; then
-            URLS[$name]=$(sed -n 's/^listening on //p' "$WORK/$name.out")
-            return
-        fi
-        sleep 0.05
-    done
-    echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
-}
-
-# stop NAME [EXPECTED_STATUS]: SIGTERM; guidstore-server must exit 0.
-stop() {
-    local status=0
-    kill -TERM "${PIDS[$1]}"
-    wait "${PIDS[$1]}" || status=$?
-    unset "PIDS[$1]"
-    if [[ "$status" != "${2:-0}" ]]; then echo "$1 exited with $status" >&2; exit 1; fi
-}
-
-# measure SERVER MODE SECONDS: prints "req/s p99_ms"; fails on errors.
-measure() {
-    local line
-    line=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s -s "$SCRIPT" "${URLS[$1]}" -- "$2" "$WORK/guids.txt" \
-        | grep '^RESULT')
-    read -r _ rps p99 bad errors <<<"$line"
-    if [[ "$bad" != 0 || "$errors" != 0 ]]; then
-        echo "$2: $bad non-2xx responses, $errors socket errors" >&2; exit 1
-    fi
-    echo "$rps $p99"
-}
-
-# median of the arguments (numbers)
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "prefilling $RECORDS records" >&2
 "$BIN/examples/bench_prefill" "$WORK/guids.db" "$RECORDS" >"$WORK/guids.txt"
 
 start hello "$BIN/examples/hello_world" 127.0.0.1:0
-start server "$BIN/guidstore-server" --listen 127.0.0.1:0 --db "$WORK/guids.db" --log-file "$WORK/server.log" \
-    --log-level info --sync full
+server server --db "$WORK/guids.db" --log-level info --sync full
 measure hello hello 2 >/dev/null
 measure server get 2 >/dev/null
 
@@ -120,7 +61,7 @@ for round in $(seq "$ROUNDS"); do
     for run in "${RUNS[@]}"; do
         read -r h_rps h_p99 <<<"$(measure hello hello "$DURATION")"
         read -r w_rps w_p99 <<<"$(measure "${run%%:*}" "${run#*:}" "$DURATION")"
-        ratio=$(awk -v a="$w_rps" -v b="$h_rps" 'BEGIN { printf "%.2f", a / b }')
+        ratio=$(ratio "$w_rps" "$h_rps")
         echo "  round $round: hello $h_rps req/s, $run $w_rps req/s: ${ratio}x" >&2
         RPS[hello]+="$h_rps "; P99[hello]+="$h_p99 "
         RPS[$run]+="$w_rps "; P99[$run]+="$w_p99 "; RATIO[$run]+="$ratio "
@@ -181,9 +122,7 @@ if [[ "${RECORD:-0}" == 1 ]]; then
         echo "$RECORDS records prefilled, request logging on (one info line per request to server.log)."
         echo "Both servers stay up; every workload run comes right after a hello-world run, and its ratio"
         echo "is to that run. Figures are medians over the rounds; the last column has every round's ratio."
-        echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -r);"
-        echo "load average before the run $LOAD_BEFORE (other jobs share the machine);"
-        echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%d)."
+        machine_lines
         echo
         cat "$WORK/table.md"
         echo
@@ -223,14 +162,5 @@ Where the time goes (`perf record -g -p PID`, `perf trace -s -p PID` on the pinn
 
 NOTES
     } >"$section"
-    touch BENCHMARKS.md
-    # Replace our section (up to the next "## " heading), or append it.
-    awk -v section="$section" '
-        /^## HTTP server[[:space:]]*$/ { while ((getline line < section) > 0) print line; skipping = 1; done = 1; next }
-        skipping && /^## / { skipping = 0 }
-        !skipping { print }
-        END { if (!done) { if (NR > 0) print ""; while ((getline line < section) > 0) print line } }
-    ' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
-    cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
-    echo "recorded in BENCHMARKS.md" >&2
+    record_section "HTTP server" "$section"
 fi

@@ -20,33 +20,18 @@
 #
 # Needs wrk, taskset, python3, redis-server and redis-benchmark. Servers are pinned to core 0, load
 # generators to core 1; only 127.0.0.1 is targeted. Paired runs and medians as in bench/http.sh.
-set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 RECORDS=${RECORDS:-10000000}
 SMALL=${SMALL:-10000}
 GUIDS=${GUIDS:-200000}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
-CONNECTIONS=${CONNECTIONS:-64}
 REDIS_REQUESTS=${REDIS_REQUESTS:-200000}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SCRIPT="$ROOT/bench/http/workload.lua"
-cd "$ROOT"
-
-for tool in wrk taskset python3 redis-server redis-benchmark; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
+need wrk taskset python3 redis-server redis-benchmark redis-cli
 
 cargo build --release -q -p guidstore-server -p guidstore-cli --bin guidstore-server --bin guidstore-cli \
     --example hello_world
-BIN="$ROOT/target/release"
-WORK=$(mktemp -d)
-declare -A PIDS URLS STARTUP
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 # fill DB COUNT GUIDFILE: writes COUNT records as NDJSON (and GUIDS of their GUIDs, evenly spread,
 # to GUIDFILE), then imports the file into DB with guidstore-cli; prints the import's records/s.
@@ -82,46 +67,6 @@ PY
     awk -v n="$count" -v s="$elapsed" 'BEGIN { printf "%.0f", n / s }'
 }
 
-# start NAME COMMAND...: runs COMMAND pinned to core 0; sets PIDS, URLS and STARTUP (ms to its
-# "listening on" line).
-start() {
-    local name=$1 started; shift
-    rm -f "$WORK/$name.out"
-    started=$(date +%s%N)
-    taskset -c 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    PIDS[$name]=$!
-    for _ in $(seq 4000); do
-        if grep -q '^listening on ' "$WORK/$name.out" 2>/dev/null; then
-            STARTUP[$name]=$(( ($(date +%s%N) - started) / 1000000 ))
-            URLS[$name]=$(sed -n 's/^listening on //p' "$WORK/$name.out")
-            return
-        fi
-        sleep 0.005
-    done
-    echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
-}
-
-# stop NAME [EXPECTED_STATUS]: SIGTERM; guidstore-server must exit 0.
-stop() {
-    local status=0
-    kill -TERM "${PIDS[$1]}"
-    wait "${PIDS[$1]}" || status=$?
-    unset "PIDS[$1]"
-    if [[ "$status" != "${2:-0}" ]]; then echo "$1 exited with $status" >&2; exit 1; fi
-}
-
-# measure SERVER MODE SECONDS GUIDFILE: prints "req/s p99_ms"; fails on errors.
-measure() {
-    local line
-    line=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s -s "$SCRIPT" "${URLS[$1]}" -- "$2" "$4" \
-        | grep '^RESULT')
-    read -r _ rps p99 bad errors <<<"$line"
-    if [[ "$bad" != 0 || "$errors" != 0 ]]; then
-        echo "$1 $2: $bad non-2xx responses, $errors socket errors" >&2; exit 1
-    fi
-    echo "$rps $p99"
-}
-
 # redis_set: "req/s p99_ms" of redis-benchmark -t set against the durable Redis.
 redis_set() {
     taskset -c 1 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t set -c "$CONNECTIONS" -n "$REDIS_REQUESTS" -r 1000000 \
@@ -134,9 +79,6 @@ rss() {
         "/proc/${PIDS[$1]}/status"
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "filling $SMALL records" >&2
 SMALL_RATE=$(fill "$WORK/small.db" "$SMALL" "$WORK/small.txt")
 echo "filling $RECORDS records through guidstore-cli import" >&2
@@ -145,10 +87,10 @@ LARGE_BYTES=$(stat -c %s "$WORK/large.db")
 echo "  import: $LARGE_RATE records/s; file $((LARGE_BYTES / 1048576)) MiB" >&2
 
 start hello "$BIN/examples/hello_world" 127.0.0.1:0
-SERVER_ARGS=(--listen 127.0.0.1:0 --log-level info --sync full)
-start small "$BIN/guidstore-server" "${SERVER_ARGS[@]}" --db "$WORK/small.db" --log-file "$WORK/small.log"
-start large "$BIN/guidstore-server" "${SERVER_ARGS[@]}" --db "$WORK/large.db" --log-file "$WORK/large.log"
-REDIS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+SERVER_ARGS=(--log-level info --sync full)
+server small "${SERVER_ARGS[@]}" --db "$WORK/small.db"
+server large "${SERVER_ARGS[@]}" --db "$WORK/large.db"
+REDIS_PORT=$(free_port)
 taskset -c 0 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$WORK" --save '' --appendonly yes \
     --appendfsync always >"$WORK/redis.log" 2>&1 &
 PIDS[redis]=$!
@@ -164,7 +106,7 @@ for round in $(seq "$ROUNDS"); do
         server=${run%%:*}
         read -r h_rps h_p99 <<<"$(measure hello hello "$DURATION" "${FILE[hello]}")"
         read -r w_rps w_p99 <<<"$(measure "$server" "${run#*:}" "$DURATION" "${FILE[$server]}")"
-        ratio=$(awk -v a="$w_rps" -v b="$h_rps" 'BEGIN { printf "%.2f", a / b }')
+        ratio=$(ratio "$w_rps" "$h_rps")
         echo "  round $round: hello $h_rps req/s, $run $w_rps req/s (p99 $w_p99 ms): ${ratio}x" >&2
         RPS[hello]+="$h_rps "; P99[hello]+="$h_p99 "
         RPS[$run]+="$w_rps "; P99[$run]+="$w_p99 "; RATIO[$run]+="$ratio "
@@ -180,19 +122,18 @@ stop small
 stop hello 143 # no signal handler: killed by SIGTERM
 kill "${PIDS[redis]}"; wait "${PIDS[redis]}" || true; unset "PIDS[redis]"
 # Startup of a server on the filled file again (its first start above also created the WAL).
-start large2 "$BIN/guidstore-server" "${SERVER_ARGS[@]}" --db "$WORK/large.db" --log-file "$WORK/large2.log"
+server large2 "${SERVER_ARGS[@]}" --db "$WORK/large.db"
 stop large2
 
 # shellcheck disable=SC2086 # the lists are space-separated numbers
 m() { median ${1}; }
-ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 {
     echo "| | $SMALL records | $RECORDS records | ratio |"
     echo "|---|---:|---:|---:|"
-    echo "| GET req/s (× hello-world) | $(m "${RPS[small:get]}") ($(m "${RATIO[small:get]}")) | $(m "${RPS[large:get]}") ($(m "${RATIO[large:get]}")) | $(ratio_of "$(m "${RPS[large:get]}")" "$(m "${RPS[small:get]}")") |"
-    echo "| GET p99 ms | $(m "${P99[small:get]}") | $(m "${P99[large:get]}") | $(ratio_of "$(m "${P99[large:get]}")" "$(m "${P99[small:get]}")") |"
-    echo "| POST req/s, durable (× hello-world) | $(m "${RPS[small:post]}") ($(m "${RATIO[small:post]}")) | $(m "${RPS[large:post]}") ($(m "${RATIO[large:post]}")) | $(ratio_of "$(m "${RPS[large:post]}")" "$(m "${RPS[small:post]}")") |"
-    echo "| POST p99 ms | $(m "${P99[small:post]}") | $(m "${P99[large:post]}") | $(ratio_of "$(m "${P99[large:post]}")" "$(m "${P99[small:post]}")") |"
+    echo "| GET req/s (× hello-world) | $(m "${RPS[small:get]}") ($(m "${RATIO[small:get]}")) | $(m "${RPS[large:get]}") ($(m "${RATIO[large:get]}")) | $(ratio "$(m "${RPS[large:get]}")" "$(m "${RPS[small:get]}")") |"
+    echo "| GET p99 ms | $(m "${P99[small:get]}") | $(m "${P99[large:get]}") | $(ratio "$(m "${P99[large:get]}")" "$(m "${P99[small:get]}")") |"
+    echo "| POST req/s, durable (× hello-world) | $(m "${RPS[small:post]}") ($(m "${RATIO[small:post]}")) | $(m "${RPS[large:post]}") ($(m "${RATIO[large:post]}")) | $(ratio "$(m "${RPS[large:post]}")" "$(m "${RPS[small:post]}")") |"
+    echo "| POST p99 ms | $(m "${P99[small:post]}") | $(m "${P99[large:post]}") | $(ratio "$(m "${P99[large:post]}")" "$(m "${P99[small:post]}")") |"
     echo "| RSS MiB, peak / after the runs | $SMALL_PEAK / $SMALL_NOW | $LARGE_PEAK / $LARGE_NOW | |"
     echo "| startup ms (first start / restart) | ${STARTUP[small]} | ${STARTUP[large]} / ${STARTUP[large2]} | |"
     echo "| import records/s (guidstore-cli import) | $SMALL_RATE | $LARGE_RATE | |"
@@ -201,7 +142,7 @@ ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     echo "|---|---:|---:|"
     echo "| POST /guid at $SMALL records (synchronous=FULL) | $(m "${RPS[small:post]}") | $(m "${P99[small:post]}") |"
     echo "| redis-benchmark -t set, appendonly yes, appendfsync always | $(m "${RPS[redis]}") | $(m "${P99[redis]}") |"
-    echo "| POST / Redis SET | $(ratio_of "$(m "${RPS[small:post]}")" "$(m "${RPS[redis]}")") | |"
+    echo "| POST / Redis SET | $(ratio "$(m "${RPS[small:post]}")" "$(m "${RPS[redis]}")") | |"
 } >"$WORK/table.md"
 cat "$WORK/table.md"
 echo "hello-world: median $(m "${RPS[hello]}") req/s; file $((LARGE_BYTES / 1048576)) MiB at $RECORDS records."
@@ -216,8 +157,7 @@ if [[ "${RECORD:-0}" == 1 ]]; then
         echo "(\`-t1 -c$CONNECTIONS\`) and redis-benchmark (\`-c$CONNECTIONS\`) to core 1; request logging on; every"
         echo "guidstore run right after a hello-world run. Medians over the rounds. The registry file is"
         echo "$((LARGE_BYTES / 1048576)) MiB, filled through \`guidstore-cli import\`."
-        echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -r);"
-        echo "load average before the run $LOAD_BEFORE; commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%d)."
+        machine_lines
         echo
         cat "$WORK/table.md"
         echo
@@ -238,13 +178,5 @@ system-call counts; noise-free on a shared machine):
 NOTES
         echo
     } >"$section"
-    touch BENCHMARKS.md
-    awk -v section="$section" '
-        /^## Large registries[[:space:]]*$/ { while ((getline line < section) > 0) print line; skipping = 1; done = 1; next }
-        skipping && /^## / { skipping = 0 }
-        !skipping { print }
-        END { if (!done) { if (NR > 0) print ""; while ((getline line < section) > 0) print line } }
-    ' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
-    cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
-    echo "recorded in BENCHMARKS.md" >&2
+    record_section "Large registries" "$section"
 fi

@@ -19,38 +19,18 @@
 # (guidstore_storage_reads_total) and freshness rounds (guidstore_freshness_rounds_total); and the
 # transactions PostgreSQL counted in that time (pg_stat_database.xact_commit, which also includes
 # the two idle servers' polls of the change log, 10 a second each).
-set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
-CONNECTIONS=${CONNECTIONS:-64}
 RECORDS=${RECORDS:-100000}
 LOCAL=${LOCAL:-$((RECORDS / 10))}
 PG_BASE=${PG_BASE:-postgres://postgres@127.0.0.1:5432}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SCRIPT="$ROOT/bench/http/workload.lua"
-cd "$ROOT"
+need wrk psql redis-server redis-cli taskset curl
 
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk" >&2
-    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-for tool in wrk psql redis-server redis-cli taskset curl; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
 cargo build --release -q -p guidstore-server --bin guidstore-server --example bench_prefill
-BIN="$ROOT/target/release"
-WORK=$(mktemp -d)
 DB="guidstore_redis_bench_$$"
-declare -A PIDS URLS
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    psql "$PG_BASE/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+on_exit() { psql "$PG_BASE/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1; }
 
 # redis NAME: a private redis-server; sets PIDS[NAME] and URLS[NAME].
 redis() {
@@ -67,29 +47,10 @@ redis() {
     echo "redis-server $1 did not start" >&2; exit 1
 }
 
-# server NAME FLAGS...: a guidstore-server on the bench database, pinned to core 0.
-server() {
+# pg_server NAME FLAGS...: a guidstore-server on the bench database, pinned to core 0.
+pg_server() {
     local name=$1; shift
-    taskset -c 0 "$BIN/guidstore-server" --listen 127.0.0.1:0 --db "$PG_BASE/$DB" --cache-capacity "$LOCAL" \
-        --log-file "$WORK/$name.log" --log-level warn "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    PIDS[$name]=$!
-    for _ in $(seq 400); do
-        if grep -q '^listening on ' "$WORK/$name.out" 2>/dev/null; then
-            URLS[$name]=$(sed -n 's/^listening on //p' "$WORK/$name.out")
-            return
-        fi
-        sleep 0.05
-    done
-    echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
-}
-
-measure() { # SERVER MODE SECONDS -> "req/s p99_ms"
-    local line
-    line=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$3"s --timeout 5s -s "$SCRIPT" "${URLS[$1]}" -- "$2" "$WORK/guids.txt" \
-        | grep '^RESULT')
-    read -r _ rps p99 bad errors <<<"$line"
-    if [[ "$bad" != 0 || "$errors" != 0 ]]; then echo "$1 $2: $bad non-2xx, $errors socket errors" >&2; exit 1; fi
-    echo "$rps $p99"
+    server "$name" --db "$PG_BASE/$DB" --cache-capacity "$LOCAL" --log-level warn "$@"
 }
 
 # metric SERVER NAME: a counter of the server's /metrics (GETs of /guid/{guid} answered 200 for "gets").
@@ -104,18 +65,15 @@ metric() {
 }
 commits() { psql "$PG_BASE/postgres" -qAtc "SELECT xact_commit FROM pg_stat_database WHERE datname = '$DB'"; }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 psql "$PG_BASE/postgres" -qAtc "CREATE DATABASE $DB" >/dev/null
 echo "prefilling $RECORDS records into PostgreSQL" >&2
 "$BIN/examples/bench_prefill" "$PG_BASE/$DB" "$RECORDS" >"$WORK/guids.txt"
 
 redis cache
 redis doomed
-server database
-server redis --cache "${URLS[cache]}"
-server killed --cache "${URLS[doomed]}"
+pg_server database
+pg_server redis --cache "${URLS[cache]}"
+pg_server killed --cache "${URLS[doomed]}"
 # Warm Redis: every record once through the redis server (its fills), then a random warm-up.
 scan_seconds=$((RECORDS / 2000 + 5))
 echo "warming Redis: a ${scan_seconds} s scan of the records through the redis server" >&2
@@ -139,7 +97,7 @@ for round in $(seq "$ROUNDS"); do
         echo "  round $round: $run $rps req/s (p99 $p99 ms)" >&2
     done
     for run in "${RUNS[@]}"; do
-        RATIO[$run]+="$(awk -v a="$(echo "${RPS[$run]}" | awk '{ print $NF }')" -v b="$(echo "${RPS[database]}" | awk '{ print $NF }')" 'BEGIN { printf "%.2f", a / b }') "
+        RATIO[$run]+="$(ratio "$(awk '{ print $NF }' <<<"${RPS[$run]}")" "$(awk '{ print $NF }' <<<"${RPS[database]}")") "
     done
 done
 hits=$(metric redis guidstore_shared_cache_hits_total); misses=$(metric redis guidstore_shared_cache_misses_total)
@@ -182,21 +140,11 @@ if [[ "${RECORD:-0}" == 1 ]]; then
         echo "pinned to core 0: without \`--cache\`, with \`--cache\` (Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'),"
         echo "warmed by a scan of every record), and with \`--cache\` on a Redis killed before the runs. wrk -t1"
         echo "-c$CONNECTIONS on core 1, random GETs over all $RECORDS records; each round runs the three back to back."
-        echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -r);"
-        echo "load average before the run $LOAD_BEFORE; commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%d)."
+        machine_lines
         echo
         cat "$WORK/table.md"
         echo
         echo "$summary"
     } >"$section"
-    python3 - "$section" <<'PY'
-import re, sys
-section = open(sys.argv[1]).read().rstrip() + "\n"
-path = "BENCHMARKS.md"
-text = open(path).read()
-pattern = re.compile(r"^## Shared Redis cache\n.*?(?=^## |\Z)", re.S | re.M)
-text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-open(path, "w").write(text)
-PY
-    echo "recorded in BENCHMARKS.md" >&2
+    record_section "Shared Redis cache" "$section"
 fi

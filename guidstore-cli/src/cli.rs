@@ -13,7 +13,9 @@ Where records live:
                   which any number of servers and CLIs share. If a guidstore-server has an SQLite
                   file open, the command goes through that server over HTTP instead (the server
                   writes its URL in PATH.lock), so the CLI is safe beside a running server.
-                  Without a password in the URL, PGPASSWORD or MYSQL_PWD is used.
+                  Without a password in the URL, PGPASSWORD or MYSQL_PWD is used. TLS to the
+                  database: ?sslmode=disable|prefer|require|verify-ca|verify-full and
+                  &sslrootcert=FILE (MySQL: ?ssl-mode=...|VERIFY_IDENTITY&ssl-ca=FILE).
   --server URL    talk HTTP to a running guidstore-server: http://HOST:PORT, or https://HOST:PORT
                   over TLS, trusting the system's CA certificates or only those of --cacert FILE
                   (--client-cert and --client-key for a server that requires client certificates).

@@ -35,8 +35,10 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Where the records live: an SQLite file path or sqlite:PATH (created if missing; one server
-    /// owns it), postgres://USER[:PASS]@HOST[:PORT]/DB[?sslmode=disable|prefer] or
-    /// mysql://USER[:PASS]@HOST[:PORT]/DB (also mariadb://): a database any number of servers share.
+    /// owns it), postgres://USER[:PASS]@HOST[:PORT]/DB or mysql://USER[:PASS]@HOST[:PORT]/DB (also
+    /// mariadb://): a database any number of servers share. TLS to it (default: when offered):
+    /// ?sslmode=disable|prefer|require|verify-ca|verify-full[&sslrootcert=FILE] on PostgreSQL,
+    /// ?ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_IDENTITY[&ssl-ca=FILE] on MySQL.
     /// Without a password in the URL, PGPASSWORD or MYSQL_PWD is used. Never logged with its password.
     #[arg(
         long,

@@ -8,7 +8,7 @@
 //!
 //! Modules import one way, and none imports from this crate root: `startup` uses `config`,
 //! `state`, `server`, `tls`; `server` uses `routes`, `store_io`, `tls` and `wire`; `config` uses
-//! `tls`; `logfile` uses `routes`; `routes` uses `store_io`, `error`, `response` and `wire`; `wire` uses `error`; `error`
+//! `tls`; `routes` uses `store_io`, `error`, `response`, `wire` and `logfile`; `wire` uses `error`; `error`
 //! uses `response` and `config`.
 //!
 //! Modules:
@@ -29,7 +29,8 @@
 //! - `auth`: optional bearer-token authentication.
 //! - `metrics`: request counters and histograms, Prometheus rendering.
 //! - `logfile`: the binary's logger: server.log written by a thread of its own (request lines
-//!   cost a format and a short lock), stderr for all but request lines.
+//!   are written by hand into a thread's buffer, then appended under a short lock), stderr for
+//!   all but request lines.
 //! - `tls`: optional TLS (rustls): certificate loading and reloading, handshakes, client certificates.
 //!
 //! Connections: HTTP/1.1 with keep-alive and HTTP/2, over cleartext (told apart by the first bytes)

@@ -10,19 +10,32 @@
 //! everything logged before it; `main` calls it before exiting, so a clean shutdown loses nothing.
 //!
 //! Lines read `2026-11-29T22:16:34.123456Z [INFO] message` (RFC 3339, UTC, microseconds).
+//!
+//! Access-log lines ([`log_access`]) skip the `log` facade's formatting: the request's handler
+//! writes the line's bytes itself, stamped with the instant it already read to time the request
+//! (turned into wall-clock time by an offset each thread reads from the system clock once a
+//! second): no clock read of their own.
 
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
-use crate::routes::ACCESS_LOG;
+/// The log target of the one-line-per-request access log.
+pub const ACCESS_LOG: &str = "guidstore_server::access";
+
+/// How long a thread turns instants into wall-clock time with the same offset before it reads
+/// the system clock again.
+const WALL_CLOCK_REFRESH: Duration = Duration::from_secs(1);
+
+/// The log file of the installed logger ([`init`]), for [`log_access`].
+static INSTALLED: OnceLock<Arc<Shared>> = OnceLock::new();
 
 /// How often the writer thread writes buffered lines out when fewer than [`WAKE_AT`] bytes wait.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -43,14 +56,30 @@ pub fn init(path: &Path, level: LevelFilter, colors: bool) -> std::io::Result<()
         .set_location_level(LevelFilter::Off)
         .build();
     let colors = if colors { ColorChoice::Auto } else { ColorChoice::Never };
-    let logger = ServerLogger {
-        level,
-        file: LogFile::start(file)?,
-        terminal: TermLogger::new(level, terminal_config, TerminalMode::Stderr, colors),
-    };
+    let file = LogFile::start(file)?;
+    let shared = Arc::clone(&file.shared);
+    let logger =
+        ServerLogger { level, file, terminal: TermLogger::new(level, terminal_config, TerminalMode::Stderr, colors) };
     log::set_boxed_logger(Box::new(logger)).map_err(std::io::Error::other)?;
     log::set_max_level(level);
+    let _ = INSTALLED.set(shared);
     Ok(())
+}
+
+/// Logs one access-log line at `INFO` through the installed logger ([`init`]): `write` appends
+/// the message's bytes (no newline), stamped with the wall-clock time of `at`. `false` when
+/// [`init`] did not install the logger (the caller then logs through the `log` facade); the
+/// caller checks the level first (`log::max_level()`).
+pub fn log_access(at: Instant, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+    let Some(shared) = INSTALLED.get() else { return false };
+    LINE.with_borrow_mut(|line| {
+        let now = line.wall_clock_at(at);
+        line.begin(now, Level::Info);
+        write(&mut line.bytes);
+        line.bytes.push(b'\n');
+        shared.append(&line.bytes);
+    });
+    true
 }
 
 /// The installed logger: the log file for every line, the terminal for all but the access log.
@@ -136,17 +165,7 @@ impl LogFile {
     pub fn log(&self, record: &Record<'_>) {
         LINE.with_borrow_mut(|line| {
             line.format(record);
-            let mut pending = lock(&self.shared.pending);
-            let before = pending.len();
-            pending.extend_from_slice(&line.bytes);
-            let after = pending.len();
-            drop(pending);
-            if before < WAKE_AT && after >= WAKE_AT {
-                self.shared.wake.notify_one();
-            }
-            if after >= WRITE_SELF_AT {
-                self.shared.write_out();
-            }
+            self.shared.append(&line.bytes);
         });
     }
 
@@ -157,6 +176,21 @@ impl LogFile {
 }
 
 impl Shared {
+    /// Appends whole lines to the buffer, waking the writer thread (or writing out) as needed.
+    fn append(&self, lines: &[u8]) {
+        let mut pending = lock(&self.pending);
+        let before = pending.len();
+        pending.extend_from_slice(lines);
+        let after = pending.len();
+        drop(pending);
+        if before < WAKE_AT && after >= WAKE_AT {
+            self.wake.notify_one();
+        }
+        if after >= WRITE_SELF_AT {
+            self.write_out();
+        }
+    }
+
     fn write_out(&self) {
         let mut out = lock(&self.out);
         let out = &mut *out;
@@ -174,21 +208,53 @@ impl Shared {
 }
 
 thread_local! {
-    static LINE: RefCell<Line> = const { RefCell::new(Line { bytes: Vec::new(), second: u64::MAX, date: [0; 19] }) };
+    static LINE: RefCell<Line> =
+        const { RefCell::new(Line { bytes: Vec::new(), second: u64::MAX, date: [0; 19], wall_clock: None }) };
 }
 
-/// A thread's line being formatted, and the calendar part of its last timestamp.
+/// A thread's line being formatted, the calendar part of its last timestamp, and its offset from
+/// instants to wall-clock time.
 struct Line {
     bytes: Vec<u8>,
     /// The Unix second `date` shows.
     second: u64,
     /// `YYYY-MM-DDTHH:MM:SS` of `second`.
     date: [u8; 19],
+    /// An instant and the wall-clock time (since the Unix epoch) read with it.
+    wall_clock: Option<(Instant, Duration)>,
+}
+
+/// The wall-clock time now, since the Unix epoch.
+fn unix_now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 impl Line {
     fn format(&mut self, record: &Record<'_>) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.begin(unix_now(), record.level());
+        let _ = write!(self.bytes, "{}", record.args());
+        self.bytes.push(b'\n');
+    }
+
+    /// The wall-clock time of `at` (since the Unix epoch), from this thread's offset, read again
+    /// from the system clock when it is [`WALL_CLOCK_REFRESH`] old (so a change of the system
+    /// clock shows within that).
+    fn wall_clock_at(&mut self, at: Instant) -> Duration {
+        if let Some((instant, unix)) = self.wall_clock
+            && let Some(since) = at.checked_duration_since(instant)
+            && since < WALL_CLOCK_REFRESH
+        {
+            return unix + since;
+        }
+        let unix = unix_now();
+        let instant = Instant::now();
+        self.wall_clock = Some((instant, unix));
+        unix.saturating_sub(instant.saturating_duration_since(at))
+    }
+
+    /// Starts the line: clears it and writes the timestamp of `now` (since the Unix epoch) and
+    /// the level.
+    fn begin(&mut self, now: Duration, level: Level) {
         if now.as_secs() != self.second {
             self.second = now.as_secs();
             self.date = date_time(self.second);
@@ -201,10 +267,8 @@ impl Line {
             *slot = b'0' + (micros / divisor % 10) as u8;
         }
         self.bytes.extend_from_slice(&fraction);
-        self.bytes.extend_from_slice(record.level().as_str().as_bytes());
+        self.bytes.extend_from_slice(level.as_str().as_bytes());
         self.bytes.extend_from_slice(b"] ");
-        let _ = write!(self.bytes, "{}", record.args());
-        self.bytes.push(b'\n');
     }
 }
 

@@ -293,7 +293,7 @@ impl Metrics {
         counter(
             &mut out,
             "guidstore_freshness_rounds_total",
-            "Reads of the change log by the tailer (freshness round trips, shared by the reads waiting).",
+            "Queries of the change log: freshness rounds (each reads the newest revision, shared by the reads waiting) and the tailer's reads of the log.",
             stats.sync_rounds,
         );
         if let Some(lag) = gauges.tail_lag {

@@ -70,6 +70,8 @@ impl hyper::body::Body for Body {
 #[derive(Debug)]
 pub struct StreamBody {
     shared: Arc<StreamShared>,
+    /// Kept while the body is: dropped with it (see [`StreamBody::keep`]).
+    kept: Option<Box<dyn std::fmt::Debug + Send + Sync>>,
 }
 
 /// The writing end of a streamed body.
@@ -114,7 +116,7 @@ impl StreamShared {
 /// position `start` (see [`StreamWriter::write`]).
 pub fn stream(limit: usize, start: u64) -> (StreamWriter, StreamBody) {
     let shared = Arc::new(StreamShared { taken: Arc::new(AtomicU64::new(start)), ..StreamShared::default() });
-    (StreamWriter { shared: Arc::clone(&shared), limit }, StreamBody { shared })
+    (StreamWriter { shared: Arc::clone(&shared), limit }, StreamBody { shared, kept: None })
 }
 
 /// The position a stream's client has read up to, for metrics: shared with the stream, readable
@@ -234,6 +236,12 @@ impl Drop for StreamWriter {
 }
 
 impl StreamBody {
+    /// Keeps `guard` until the body is dropped (hyper drops it once written, or when the client
+    /// goes away): the connection's idle check counts a stream being written as activity.
+    pub fn keep(&mut self, guard: impl std::fmt::Debug + Send + Sync + 'static) {
+        self.kept = Some(Box::new(guard));
+    }
+
     fn poll_frame(&mut self, context: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let mut state = self.shared.lock();
         if let Some((chunk, through)) = state.chunks.pop_front() {

@@ -22,10 +22,9 @@ use crate::metrics::{RouteLabel, StoreGauges};
 use crate::response::{Body, json_response, record_response, strip_body};
 use crate::state::AppState;
 use crate::wire::{Abort, EofHold};
-use crate::{events, store_io};
+use crate::{events, logfile, store_io};
 
-/// The log target of the one-line-per-request access log.
-pub const ACCESS_LOG: &str = "guidstore_server::access";
+pub use crate::logfile::ACCESS_LOG;
 
 const ALLOW_ITEM: &str = "GET, HEAD, POST, PATCH, DELETE";
 const ALLOW_COLLECTION: &str = "POST";
@@ -133,14 +132,27 @@ async fn answer(
             response
         }
     };
+    if let (Some(hold), Body::Stream(stream)) = (&client_eof, response.body_mut()) {
+        stream.keep(hold.stream_open());
+    }
     if method == Method::HEAD && version >= Version::HTTP_2 {
         // HTTP/1: hyper answers HEAD with the body's length and without the body.
         strip_body(&mut response);
     }
-    let elapsed = started.elapsed();
+    // One clock read for the latency (metrics, access log) and the access line's timestamp.
+    let ended = Instant::now();
+    let elapsed = ended.saturating_duration_since(started);
+    if let Some(hold) = &client_eof {
+        hold.note_end(ended);
+    }
     let status = response.status();
     state.metrics.record(route.label(), &method, status, elapsed);
-    log::info!(target: ACCESS_LOG, "{}", AccessLine { method: &method, path: uri.path(), status, elapsed, peer });
+    if log::max_level() >= log::LevelFilter::Info {
+        let line = AccessLine { method: &method, path: uri.path(), status, elapsed, peer };
+        if !logfile::log_access(ended, |out| line.write_to(out)) {
+            log::info!(target: ACCESS_LOG, "{line}");
+        }
+    }
     response
 }
 
@@ -154,13 +166,23 @@ struct AccessLine<'a> {
     peer: SocketAddr,
 }
 
-impl std::fmt::Display for AccessLine<'_> {
-    /// Written by hand, in four pieces: `format_args!` with a `SocketAddr` and padded integers
-    /// cost about as much as the rest of a cached GET's handling.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.method.as_str())?;
-        f.write_str(" ")?;
-        f.write_str(self.path)?;
+impl AccessLine<'_> {
+    /// Appends the line (without a newline) to `out`, written by hand: `format_args!` with a
+    /// `SocketAddr` and padded integers cost about as much as the rest of a cached GET's handling.
+    fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.path.as_bytes());
+        let tail = self.tail();
+        out.extend_from_slice(tail.as_str().as_bytes());
+        if let SocketAddr::V6(peer) = self.peer {
+            let _ = std::io::Write::write_fmt(out, format_args!("{peer}"));
+        }
+    }
+
+    /// What follows the path: ` STATUS LATENCYms `, then an IPv4 peer (an IPv6 one is written by
+    /// `write_to`).
+    fn tail(&self) -> Digits {
         let mut tail = Digits::default();
         tail.push(b' ');
         tail.number(u64::from(self.status.as_u16()), 3);
@@ -181,13 +203,18 @@ impl std::fmt::Display for AccessLine<'_> {
                 }
                 tail.push(b':');
                 tail.number(u64::from(peer.port()), 1);
-                f.write_str(tail.as_str())
             }
-            SocketAddr::V6(peer) => {
-                f.write_str(tail.as_str())?;
-                write!(f, "{peer}")
-            }
+            SocketAddr::V6(_) => {}
         }
+        tail
+    }
+}
+
+impl std::fmt::Display for AccessLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut line = Vec::with_capacity(96);
+        self.write_to(&mut line);
+        f.write_str(&String::from_utf8_lossy(&line))
     }
 }
 

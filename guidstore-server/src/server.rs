@@ -76,12 +76,9 @@ impl Listener {
     fn new(listener: TcpListener, state: Arc<AppState>) -> Listener {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // Half-closed clients are answered by `WireStream` (wire.rs), not by hyper's `half_close`.
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(state.settings.header_timeout)
-            .keep_alive(true)
-            .max_buf_size(MAX_HEAD_BYTES);
+        // The header-read timeout is `Handler::run`'s idle check: hyper's arms a timer for every
+        // request (an allocation, a clock read, a timer-wheel insertion and removal).
+        builder.http1().header_read_timeout(None).keep_alive(true).max_buf_size(MAX_HEAD_BYTES);
         // HTTP/2 has no header-read timeout; pings find dead peers of idle connections.
         builder
             .http2()
@@ -199,9 +196,11 @@ impl Handler {
         let service_hold = eof_hold.clone();
         let abort = Abort::default();
         let service_abort = abort.clone();
+        let http2 = protocol == Protocol::Http2;
         let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let state = Arc::clone(&service_state);
-            let request_guard = service_activity.begin();
+            // Only HTTP/2's idle check reads the activity (a lock and a clock read per request).
+            let request_guard = http2.then(|| service_activity.begin());
             let hold_guard = service_hold.as_ref().map(EofHold::hold);
             let client_eof = service_hold.clone();
             let abort = Some(service_abort.clone());
@@ -217,10 +216,13 @@ impl Handler {
         // bounds the wait (`shutdown_timeout`); an idle HTTP/2 connection gets `header_timeout`
         // to end after its GOAWAY. `_watcher` keeps the shutdown waiting until the handler ends.
         let _watcher = watcher;
-        let connection = builder.serve_connection(TokioIo::new(WireStream::new(stream, eof_hold)), service);
+        let connection = builder.serve_connection(TokioIo::new(WireStream::new(stream, eof_hold.clone())), service);
         let mut connection = std::pin::pin!(connection);
         let mut stopping_seen = false;
         let mut goaway_deadline: Option<Instant> = None;
+        // HTTP/1: when the connection will have waited `header_timeout` for a request's head, if
+        // nothing happens meanwhile.
+        let mut http1_deadline = Instant::now() + header_timeout;
         loop {
             let idle_check = activity.idle_deadline(header_timeout);
             tokio::select! {
@@ -239,6 +241,21 @@ impl Handler {
                         log::debug!("HTTP/2 connection from {peer} closing: idle for {header_timeout:?}");
                         connection.as_mut().graceful_shutdown();
                         goaway_deadline = Some(Instant::now() + header_timeout);
+                    }
+                }
+                () = tokio::time::sleep_until(http1_deadline), if eof_hold.is_some() => {
+                    // hyper's header-read timeout, checked once per `header_timeout` rather than
+                    // armed for every request: no request in flight (one whose head is read is),
+                    // no streamed answer being written, and none ended within the timeout.
+                    let idle_since = eof_hold.as_ref().and_then(|hold| hold.idle_since());
+                    let now = Instant::now();
+                    match idle_since.map(|since| Instant::from_std(since) + header_timeout) {
+                        Some(deadline) if deadline <= now => {
+                            log::debug!("connection from {peer} closed: no request head within {header_timeout:?}");
+                            break;
+                        }
+                        Some(deadline) => http1_deadline = deadline,
+                        None => http1_deadline = now + header_timeout,
                     }
                 }
                 () = abort.aborted() => {
@@ -365,7 +382,8 @@ async fn sniff_protocol(stream: &TcpStream, timeout: Duration) -> Option<Protoco
     }
 }
 
-/// Requests in flight on one connection and when the last one ended.
+/// Requests in flight on one HTTP/2 connection and when the last one ended (HTTP/1's idle check
+/// reads the connection's `EofHold` instead).
 #[derive(Debug)]
 struct Activity {
     in_flight: AtomicUsize,

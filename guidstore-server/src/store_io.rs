@@ -1,7 +1,10 @@
-//! The async bridge to the store's blocking calls: reads that miss the cache and the health check
-//! run on `spawn_blocking`, never on a runtime worker thread. Writes need no bridge: the store's
-//! `*_async` methods return a runtime-neutral `Pending` future that the handlers await directly
-//! (the writer thread does the work). Routing and HTTP are not here (`routes.rs`).
+//! The async bridge to the store's calls. Reads are awaited directly: the freshness round (a
+//! runtime-neutral `Pending`), and on a network database a miss's Redis lookup and database read
+//! (`Store::get_current_async`: the library's own runtime drives the drivers and wakes the task;
+//! no thread blocks). SQLite misses, the health check and the other blocking calls run on
+//! `spawn_blocking`, never on a runtime worker thread. Writes need no bridge: the store's
+//! `*_async` methods return a `Pending` that the handlers await (the writer thread does the work).
+//! Routing and HTTP are not here (`routes.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +13,8 @@ use guidstore::{Guid, Record, Store};
 
 use crate::error::ApiError;
 
-/// The live record `guid`: from the cache inline, or from storage on a blocking thread.
+/// The live record `guid`: from the cache inline, else awaited from Redis or a network database,
+/// or read from SQLite on a blocking thread.
 ///
 /// On a shared database (several servers) the cache is first brought up to date by a freshness
 /// round shared with every read waiting at the time, so the answer reflects every write
@@ -39,6 +43,9 @@ async fn get_unbounded(store: &Arc<Store>, guid: Guid, max_stale: Option<Duratio
     }
     if let Some(record) = store.get_cached(&guid) {
         return Ok(record);
+    }
+    if store.reads_without_blocking() {
+        return Ok(store.get_current_async(&guid).await?);
     }
     let store = Arc::clone(store);
     Ok(tokio::task::spawn_blocking(move || store.get_current(&guid)).await??)

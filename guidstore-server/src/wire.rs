@@ -27,9 +27,10 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker, ready};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
@@ -44,9 +45,18 @@ const AUTOMATIC_HEADERS: &[u8] = b"\r\nconnection: close\r\ncontent-length: 0\r\
 /// A request still reading its body when the EOF comes can never get the rest: its handler
 /// learns it from [`EofHold::closed`] (the request is then answered as a broken body), so the
 /// hold never waits for a body that cannot come.
-#[derive(Debug, Default)]
+///
+/// It also keeps what the connection's idle check (`server.rs`) reads: when the last request
+/// ended ([`EofHold::note_end`]) and the streamed bodies being written ([`EofHold::stream_open`]).
+#[derive(Debug)]
 pub struct EofHold {
     in_flight: AtomicUsize,
+    /// When the connection was opened: `last_end` counts from it.
+    opened: Instant,
+    /// When the last request ended, in nanoseconds since `opened` (0: none has).
+    last_end: AtomicU64,
+    /// Streamed response bodies not yet finished.
+    streams: AtomicUsize,
     /// The reader waiting for the last request to end, to give hyper the EOF.
     reader: Mutex<Option<Waker>>,
     /// Whether `reader` holds a waker (so most requests end without taking the lock).
@@ -61,7 +71,54 @@ pub struct EofHold {
 #[derive(Debug)]
 pub struct HoldGuard(Arc<EofHold>);
 
+impl Default for EofHold {
+    fn default() -> EofHold {
+        EofHold {
+            in_flight: AtomicUsize::new(0),
+            opened: Instant::now(),
+            last_end: AtomicU64::new(0),
+            streams: AtomicUsize::new(0),
+            reader: Mutex::new(None),
+            reader_waiting: AtomicBool::new(false),
+            eof: AtomicBool::new(false),
+            eof_notify: Notify::new(),
+        }
+    }
+}
+
+/// A streamed body being written; ends when dropped (with the body).
+#[derive(Debug)]
+pub struct StreamGuard(Arc<EofHold>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::SeqCst);
+        self.0.note_end(Instant::now());
+    }
+}
+
 impl EofHold {
+    /// Records that a request ended (its answer handed to hyper) at `at`.
+    pub fn note_end(&self, at: Instant) {
+        let nanos = u64::try_from(at.saturating_duration_since(self.opened).as_nanos()).unwrap_or(u64::MAX);
+        self.last_end.fetch_max(nanos, Ordering::SeqCst);
+    }
+
+    /// Marks a streamed body being written until the guard is dropped.
+    pub fn stream_open(self: &Arc<EofHold>) -> StreamGuard {
+        self.streams.fetch_add(1, Ordering::SeqCst);
+        StreamGuard(Arc::clone(self))
+    }
+
+    /// `None` while a request is in flight or a streamed body is being written; else since when
+    /// the connection has been idle (the end of its last request, or its opening).
+    pub fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 || self.streams.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(self.opened + Duration::from_nanos(self.last_end.load(Ordering::SeqCst)))
+    }
+
     /// Marks a request in flight until the guard is dropped.
     pub fn hold(self: &Arc<EofHold>) -> HoldGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);

@@ -2,18 +2,22 @@
 //! database, so that it can answer reads from memory and still be linearizable.
 //!
 //! One thread per store, the tailer, reads the change log after `applied` and applies it to the
-//! cache, in revision order. It runs a *round* when a reader asks for one, when it is woken
-//! (PostgreSQL `NOTIFY`), and every poll interval otherwise.
+//! cache, in revision order: when a read needs it, when it is woken (PostgreSQL `NOTIFY`, a local
+//! commit), and every poll interval otherwise.
 //!
-//! A linearizable read first calls [`Coherence::sync`]: it registers for the next round that starts
-//! after the call, as etcd's ReadIndex does, so one small query serves every read that arrived
-//! while the previous round ran. A round that succeeds has read the log up to a revision R that
-//! includes every change committed before the round began (revisions are dense and commit in
-//! order: the write transactions serialize on one row); once it has applied them, every cached
-//! entry reflects all changes up to R, and a miss reads the database itself. So a read that starts
-//! after a write was acknowledged anywhere sees that write or a later one. A round that fails
-//! (the database is unreachable) fails the reads waiting on it, and those that arrived while it
-//! ran: no read is served that cannot be proven current, and none waits for two failing rounds.
+//! A linearizable read first joins a *freshness round* ([`Coherence::join`]), as etcd's ReadIndex
+//! does: a round that starts after the read arrived asks the database for its newest committed
+//! revision R (one tiny query, run as a task on the backend's runtime), and every read that arrived
+//! while the previous round ran shares the next one. Revisions are dense and commit in order (the
+//! write transactions serialize on one row), so every change committed before the round began —
+//! every write acknowledged anywhere before the read started — is at or below R. If the cache has
+//! applied R already (the hot case: nothing changed), the round answers its reads at once, on the
+//! runtime's thread: one wake-up per read, no other thread involved. Otherwise its reads wait,
+//! with R, until the tailer (woken) has applied the log up to R. Either way every cached entry then
+//! reflects all changes up to R, and a miss reads the database itself, so a read sees that write or
+//! a later one. A round that fails (the database is unreachable) fails its reads and those that
+//! arrived while it ran; a tailer round that fails fails the reads waiting for it: no read is
+//! served that cannot be proven current, and none waits for two failing rounds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -36,11 +40,32 @@ pub(crate) struct Coherence {
 
 #[derive(Default)]
 struct State {
-    waiting: Vec<Completer<()>>,
+    /// Reads waiting for the next freshness round (it starts after they arrived).
+    next: Vec<Completer<()>>,
+    /// Whether a freshness round is in flight: its task runs the next one when it ends.
+    asking: bool,
+    /// Reads whose round found revisions the cache had not applied: they wait for the tailer.
+    behind: Vec<Behind>,
     woken: bool,
     stop: bool,
+    /// Whether the tailer waits for work (only then does waking it signal the condvar).
+    idle: bool,
     /// Whether the last round failed (to log a lost and a regained database once each).
     failing: bool,
+}
+
+/// Reads of one round that wait until the tailer has applied `revision`.
+struct Behind {
+    revision: u64,
+    /// When their round began (nanoseconds since `origin`).
+    started: u64,
+    reads: Vec<Completer<()>>,
+}
+
+/// The reads a freshness round serves, from [`Coherence::begin_round`].
+pub(crate) struct Round {
+    reads: Vec<Completer<()>>,
+    started: u64,
 }
 
 impl Coherence {
@@ -61,12 +86,13 @@ impl Coherence {
     }
 
     /// Runs the tailer on a thread of its own. `owner` holds this coherence (`coherence` finds it
-    /// there) and everything `tail` needs to read the log after what was applied and apply it; the
-    /// thread keeps `owner` alive until [`Coherence::stop`].
+    /// there) and everything `tail` needs to read the log after what was applied and apply it
+    /// (`tail` answers the revision applied then); the thread keeps `owner` alive until
+    /// [`Coherence::stop`].
     pub(crate) fn start<T: Send + Sync + 'static>(
         owner: &Arc<T>,
         coherence: fn(&T) -> Option<&Coherence>,
-        tail: fn(&T) -> Result<()>,
+        tail: fn(&T) -> Result<u64>,
     ) -> Result<()> {
         let Some(this) = coherence(owner) else { return Ok(()) };
         let held = Arc::clone(owner);
@@ -82,23 +108,86 @@ impl Coherence {
         Ok(())
     }
 
-    /// Resolves once a round that started after this call has applied the log.
-    pub(crate) fn sync(&self) -> Pending<()> {
+    /// Joins the next freshness round: the result resolves once the cache reflects every change
+    /// committed before this call. `true` with it: no round is in flight, the caller must run
+    /// one ([`Coherence::begin_round`] … [`Coherence::end_round`], until `begin_round` finds
+    /// no read waiting).
+    pub(crate) fn join(&self) -> (Pending<()>, bool) {
         let (done, result) = pending();
         let mut state = self.lock();
         if state.stop {
-            return Pending::ready(Err(Error::Closed));
+            return (Pending::ready(Err(Error::Closed)), false);
         }
-        state.waiting.push(done);
-        drop(state);
-        self.signal.notify_one();
-        result
+        state.next.push(done);
+        let start = !std::mem::replace(&mut state.asking, true);
+        (result, start)
     }
 
-    /// Asks for a round soon (a change was committed somewhere).
+    /// Starts a round: it serves the reads waiting now. `None` (and no round is in flight any
+    /// more) when none wait.
+    pub(crate) fn begin_round(&self) -> Option<Round> {
+        let mut state = self.lock();
+        if state.next.is_empty() || state.stop {
+            state.asking = false;
+            // Stopped: dropping the completers answers Closed.
+            state.next.clear();
+            return None;
+        }
+        let reads = std::mem::take(&mut state.next);
+        Some(Round { reads, started: self.now_nanos() })
+    }
+
+    /// Ends a round with the newest committed revision it read (or why it could not), given the
+    /// revision the cache has applied now.
+    pub(crate) fn end_round(&self, round: Round, newest: Result<u64>, applied: u64) {
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+        let Round { reads, started } = round;
+        match newest {
+            Ok(newest) if newest <= applied => {
+                // Nothing the cache lacks: the reads are current.
+                self.synced_at.fetch_max(started, Ordering::AcqRel);
+                for done in reads {
+                    done.complete(Ok(()));
+                }
+            }
+            Ok(newest) => {
+                let mut state = self.lock();
+                if state.stop {
+                    return;
+                }
+                state.behind.push(Behind { revision: newest, started, reads });
+                state.woken = true;
+                let idle = state.idle;
+                drop(state);
+                if idle {
+                    self.signal.notify_one();
+                }
+            }
+            Err(error) => {
+                // Reads that arrived while it ran fail with it rather than wait for another round
+                // against a database that just did not answer: each read waits for an unreachable
+                // database once at most.
+                let late = std::mem::take(&mut self.lock().next);
+                for done in reads.into_iter().chain(late) {
+                    done.complete(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Asks for a tailer round soon (a change was committed somewhere).
     pub(crate) fn wake(&self) {
-        self.lock().woken = true;
-        self.signal.notify_one();
+        let mut state = self.lock();
+        state.woken = true;
+        let idle = state.idle;
+        drop(state);
+        if idle {
+            self.signal.notify_one();
+        }
+    }
+
+    fn now_nanos(&self) -> u64 {
+        (self.origin.elapsed().as_nanos() as u64).max(1)
     }
 
     /// How long ago the last successful round began (`None`: none has yet).
@@ -109,14 +198,19 @@ impl Coherence {
         }
     }
 
-    /// Rounds run so far.
+    /// Rounds run so far: freshness rounds and the tailer's reads of the change log.
     pub(crate) fn rounds(&self) -> u64 {
         self.rounds.load(Ordering::Relaxed)
     }
 
     /// Stops the tailer; reads waiting for a round are answered [`Error::Closed`].
     pub(crate) fn stop(&self) {
-        self.lock().stop = true;
+        {
+            let mut state = self.lock();
+            state.stop = true;
+            state.next.clear();
+            state.behind.clear();
+        }
         self.signal.notify_all();
         let thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(thread) = thread
@@ -126,38 +220,39 @@ impl Coherence {
         }
     }
 
-    fn run(&self, mut tail: impl FnMut() -> Result<()>) {
+    fn run(&self, mut tail: impl FnMut() -> Result<u64>) {
         loop {
-            let waiting = {
+            {
                 let mut state = self.lock();
                 loop {
                     if state.stop {
                         // Dropping the completers answers Closed.
-                        state.waiting.clear();
+                        state.behind.clear();
                         log::debug!("guidstore: tailer stopped");
                         return;
                     }
-                    if !state.waiting.is_empty() || state.woken {
+                    if !state.behind.is_empty() || state.woken {
                         break;
                     }
+                    state.idle = true;
                     let (next, timeout) =
                         self.signal.wait_timeout(state, self.poll_interval).unwrap_or_else(PoisonError::into_inner);
                     state = next;
+                    state.idle = false;
                     if timeout.timed_out() {
                         break;
                     }
                 }
                 state.woken = false;
-                std::mem::take(&mut state.waiting)
-            };
-            let started = self.origin.elapsed();
+            }
+            let started = self.now_nanos();
             let result = tail();
             self.rounds.fetch_add(1, Ordering::Relaxed);
             let failing = result.is_err();
             let was_failing = std::mem::replace(&mut self.lock().failing, failing);
             match &result {
-                Ok(()) => {
-                    self.synced_at.store(started.as_nanos().max(1) as u64, Ordering::Release);
+                Ok(_) => {
+                    self.synced_at.fetch_max(started, Ordering::AcqRel);
                     if was_failing {
                         log::warn!("guidstore: the change log can be read again; reads are served");
                     }
@@ -167,15 +262,29 @@ impl Coherence {
                 }
                 Err(_) => {}
             }
-            // Reads that arrived while a failing round ran fail with it rather than wait for
-            // another round against a database that just did not answer: each read waits for an
-            // unreachable database once at most.
-            let waiting = match &result {
-                Ok(()) => waiting,
-                Err(_) => waiting.into_iter().chain(std::mem::take(&mut self.lock().waiting)).collect(),
+            // The reads waiting for a revision this round applied are current; if it failed, all
+            // of them fail with it.
+            let (ready, result) = {
+                let mut state = self.lock();
+                let behind = std::mem::take(&mut state.behind);
+                match result {
+                    Ok(applied) => {
+                        let (ready, waiting): (Vec<_>, Vec<_>) =
+                            behind.into_iter().partition(|behind| behind.revision <= applied);
+                        state.woken |= !waiting.is_empty();
+                        state.behind = waiting;
+                        (ready, Ok(()))
+                    }
+                    Err(error) => (behind, Err(error)),
+                }
             };
-            for done in waiting {
-                done.complete(result.clone());
+            for behind in ready {
+                if result.is_ok() {
+                    self.synced_at.fetch_max(behind.started, Ordering::AcqRel);
+                }
+                for done in behind.reads {
+                    done.complete(result.clone());
+                }
             }
         }
     }

@@ -34,7 +34,9 @@ struct Slot<T> {
 
 #[derive(Debug)]
 enum State<T> {
-    Waiting(Option<Waker>),
+    /// The task to wake, and whether a thread blocks in [`Pending::wait`] (only then does
+    /// completing signal the condition variable: a futex call per completion otherwise).
+    Waiting(Option<Waker>, bool),
     Done(Result<T>),
     Taken,
 }
@@ -48,7 +50,7 @@ impl<T> Slot<T> {
 
 /// A new pending result and the completer that ends it.
 pub(crate) fn pending<T>() -> (Completer<T>, Pending<T>) {
-    let slot = Arc::new(Slot { state: Mutex::new(State::Waiting(None)), done: Condvar::new() });
+    let slot = Arc::new(Slot { state: Mutex::new(State::Waiting(None, false)), done: Condvar::new() });
     (Completer { slot: Some(Arc::clone(&slot)) }, Pending { slot })
 }
 
@@ -65,8 +67,8 @@ impl<T> Pending<T> {
             match std::mem::replace(&mut *state, State::Taken) {
                 State::Done(result) => return result,
                 State::Taken => return Err(Error::Closed),
-                waiting @ State::Waiting(_) => {
-                    *state = waiting;
+                State::Waiting(waker, _) => {
+                    *state = State::Waiting(waker, true);
                     state = self.slot.done.wait(state).unwrap_or_else(PoisonError::into_inner);
                 }
             }
@@ -82,12 +84,12 @@ impl<T> Future for Pending<T> {
         match std::mem::replace(&mut *state, State::Taken) {
             State::Done(result) => Poll::Ready(result),
             State::Taken => Poll::Ready(Err(Error::Closed)),
-            State::Waiting(waker) => {
+            State::Waiting(waker, blocked) => {
                 let waker = match waker {
                     Some(waker) if waker.will_wake(context.waker()) => waker,
                     _ => context.waker().clone(),
                 };
-                *state = State::Waiting(Some(waker));
+                *state = State::Waiting(Some(waker), blocked);
                 Poll::Pending
             }
         }
@@ -119,20 +121,45 @@ impl<T> Drop for Completer<T> {
 }
 
 fn finish<T>(slot: &Slot<T>, result: Result<T>) {
-    let waker = {
+    let (waker, blocked) = {
         let mut state = slot.lock();
         match std::mem::replace(&mut *state, State::Done(result)) {
-            State::Waiting(waker) => waker,
+            State::Waiting(waker, blocked) => (waker, blocked),
             // Already completed or taken: keep what was there.
             previous => {
                 *state = previous;
-                None
+                (None, false)
             }
         }
     };
-    slot.done.notify_all();
+    if blocked {
+        slot.done.notify_all();
+    }
     if let Some(waker) = waker {
         waker.wake();
+    }
+}
+
+/// Polls `future` on the calling thread until it is ready, parking the thread between polls.
+pub(crate) fn park_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        // A wake-up before this park makes it return at once (the unpark token).
+        std::thread::park();
     }
 }
 

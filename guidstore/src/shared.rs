@@ -10,6 +10,7 @@ use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::coherence::Coherence;
 use crate::feed::Feed;
+use crate::pending::Pending;
 use crate::{Clock, Result, StorageError};
 
 /// Changes read from the log per query.
@@ -50,6 +51,28 @@ impl Shared {
         result
     }
 
+    /// Resolves once the cache reflects every change committed before the call, by any process
+    /// (see `coherence.rs`): at once without a shared database; else with the next freshness
+    /// round, which this call starts (as a task on the backend's runtime) if none is in flight.
+    pub(crate) fn sync(shared: &Arc<Shared>) -> Pending<()> {
+        let Some(coherence) = &shared.coherence else { return Pending::ready(Ok(())) };
+        let (result, start) = coherence.join();
+        if start {
+            let rounds = Arc::clone(shared);
+            shared.backend.spawn(Box::pin(async move { rounds.freshness_rounds().await }));
+        }
+        result
+    }
+
+    /// Runs freshness rounds while reads wait for one: each asks for the newest revision once.
+    async fn freshness_rounds(&self) {
+        let Some(coherence) = &self.coherence else { return };
+        while let Some(round) = coherence.begin_round() {
+            let newest = self.backend.revision_async().await;
+            coherence.end_round(round, newest, self.cache.applied());
+        }
+    }
+
     /// On a shared database, starts the tailer that keeps the cache current, and has the backend
     /// wake it when another process announces a commit (PostgreSQL `NOTIFY`).
     pub(crate) fn start_tailer(shared: &Arc<Shared>) -> Result<()> {
@@ -69,8 +92,9 @@ impl Shared {
         Ok(())
     }
 
-    /// Reads the log after `applied` to its end and applies it to the cache (and the feed).
-    fn tail(&self) -> Result<()> {
+    /// Reads the log after `applied` to its end and applies it to the cache (and the feed); the
+    /// revision applied then.
+    fn tail(&self) -> Result<u64> {
         let mut gap_since: Option<Instant> = None;
         loop {
             let applied = self.cache.applied();
@@ -92,7 +116,7 @@ impl Shared {
             }
             if consecutive == changes.len() {
                 if changes.len() < PAGE {
-                    return Ok(());
+                    return Ok(self.cache.applied());
                 }
                 continue;
             }

@@ -234,7 +234,8 @@ pub struct Stats {
     pub storage_errors: u64,
     /// The revision up to which the change log is reflected in the cache.
     pub applied_revision: u64,
-    /// Freshness rounds run (reads of the change log) on a shared database.
+    /// On a shared database, queries of the change log's state: freshness rounds (each reads the
+    /// newest revision, shared by the reads waiting at the time) and the tailer's reads of the log.
     pub sync_rounds: u64,
     /// Reads of a record from storage (misses of every cache level).
     pub storage_reads: u64,
@@ -302,8 +303,10 @@ impl Store {
     ///
     /// - a file path, or `sqlite:PATH`: an SQLite file, as [`Store::open_with`];
     /// - `postgres://USER[:PASS]@HOST[:PORT]/DB` (or `postgresql://`): PostgreSQL (cargo feature
-    ///   `postgres`); `?sslmode=disable` or `prefer`;
-    /// - `mysql://USER[:PASS]@HOST[:PORT]/DB` (or `mariadb://`): MariaDB or MySQL (feature `mysql`).
+    ///   `postgres`); TLS as `?sslmode=disable|prefer|require|verify-ca|verify-full` and
+    ///   `&sslrootcert=FILE|system` say (libpq's meanings; `prefer` by default);
+    /// - `mysql://USER[:PASS]@HOST[:PORT]/DB` (or `mariadb://`): MariaDB or MySQL (feature `mysql`);
+    ///   TLS as `?ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_IDENTITY` and `&ssl-ca=FILE|system` say.
     ///
     /// Without a password in the URL, `PGPASSWORD` or `MYSQL_PWD` is used. A network database is
     /// migrated at open (under an advisory lock, so processes starting together migrate once) and
@@ -414,11 +417,25 @@ impl Store {
         self.get_current(guid)
     }
 
+    /// [`Store::get`] as a future, for async callers on any executor (it needs no runtime of
+    /// theirs): the same answers. On a shared database it waits for the freshness round, and for
+    /// Redis or the database on a miss, without blocking the thread that polls it. On SQLite a
+    /// miss reads the file on the polling thread (see [`Store::reads_without_blocking`]).
+    pub async fn get_async(&self, guid: &Guid) -> Result<Arc<Record>> {
+        self.sync_async().await?;
+        self.get_current_async(guid).await
+    }
+
     /// The live record with this GUID as of the last [`Store::sync`]: from the cache, else from
     /// the shared cache when this store can prove its entry current (see
     /// [`Options::redis_cache`]), else read from storage (and cached). Without a shared database
     /// every call is current.
     pub fn get_current(&self, guid: &Guid) -> Result<Arc<Record>> {
+        crate::pending::park_on(self.get_current_async(guid))
+    }
+
+    /// [`Store::get_current`] as a future (see [`Store::get_async`]).
+    pub async fn get_current_async(&self, guid: &Guid) -> Result<Arc<Record>> {
         let now = self.now();
         let ticket = match self.shared.cache.get(guid, now) {
             Ok(record) => return Ok(record),
@@ -429,7 +446,7 @@ impl Store {
             Some(redis) => {
                 // Taken before the database read: that read sees every change up to it.
                 let label = redis.label();
-                match redis.get(guid, now) {
+                match redis.get(guid, now).await {
                     crate::cache::redis::Lookup::Hit(record) => {
                         self.shared.cache.fill(ticket, &record);
                         return Ok(record);
@@ -441,8 +458,11 @@ impl Store {
             None => None,
         };
         self.shared.storage_reads.fetch_add(1, Ordering::Relaxed);
-        let loaded = self.shared.count_error(self.shared.backend.load(guid))?;
-        match loaded {
+        let loaded = match self.shared.backend.load_async(*guid) {
+            Some(load) => load.await,
+            None => self.shared.backend.load(guid),
+        };
+        match self.shared.count_error(loaded)? {
             Some(record) if !record.is_expired_at(now) => {
                 let record = Arc::new(record);
                 self.shared.cache.fill(ticket, &record);
@@ -454,6 +474,14 @@ impl Store {
             }
             _ => Err(Error::NotFound(*guid)),
         }
+    }
+
+    /// Whether [`Store::get_async`] and [`Store::get_current_async`] never block the thread that
+    /// polls them: true on a network database (its reads are awaited), false on SQLite, whose
+    /// cache misses read the file on the polling thread (an async server gives those a thread
+    /// that may block, e.g. with [`Store::get_current`]).
+    pub fn reads_without_blocking(&self) -> bool {
+        self.is_shared()
     }
 
     /// The shared cache's counters and state (`None` without one).
@@ -495,10 +523,7 @@ impl Store {
 
     /// [`Store::sync`] without blocking.
     pub fn sync_async(&self) -> Pending<()> {
-        match &self.shared.coherence {
-            Some(coherence) => coherence.sync(),
-            None => Pending::ready(Ok(())),
-        }
+        Shared::sync(&self.shared)
     }
 
     /// How far the cache may be behind the database: the time since the last freshness round

@@ -100,3 +100,83 @@ fn killed_pooled_connections_cost_no_call(kind: Kind) {
 }
 
 on_shared_backends!(killed_pooled_connections_cost_no_call);
+
+/// Polls `future` to its end on this thread with a waker of its own: no async runtime at all, as
+/// a program without one (or on another executor) would.
+fn poll_to_end<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+/// `Store::get_async` gives the answers `Store::get` gives — a record, `not_found`, and
+/// `unavailable` within the timeout while the database is down — polled by no runtime at all,
+/// and from the cache, Redis-less storage and a fresh round alike.
+#[test]
+fn an_async_get_answers_as_get_does_even_with_the_database_stopped() {
+    let Some(mut cluster) = cluster() else { return };
+    cluster.create_database("async_get").unwrap();
+    let url = cluster.url("async_get");
+    // No local cache: every read goes to the database after its freshness round.
+    let uncached = Store::open_url(&url, options().cache_capacity(0)).unwrap();
+    let cached = Store::open_url(&url, options()).unwrap();
+    let created =
+        cached.create(NewRecord::parse(format!(r#"{{"guid":"{G1}","n":0}}"#).as_bytes(), None, NOW).unwrap()).unwrap();
+    let absent = Guid::parse("00000000000000000000000000000001").unwrap();
+    for store in [&uncached, &cached] {
+        assert!(store.reads_without_blocking());
+        let reads_before = store.counters().storage_reads;
+        let read = poll_to_end(store.get_async(&guid())).unwrap();
+        assert_eq!(read.to_json(), created.to_json());
+        assert_eq!(read.to_json(), store.get(&guid()).unwrap().to_json());
+        let missing = poll_to_end(store.get_async(&absent)).unwrap_err();
+        assert_eq!((missing.code(), store.get(&absent).unwrap_err().code()), (Code::NotFound, Code::NotFound));
+        let reads = store.counters().storage_reads - reads_before;
+        // The cached store read the record from its cache (the create filled it); both read the
+        // absent GUID from the database, once per call.
+        assert_eq!(reads, if std::ptr::eq(store, &uncached) { 4 } else { 2 }, "storage reads");
+    }
+    // Another store's update is seen by the next async read of the cached one (its round).
+    uncached.update(&guid(), patch(7), None).unwrap();
+    assert_eq!(poll_to_end(cached.get_async(&guid())).unwrap().metadata()["n"].as_i64(), Some(7));
+
+    cluster.stop(guidstore_testkit::postgres::StopMode::Fast).unwrap();
+    for store in [&uncached, &cached] {
+        let started = std::time::Instant::now();
+        let read = poll_to_end(store.get_async(&guid())).unwrap_err();
+        assert_eq!(read.code(), Code::Unavailable, "{read}");
+        let blocking = store.get(&guid()).unwrap_err();
+        assert_eq!(blocking.code(), Code::Unavailable, "{blocking}");
+        // One timeout (500 ms) per call at most, with some slack for a loaded machine.
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        // A read that skips the round fails at the database just the same.
+        assert!(poll_to_end(store.get_current_async(&absent)).is_err());
+    }
+    cluster.start_again().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match poll_to_end(cached.get_async(&guid())) {
+            Ok(read) => {
+                assert_eq!(read.metadata()["n"].as_i64(), Some(7));
+                break;
+            }
+            Err(error) if std::time::Instant::now() < deadline => {
+                assert_eq!(error.code(), Code::Unavailable, "{error}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => panic!("no recovery: {error}"),
+        }
+    }
+}

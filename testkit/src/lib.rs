@@ -21,13 +21,17 @@
 //!   macros that run a test on every backend ([`on_every_backend!`], [`on_shared_backends!`]), and
 //!   [`db::TestDb::kill_connections`] (`pg_terminate_backend`, MariaDB `KILL`).
 //! - `postgres`: a private PostgreSQL server a fault test may stop, start, pause and resume
-//!   ([`postgres::PostgresCluster`]), removed when dropped.
+//!   ([`postgres::PostgresCluster`]), removed when dropped; with TLS on if asked
+//!   ([`postgres::PostgresCluster::start_tls`]).
+//! - `mariadb`: a private MariaDB server with TLS on ([`mariadb::MariadbServer`]), removed when
+//!   dropped.
 
 #[cfg(feature = "async")]
 pub mod client;
 pub mod db;
 pub mod fault;
 pub mod http;
+pub mod mariadb;
 #[cfg(feature = "pki")]
 pub mod pki;
 pub mod postgres;

@@ -49,7 +49,12 @@ impl TestCa {
 
     /// A server certificate for `127.0.0.1` and `localhost`, named `name`.
     pub fn server(&self, name: &str) -> Issued {
-        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        self.server_for(name, &["127.0.0.1", "localhost"])
+    }
+
+    /// A server certificate for `hosts` (DNS names or IP addresses), named `name`.
+    pub fn server_for(&self, name: &str, hosts: &[&str]) -> Issued {
+        let names = hosts.iter().map(|host| (*host).to_owned()).collect::<Vec<_>>();
         let mut params = CertificateParams::new(names).expect("valid subject alternative names");
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

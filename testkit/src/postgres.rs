@@ -3,6 +3,9 @@
 //! started again, paused (`SIGSTOP`: its processes stop answering but keep their sockets) or
 //! resumed at will. Dropped, it is stopped (`pg_ctl stop -m immediate`) and its directory removed.
 //!
+//! [`PostgresCluster::start_tls`] starts one with TLS on (`ssl=on`), serving a certificate and key
+//! the test made (see the `pki` module); plain and TLS connections are both accepted.
+//!
 //! The binaries are found in `GUIDSTORE_TEST_PG_BIN`, else `/usr/lib/postgresql/15/bin`. PostgreSQL
 //! refuses to run as root: a root test runs them as the `postgres` user (the directory is given to
 //! it). When they cannot be found, [`PostgresCluster::start`] says why.
@@ -23,6 +26,9 @@ pub struct PostgresCluster {
     /// The user and group the server runs as, when this process is root.
     owner: Option<(u32, u32)>,
     paused: bool,
+    /// Whether it serves TLS (its certificate and key are `server.crt`, `server.key` in the data
+    /// directory).
+    tls: bool,
 }
 
 /// How [`PostgresCluster::stop`] stops the server (`pg_ctl stop -m MODE`).
@@ -71,6 +77,16 @@ fn checked(what: &str, output: io::Result<Output>) -> io::Result<Output> {
 impl PostgresCluster {
     /// Creates and starts a cluster on a free port of 127.0.0.1.
     pub fn start() -> io::Result<PostgresCluster> {
+        PostgresCluster::create(None)
+    }
+
+    /// As [`PostgresCluster::start`], with TLS on: the server presents `cert_pem` (a chain, PEM)
+    /// with the key `key_pem` (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> io::Result<PostgresCluster> {
+        PostgresCluster::create(Some((cert_pem, key_pem)))
+    }
+
+    fn create(tls: Option<(&str, &str)>) -> io::Result<PostgresCluster> {
         let bin = bin_dir();
         if !bin.join("initdb").exists() {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("no initdb in {}", bin.display())));
@@ -81,7 +97,7 @@ impl PostgresCluster {
         if let Some((uid, gid)) = owner {
             chown(dir.path(), Some(uid), Some(gid))?;
         }
-        let mut cluster = PostgresCluster { bin, dir, port: free_port()?, owner, paused: false };
+        let mut cluster = PostgresCluster { bin, dir, port: free_port()?, owner, paused: false, tls: tls.is_some() };
         let data = cluster.data();
         let data = data.to_string_lossy();
         checked(
@@ -91,8 +107,25 @@ impl PostgresCluster {
                 .args(["-D", &data, "-U", "postgres", "--auth=trust", "--no-sync", "--no-instructions"])
                 .output(),
         )?;
+        if let Some((cert_pem, key_pem)) = tls {
+            cluster.write_owned("server.crt", cert_pem)?;
+            // PostgreSQL refuses a key that others may read.
+            cluster.write_owned("server.key", key_pem)?;
+        }
         cluster.start_again()?;
         Ok(cluster)
+    }
+
+    /// Writes `contents` to `name` in the data directory, mode 0600, owned by the server's user.
+    fn write_owned(&self, name: &str, contents: &str) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = self.data().join(name);
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        std::io::Write::write_all(&mut file, contents.as_bytes())?;
+        if let Some((uid, gid)) = self.owner {
+            chown(&path, Some(uid), Some(gid))?;
+        }
+        Ok(())
     }
 
     fn data(&self) -> PathBuf {
@@ -108,6 +141,11 @@ impl PostgresCluster {
         command
     }
 
+    /// Whether it serves TLS ([`PostgresCluster::start_tls`]).
+    pub fn has_tls(&self) -> bool {
+        self.tls
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
@@ -121,11 +159,15 @@ impl PostgresCluster {
     /// Starts the (stopped) server again, on the same port; returns once it accepts connections.
     pub fn start_again(&mut self) -> io::Result<()> {
         let data = self.data();
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories='{}' -c max_connections=100",
             self.port,
             self.dir.path().display()
         );
+        if self.tls {
+            // Relative to the data directory.
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let log = self.dir.path().join("postgres.log");
         checked(
             "pg_ctl start",

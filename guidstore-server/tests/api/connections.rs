@@ -155,6 +155,36 @@ async fn a_slow_client_is_cut_off_after_the_header_timeout_while_others_are_serv
 }
 
 #[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout_but_an_event_stream_is_not() {
+    let app = spawn_app_with(AppOptions::with(|config| config.header_timeout = Duration::from_millis(300))).await;
+    // A keep-alive connection answered once, then idle: closed after the timeout, counted from
+    // the end of its request.
+    let mut idle = app.connect().await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(&mut idle).await.unwrap().status, 200);
+    let answered = std::time::Instant::now();
+    let rest = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut idle)).await;
+    let closed_after = answered.elapsed();
+    assert_eq!(rest.expect("the idle connection was kept open").unwrap(), "");
+    assert!(closed_after >= Duration::from_millis(250), "closed after {closed_after:?}");
+    // An event stream outlives the timeout: its answer is still being written.
+    let mut stream = app.connect().await;
+    stream.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    app.create_at(GUID, "{}").await;
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    while !text.contains("event: create") {
+        let n = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut stream, &mut buffer))
+            .await
+            .expect("no event within 5 s")
+            .unwrap();
+        assert!(n > 0, "the event stream was closed: {text:?}");
+        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+}
+
+#[tokio::test]
 async fn the_connection_cap_holds_new_clients_until_a_slot_frees() {
     let app = spawn_app_with(AppOptions::with(|config| config.max_connections = 1)).await;
     let mut first = app.connect().await;

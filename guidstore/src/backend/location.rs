@@ -5,7 +5,9 @@
 //! - `postgres://…` or `postgresql://…` → PostgreSQL (cargo feature `postgres`);
 //! - `mysql://…` or `mariadb://…` → MariaDB/MySQL (cargo feature `mysql`).
 //!
-//! A password may be in the URL or, when it is not, in `PGPASSWORD` / `MYSQL_PWD`. It never
+//! A network URL's TLS parameters (`sslmode`, `sslrootcert`, `ssl-mode`, `ssl-ca`) are read by its
+//! backend (`backend/tls.rs`). A password may be in the URL or, when it is not, in `PGPASSWORD` /
+//! `MYSQL_PWD`. It never
 //! appears in a [`Location`]'s `Display`, in an error, or in a log line: see [`redact_url`].
 
 use std::fmt;
@@ -87,21 +89,27 @@ pub fn redact_url(url: &str) -> String {
     // The authority ends at the first '/', '?' or '#'; its user-info at the last '@' within it.
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    let Some((user_info, host)) = authority.rsplit_once('@') else { return url.to_owned() };
     let redacted_query = redact_query(tail);
+    let Some((user_info, host)) = authority.rsplit_once('@') else {
+        return format!("{scheme}://{authority}{redacted_query}");
+    };
     match user_info.split_once(':') {
         Some((user, _password)) => format!("{scheme}://{user}:***@{host}{redacted_query}"),
         None => format!("{scheme}://{user_info}@{host}{redacted_query}"),
     }
 }
 
-/// A `password=` query parameter (which some drivers accept) replaced by `***`.
+/// A `password=` or `sslpassword=` query parameter (which some drivers accept; the second is
+/// libpq's pass phrase of a client key) replaced by `***`. The TLS parameters (`sslmode`,
+/// `sslrootcert`, `ssl-mode`, `ssl-ca`) are not secret and are kept.
 fn redact_query(tail: &str) -> String {
     let Some((path, query)) = tail.split_once('?') else { return tail.to_owned() };
     let parameters: Vec<String> = query
         .split('&')
         .map(|parameter| match parameter.split_once('=') {
-            Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+            Some((name, _)) if ["password", "sslpassword"].iter().any(|secret| name.eq_ignore_ascii_case(secret)) => {
+                format!("{name}=***")
+            }
             _ => parameter.to_owned(),
         })
         .collect();
@@ -156,9 +164,18 @@ mod tests {
             ("postgres://u:p@h/d", "postgres://u:***@h/d"),
             ("postgres://u@h/d", "postgres://u@h/d"),
             ("postgres://h/d", "postgres://h/d"),
+            ("postgres://h/d?password=p&sslmode=require", "postgres://h/d?password=***&sslmode=require"),
             ("mysql://u:p:q@h", "mysql://u:***@h"),
             ("mysql://u:p@x@h/d", "mysql://u:***@h/d"),
             ("plain/path.db", "plain/path.db"),
+            (
+                "postgres://u:p@h/d?sslmode=verify-full&sslrootcert=/ca.pem&sslpassword=k",
+                "postgres://u:***@h/d?sslmode=verify-full&sslrootcert=/ca.pem&sslpassword=***",
+            ),
+            (
+                "mysql://u:p@h/d?ssl-mode=VERIFY_IDENTITY&ssl-ca=/ca.pem",
+                "mysql://u:***@h/d?ssl-mode=VERIFY_IDENTITY&ssl-ca=/ca.pem",
+            ),
         ];
         for (url, expected) in cases {
             assert_eq!(redact_url(url), expected, "{url}");

@@ -5,7 +5,8 @@
 //!
 //! Backends, one file each: `sqlite` (the embedded default, always built, with `vfs`, its write
 //! connection's VFS shim), `postgres` (feature `postgres`) and `mysql` (feature `mysql`), which
-//! share `runtime`, the private async runtime that drives their drivers. `location` parses the
+//! share `runtime`, the private async runtime that drives their drivers, and `tls`, the URL's TLS
+//! parameters (`sslmode`, `sslrootcert`) and the rustls configuration. `location` parses the
 //! storage URL that picks one. SQL migrations live in `guidstore/migrations/BACKEND/`.
 
 pub(crate) mod location;
@@ -16,9 +17,13 @@ pub(crate) mod postgres;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
 pub(crate) mod runtime;
 pub(crate) mod sqlite;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) mod tls;
 mod vfs;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +38,9 @@ pub(crate) struct NetworkSettings {
     /// How long any database call (connect, query, commit) may take.
     pub(crate) timeout: Duration,
 }
+
+/// A backend call in progress, for an async caller: boxed, `Send`, free of any runtime type.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One write transaction, driven by the store's writer thread. Between its start and its end no
 /// other write transaction commits on the same database (the backend serializes them), so what
@@ -56,6 +64,29 @@ pub(crate) trait Transaction {
 pub(crate) trait Backend: Send + Sync + 'static {
     /// The stored record with this GUID, expired or not.
     fn load(&self, guid: &Guid) -> Result<Option<Record>>;
+
+    /// [`Backend::load`] as a future that blocks no thread while the database answers (a network
+    /// backend: its driver is async), bounded like `load`. `None`: `load` blocks (SQLite, a local
+    /// file), call it on a thread that may block.
+    fn load_async(&self, guid: Guid) -> Option<BoxFuture<'_, Result<Option<Record>>>> {
+        let _ = guid;
+        None
+    }
+
+    /// [`Backend::revision`] as a future; by default it calls `revision` when first polled.
+    fn revision_async(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move { self.revision() })
+    }
+
+    /// Runs `task` in the background: on a network backend, on the runtime that drives its
+    /// driver; by default on a thread of its own.
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        let spawned =
+            std::thread::Builder::new().name("guidstore-task".to_owned()).spawn(move || crate::pending::park_on(task));
+        if let Err(error) = spawned {
+            log::error!("guidstore: cannot start a background task: {error}");
+        }
+    }
 
     /// Whether other processes may write to the same database (a network database), so that
     /// this process learns of their changes only from the change log.

@@ -9,15 +9,17 @@
 //! `GET_LOCK`, so processes starting together migrate once (MySQL's DDL is not transactional:
 //! a migration that fails half-way is reported and must be repaired by hand).
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Value};
+use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts, Value};
 
 use super::NetworkSettings;
-use super::runtime::DbRuntime;
+use super::runtime::{DbRuntime, park_on};
+use super::tls::{TlsMode, TlsParams};
 use crate::backend::{
-    Backend, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
+    Backend, BoxFuture, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
 };
 use crate::{Change, Error, Guid, Record, Result, StorageError};
 
@@ -116,18 +118,71 @@ impl Drop for Pooled {
     }
 }
 
+/// mysql_async's TLS options for `tls` (`None`: no TLS). The roots are loaded here, so that a
+/// bad file is reported once at startup; without a root file the system's roots are trusted
+/// (not the Mozilla list built into mysql_async).
+fn ssl_opts(tls: &TlsParams) -> std::result::Result<Option<SslOpts>, String> {
+    if tls.mode == TlsMode::Disable {
+        return Ok(None);
+    }
+    let Some((roots, check_name)) = tls.verification() else {
+        // prefer, and require without a root file: encrypted, the certificate not checked.
+        return Ok(Some(SslOpts::default().with_danger_accept_invalid_certs(true)));
+    };
+    if !check_name {
+        // mysql_async's "skip domain validation" matches the text "NotValidForName" in rustls's
+        // error, which rustls 0.23 no longer prints: the chain alone cannot be checked.
+        return Err("VERIFY_CA is not available on MariaDB/MySQL (nor REQUIRED with ssl-ca, which means it): \
+                    use VERIFY_IDENTITY, which checks the chain and the host name, or REQUIRED without ssl-ca"
+            .to_owned());
+    }
+    let roots = super::tls::load_roots(&roots)?.into_iter().map(|cert| cert.to_vec().into()).collect();
+    Ok(Some(SslOpts::default().with_root_certs(roots).with_disable_built_in_roots(true)))
+}
+
+/// `PREFERRED`: one connection with `tls` tells whether the server offers TLS; if it does not,
+/// the pool connects without (decided once, at startup; a server must be restarted to change
+/// that anyway). Other failures are left to the first connection of the pool to report.
+async fn prefer_tls(tls: Opts, plain: Opts, name: &str) -> Result<Opts> {
+    match Conn::new(tls.clone()).await {
+        Ok(conn) => {
+            let _ = conn.disconnect().await;
+            Ok(tls)
+        }
+        Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)) => {
+            log::info!("guidstore: {name} offers no TLS; connecting without it (ssl-mode=PREFERRED)");
+            Ok(plain)
+        }
+        Err(_) => Ok(tls),
+    }
+}
+
 /// Whether `error` is worth one more attempt on a fresh connection (see the PostgreSQL backend).
 fn retryable(error: &Error) -> bool {
     matches!(error, Error::Storage(storage) if storage.is_transient())
 }
 
 impl MysqlBackend {
-    /// Connects to the database at `url` (`mysql://USER[:PASS]@HOST[:PORT]/DB`), checks
-    /// durability settings and migrates the schema.
+    /// Connects to the database at `url` (`mysql://USER[:PASS]@HOST[:PORT]/DB[?ssl-mode=…]`),
+    /// checks durability settings and migrates the schema. TLS is as `ssl-mode` and `ssl-ca` ask
+    /// (see [`super::tls`]; `PREFERRED` by default).
     pub(crate) fn open(url: &str, settings: NetworkSettings) -> Result<MysqlBackend> {
         let name = super::location::redact_url(url);
         let invalid = |reason: String| Error::InvalidUrl { url: name.clone(), reason };
-        let opts = Opts::from_url(url).map_err(|e| invalid(e.to_string()))?;
+        let (url, tls) = super::tls::split_url(url).map_err(invalid)?;
+        if let Some(own) = url.split_once('?').and_then(|(_, query)| {
+            query.split('&').map(|p| p.split_once('=').map_or(p, |(name, _)| name)).find(|name| {
+                ["require_ssl", "verify_ca", "verify_identity", "built_in_roots"]
+                    .contains(&name.to_ascii_lowercase().as_str())
+            })
+        }) {
+            return Err(invalid(format!(
+                "{own} is not used: TLS is set with ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_CA|VERIFY_IDENTITY \
+                 and ssl-ca=FILE"
+            )));
+        }
+        let ssl = ssl_opts(&tls).map_err(invalid)?;
+        let opts = Opts::from_url(&url).map_err(|e| invalid(e.to_string()))?;
         if opts.db_name().is_none_or(str::is_empty) {
             return Err(invalid("it names no database (mysql://USER@HOST/DATABASE)".to_owned()));
         }
@@ -152,7 +207,10 @@ impl MysqlBackend {
                 format!("SET SESSION innodb_lock_wait_timeout = {lock_wait}"),
             ]);
         let runtime = DbRuntime::new("guidstore-mysql", settings.timeout)?;
-        let opts: Opts = opts.into();
+        let plain: Opts = opts.clone().into();
+        let opts: Opts = opts.ssl_opts(ssl).into();
+        let opts =
+            if tls.mode == TlsMode::Prefer { runtime.run("connecting", prefer_tls(opts, plain, &name))? } else { opts };
         let pool = runtime.run("creating the pool", async { Ok(Pool::new(opts.clone())) })?;
         let backend = MysqlBackend { runtime, opts, timeout: settings.timeout, pool, name };
         backend.connect_and_migrate()?;
@@ -225,7 +283,16 @@ impl MysqlBackend {
     /// idempotent; the pool may hold connections the server has killed). A connection whose call
     /// failed or timed out never returns to the pool.
     fn with_conn<T>(&self, what: &str, work: impl AsyncFn(&mut Conn) -> Result<T>) -> Result<T> {
-        self.runtime.run(what, async {
+        park_on(self.with_conn_async(what, work))
+    }
+
+    /// [`MysqlBackend::with_conn`] as a future: whoever polls it waits without blocking.
+    fn with_conn_async<'a, T: 'a>(
+        &'a self,
+        what: &'a str,
+        work: impl AsyncFn(&mut Conn) -> Result<T> + 'a,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        self.runtime.bound(self.runtime.deadline(), what, async move {
             let mut retried = false;
             loop {
                 let mut conn = self.connect(retried).await?;
@@ -426,17 +493,47 @@ impl Transaction for MysqlTransaction<'_> {
     }
 }
 
-impl Backend for MysqlBackend {
-    fn load(&self, guid: &Guid) -> Result<Option<Record>> {
-        let row: Option<RecordRow> = self.with_conn("reading a record", async |conn| {
-            conn.exec_first(
+impl MysqlBackend {
+    /// The stored record `guid` (a pooled connection, one round trip).
+    fn load_record(&self, guid: Guid) -> impl Future<Output = Result<Option<Record>>> + Send + '_ {
+        let row = self.with_conn_async("reading a record", async move |conn| {
+            conn.exec_first::<RecordRow, _, _>(
                 "SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid = ?",
                 (guid.as_str(),),
             )
             .await
             .map_err(|e| my_error("reading a record", e))
-        })?;
-        row.map(record_from_row).transpose()
+        });
+        async move { row.await?.map(record_from_row).transpose() }
+    }
+
+    /// The newest committed revision (one round trip: a freshness round).
+    fn read_revision(&self) -> impl Future<Output = Result<u64>> + Send + '_ {
+        self.with_conn_async("reading the revision", async |conn| {
+            let revision: Option<i64> = conn
+                .query_first("SELECT revision FROM guidstore_meta WHERE id = 1")
+                .await
+                .map_err(|e| my_error("reading the revision", e))?;
+            Ok(revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0))
+        })
+    }
+}
+
+impl Backend for MysqlBackend {
+    fn load(&self, guid: &Guid) -> Result<Option<Record>> {
+        park_on(self.load_record(*guid))
+    }
+
+    fn load_async(&self, guid: Guid) -> Option<BoxFuture<'_, Result<Option<Record>>>> {
+        Some(Box::pin(self.load_record(guid)))
+    }
+
+    fn revision_async(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.read_revision())
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        self.runtime.spawn(task);
     }
 
     fn is_shared(&self) -> bool {
@@ -542,13 +639,7 @@ impl Backend for MysqlBackend {
     }
 
     fn revision(&self) -> Result<u64> {
-        self.with_conn("reading the revision", async |conn| {
-            let revision: Option<i64> = conn
-                .query_first("SELECT revision FROM guidstore_meta WHERE id = 1")
-                .await
-                .map_err(|e| my_error("reading the revision", e))?;
-            Ok(revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0))
-        })
+        park_on(self.read_revision())
     }
 
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {

@@ -13,13 +13,13 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
-use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::NetworkSettings;
-use super::runtime::DbRuntime;
+use super::runtime::{DbRuntime, park_on};
 use crate::backend::{
-    Backend, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
+    Backend, BoxFuture, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
 };
 use crate::{Change, Error, Guid, Record, Result, StorageError};
 
@@ -36,6 +36,8 @@ pub(crate) struct PostgresBackend {
     pool: Pool,
     /// The connection settings, for the `LISTEN` connection.
     config: tokio_postgres::Config,
+    /// The TLS connector (used as `config`'s `sslmode` says).
+    tls: MakeRustlsConnect,
     /// The URL without its password, for messages.
     name: String,
 }
@@ -106,10 +108,14 @@ fn retryable(error: &Error) -> bool {
 
 impl PostgresBackend {
     /// Connects to the database at `url` (`postgres://USER[:PASS]@HOST[:PORT]/DB[?sslmode=…]`),
-    /// checks durability settings and migrates the schema.
+    /// checks durability settings and migrates the schema. TLS is as `sslmode` and `sslrootcert`
+    /// ask (see [`super::tls`]; `prefer` by default).
     pub(crate) fn open(url: &str, settings: NetworkSettings) -> Result<PostgresBackend> {
         let name = super::location::redact_url(url);
         let invalid = |reason: String| Error::InvalidUrl { url: name.clone(), reason };
+        // tokio-postgres knows disable, prefer and require: the modes that check certificates
+        // are this backend's, and the driver sees only whether to use TLS at all.
+        let (url, tls) = super::tls::split_url(url).map_err(invalid)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| invalid(format!("{e}")))?;
         if config.get_password().is_none()
             && let Ok(password) = std::env::var("PGPASSWORD")
@@ -119,21 +125,22 @@ impl PostgresBackend {
         if config.get_dbname().is_none() {
             return Err(invalid("it names no database (postgres://USER@HOST/DATABASE)".to_owned()));
         }
-        match config.get_ssl_mode() {
-            SslMode::Disable | SslMode::Prefer => {}
-            _ => {
-                return Err(invalid(
-                    "this build connects to PostgreSQL without TLS: use sslmode=disable or prefer".to_owned(),
-                ));
-            }
-        }
+        config.ssl_mode(match tls.mode {
+            super::tls::TlsMode::Disable => SslMode::Disable,
+            super::tls::TlsMode::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
+        });
+        let tls = MakeRustlsConnect::new(super::tls::client_config(&tls).map_err(invalid)?);
         config.connect_timeout(settings.timeout);
         config.keepalives(true).keepalives_idle(Duration::from_secs(10));
         // The server gives up on a statement the client has stopped waiting for.
         config.options(format!("-c statement_timeout={}", settings.timeout.as_millis()));
         config.application_name("guidstore");
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size.max(2))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -143,7 +150,7 @@ impl PostgresBackend {
             .build()
             .map_err(|e| StorageError::permanent(format!("PostgreSQL connection pool: {e}")))?;
         let runtime = DbRuntime::new("guidstore-postgres", settings.timeout)?;
-        let backend = PostgresBackend { runtime, timeout: settings.timeout, pool, config, name };
+        let backend = PostgresBackend { runtime, timeout: settings.timeout, pool, config, tls, name };
         backend.connect_and_migrate()?;
         Ok(backend)
     }
@@ -205,7 +212,16 @@ impl PostgresBackend {
     /// have handed out a connection the server had closed). A connection whose call failed or
     /// timed out never returns to the pool.
     fn with_client<T>(&self, what: &str, work: impl AsyncFn(&Object) -> Result<T>) -> Result<T> {
-        self.runtime.run_until(self.runtime.deadline(), what, async {
+        park_on(self.with_client_async(what, work))
+    }
+
+    /// [`PostgresBackend::with_client`] as a future: whoever polls it waits without blocking.
+    fn with_client_async<'a, T: 'a>(
+        &'a self,
+        what: &'a str,
+        work: impl AsyncFn(&Object) -> Result<T> + 'a,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        self.runtime.bound(self.runtime.deadline(), what, async move {
             let mut retried = false;
             loop {
                 let client = Pooled(Some(self.pool.get().await.map_err(pool_error)?));
@@ -225,6 +241,33 @@ impl PostgresBackend {
     }
 }
 
+impl PostgresBackend {
+    /// The stored record `guid` (a pooled connection, one round trip).
+    fn load_record(&self, guid: Guid) -> impl Future<Output = Result<Option<Record>>> + Send + '_ {
+        self.with_client_async("reading a record", async move |client| {
+            let statement = client
+                .prepare_cached("SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid = $1")
+                .await
+                .map_err(|e| pg_error("preparing", e))?;
+            let row =
+                client.query_opt(&statement, &[&guid.as_str()]).await.map_err(|e| pg_error("reading a record", e))?;
+            row.as_ref().map(record_from_row).transpose()
+        })
+    }
+
+    /// The newest committed revision (one round trip: a freshness round).
+    fn read_revision(&self) -> impl Future<Output = Result<u64>> + Send + '_ {
+        self.with_client_async("reading the revision", async |client| {
+            let statement = client
+                .prepare_cached("SELECT revision FROM guidstore_meta WHERE id = 1")
+                .await
+                .map_err(|e| pg_error("preparing", e))?;
+            let row = client.query_one(&statement, &[]).await.map_err(|e| pg_error("reading the revision", e))?;
+            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        })
+    }
+}
+
 /// The channel on which every commit notifies listeners.
 const CHANNEL: &str = "guidstore_changes";
 
@@ -232,9 +275,10 @@ const CHANNEL: &str = "guidstore_changes";
 /// ends.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
     wake: &(dyn Fn() + Send + Sync),
 ) -> std::result::Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let statement = format!("LISTEN {CHANNEL}");
     let listening = client.batch_execute(&statement);
     let mut listening = std::pin::pin!(listening);
@@ -507,15 +551,19 @@ impl PostgresTransaction<'_> {
 
 impl Backend for PostgresBackend {
     fn load(&self, guid: &Guid) -> Result<Option<Record>> {
-        self.with_client("reading a record", async |client| {
-            let statement = client
-                .prepare_cached("SELECT guid, expire, metadata, version FROM guidstore_records WHERE guid = $1")
-                .await
-                .map_err(|e| pg_error("preparing", e))?;
-            let row =
-                client.query_opt(&statement, &[&guid.as_str()]).await.map_err(|e| pg_error("reading a record", e))?;
-            row.as_ref().map(record_from_row).transpose()
-        })
+        park_on(self.load_record(*guid))
+    }
+
+    fn load_async(&self, guid: Guid) -> Option<BoxFuture<'_, Result<Option<Record>>>> {
+        Some(Box::pin(self.load_record(guid)))
+    }
+
+    fn revision_async(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.read_revision())
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        self.runtime.spawn(task);
     }
 
     fn is_shared(&self) -> bool {
@@ -608,12 +656,13 @@ impl Backend for PostgresBackend {
 
     fn listen(&self, wake: Box<dyn Fn() + Send + Sync>) {
         let config = self.config.clone();
+        let tls = self.tls.clone();
         let name = self.name.clone();
         self.runtime.spawn(async move {
             // One connection of its own, outside the pool, held for as long as the store is open;
             // when it breaks, the tailer's polling goes on and the connection is made again.
             loop {
-                match listen_once(&config, &*wake).await {
+                match listen_once(&config, &tls, &*wake).await {
                     Ok(()) => log::debug!("guidstore: LISTEN connection to {name} closed"),
                     Err(error) => log::debug!("guidstore: LISTEN connection to {name} failed: {error}"),
                 }
@@ -633,14 +682,7 @@ impl Backend for PostgresBackend {
     }
 
     fn revision(&self) -> Result<u64> {
-        self.with_client("reading the revision", async |client| {
-            let statement = client
-                .prepare_cached("SELECT revision FROM guidstore_meta WHERE id = 1")
-                .await
-                .map_err(|e| pg_error("preparing", e))?;
-            let row = client.query_one(&statement, &[]).await.map_err(|e| pg_error("reading the revision", e))?;
-            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
-        })
+        park_on(self.read_revision())
     }
 
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+pub(crate) use crate::pending::park_on;
 use crate::{Result, StorageError};
 
 #[cfg_attr(
@@ -44,7 +45,6 @@ impl DbRuntime {
 
     /// The runtime's handle, for work that must go on after its caller stopped waiting (closing
     /// a connection that timed out).
-    #[cfg_attr(not(feature = "mysql"), allow(dead_code, reason = "only the MySQL backend needs it"))]
     pub(crate) fn handle(&self) -> Option<tokio::runtime::Handle> {
         self.runtime.as_ref().map(|runtime| runtime.handle().clone())
     }
@@ -71,21 +71,35 @@ impl DbRuntime {
         what: &str,
         future: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let Some(runtime) = &self.runtime else {
-            return Err(StorageError::transient("the database runtime has stopped").into());
-        };
-        if Instant::now() >= deadline {
-            return Err(self.late(what));
-        }
-        // Timers and pools created inside the future find this runtime through its context.
-        let _context = runtime.enter();
-        let bounded = async {
+        park_on(self.bound(deadline, what, future))
+    }
+
+    /// `future` bounded by `deadline` (past it, a transient error saying what did not answer),
+    /// as a future any executor can poll — a task of the caller's own runtime, whatever it is,
+    /// or [`park_on`]: every poll runs inside this runtime's context, so the timers, pools and
+    /// connection tasks the drivers create belong to it (its worker drives the sockets and wakes
+    /// the caller), and no thread is blocked while the database answers.
+    pub(crate) fn bound<'a, T: 'a>(
+        &'a self,
+        deadline: Instant,
+        what: &'a str,
+        future: impl Future<Output = Result<T>> + 'a,
+    ) -> InContext<impl Future<Output = Result<T>> + 'a> {
+        let handle = self.handle();
+        let stopped = handle.is_none();
+        let bounded = async move {
+            if stopped {
+                return Err(StorageError::transient("the database runtime has stopped").into());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.late(what));
+            }
             match tokio::time::timeout_at(deadline.into(), future).await {
                 Ok(result) => result,
                 Err(_) => Err(self.late(what)),
             }
         };
-        park_on(bounded)
+        InContext::new(handle, bounded)
     }
 
     fn late(&self, what: &str) -> crate::Error {
@@ -93,26 +107,28 @@ impl DbRuntime {
     }
 }
 
-/// Polls `future` on the calling thread until it is ready, parking the thread between polls.
-pub(crate) fn park_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
+/// A future polled inside a tokio runtime's context (when it has one), whichever executor polls it:
+/// what the future creates (timers, spawned connection tasks) belongs to that runtime, not to the
+/// caller's. Entering a context nests, unlike `block_on`: it is allowed on a worker thread of
+/// another runtime.
+pub(crate) struct InContext<F> {
+    handle: Option<tokio::runtime::Handle>,
+    future: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> InContext<F> {
+    pub(crate) fn new(handle: Option<tokio::runtime::Handle>, future: F) -> InContext<F> {
+        InContext { handle, future: Box::pin(future) }
     }
-    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-    let mut context = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        // A wake-up before this park makes it return at once (the unpark token).
-        std::thread::park();
+}
+
+impl<F: Future> Future for InContext<F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, context: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.get_mut();
+        let _entered = this.handle.as_ref().map(tokio::runtime::Handle::enter);
+        this.future.as_mut().poll(context)
     }
 }
 
@@ -122,7 +138,6 @@ pub(crate) fn park_on<F: Future>(future: F) -> F::Output {
 )]
 impl DbRuntime {
     /// Starts `future` on the runtime without waiting for it; it ends with the runtime.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code, reason = "only the PostgreSQL backend needs it"))]
     pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         if let Some(runtime) = &self.runtime {
             runtime.spawn(future);

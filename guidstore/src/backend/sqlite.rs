@@ -181,7 +181,7 @@ struct Writer {
 /// Rows written between two wake-ups of the checkpointer. Each row dirties about one page of the
 /// GUID index; the longer the interval, the more often the same pages are written again between
 /// two checkpoints, and a checkpoint copies each page once. With 10,000 rows the WAL stayed at
-/// about 60 MB under load (ARCHITECTURE.md, "Group commit").
+/// about 60 MB under load (docs/design.md, "Group commit").
 const CHECKPOINT_EVERY_ROWS: u64 = 10_000;
 
 /// A thread that copies the WAL into the database file, so that the writer does not wait for a

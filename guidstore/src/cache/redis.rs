@@ -34,7 +34,7 @@ use std::time::Duration;
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, Client, RedisError, Script};
 
-use crate::backend::runtime::park_on;
+use crate::backend::runtime::{InContext, park_on};
 use crate::backend::{Backend, stored_record};
 use crate::{Change, Error, Guid, Record, Result, SharedCacheStats, redact_url};
 
@@ -335,22 +335,20 @@ impl RedisLevel {
     }
 
     /// Looks `guid` up, for a read that must be current as of the revision the tailer has read.
-    pub(crate) fn get(&self, guid: &Guid, now: u64) -> Lookup {
+    /// The caller awaits the reply without blocking its thread (the level's runtime drives the
+    /// connection and wakes it), whatever executor polls the future.
+    pub(crate) async fn get(&self, guid: &Guid, now: u64) -> Lookup {
         let Some(mut connection) = self.link.connection() else {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return Lookup::Miss;
         };
         let key = self.key(guid);
         let link = &self.link;
-        let reply = self.block_on(async {
-            link.call(::redis::cmd("HMGET").arg(&key).arg(&["r", "e", "v", "m"]).query_async::<(
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            )>(&mut connection))
+        let reply = InContext::new(Some(self.link.runtime.clone()), async {
+            link.call(::redis::cmd("HMGET").arg(&key).arg(&["r", "e", "v", "m"]).query_async::<Entry>(&mut connection))
                 .await
-        });
+        })
+        .await;
         let lookup = match reply {
             None => Lookup::Miss,
             Some(entry) => self.decode(guid, &key, entry, now),
@@ -437,11 +435,6 @@ impl RedisLevel {
             }
             link.call(invocation.invoke_async::<i64>(&mut connection)).await;
         });
-    }
-
-    fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
-        let _context = self.runtime.as_ref().map(tokio::runtime::Runtime::enter);
-        park_on(future)
     }
 
     pub(crate) fn stats(&self) -> SharedCacheStats {
