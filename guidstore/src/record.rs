@@ -31,7 +31,8 @@ pub type Metadata = Map<String, Value>;
 pub struct Record {
     guid: Guid,
     expire: Expiry,
-    metadata: OnceLock<Metadata>,
+    /// Boxed: a record that never needs its map (most cached ones) spends one word on it.
+    metadata: OnceLock<Box<Metadata>>,
     version: u64,
     /// The entity-tag (`ETAG_LEN` bytes), then the JSON form.
     rendered: Bytes,
@@ -79,7 +80,7 @@ impl Record {
     /// never needed it), then kept.
     pub fn metadata(&self) -> &Metadata {
         // The JSON form was rendered from a serialized `Metadata`: it parses back to the same map.
-        self.metadata.get_or_init(|| serde_json::from_str(&self.metadata_json()).unwrap_or_default())
+        self.metadata.get_or_init(|| Box::new(serde_json::from_str(&self.metadata_json()).unwrap_or_default()))
     }
 
     /// The version: a random number drawn at every change of the record.
