@@ -90,4 +90,4 @@ pub use store::{
     DEFAULT_REDIS_TIMEOUT, DEFAULT_REDIS_TTL, DEFAULT_TAIL_INTERVAL, Options, SharedCacheStats, Stats, Store,
     lock_owner,
 };
-pub use transfer::{ExportError, IMPORT_BATCH, ImportError};
+pub use transfer::{ExportError, IMPORT_BATCH, ImportError, SQLITE_IMPORT_BATCH};

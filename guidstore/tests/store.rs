@@ -270,17 +270,21 @@ fn import_creates_records_skips_expired_ones_and_is_idempotent(kind: Kind) {
     assert_eq!(creates, 2);
 }
 
-/// A whole batch (10,000 records, so 10,000 changes in one transaction) fits every backend's
-/// statement limits (MySQL: 65,535 placeholders per prepared statement).
+/// A whole batch (10,000 records on a network database, so 10,000 changes in one transaction;
+/// 50,000 on SQLite) fits every backend's statement limits (MySQL: 65,535 placeholders per
+/// prepared statement).
 fn a_full_import_batch_is_one_transaction_on_every_backend(kind: Kind) {
     let Some(t) = TestStore::on(kind) else { return };
-    let input: String = (0..guidstore::IMPORT_BATCH)
-        .map(|n| format!("{{\"guid\":\"{n:032X}\",\"expire\":\"{}\",\"n\":{n}}}\n", NOW + 100))
-        .collect();
+    let batch = t.store.import_batch_size();
+    assert_eq!(batch, if kind == Kind::Sqlite { guidstore::SQLITE_IMPORT_BATCH } else { guidstore::IMPORT_BATCH });
+    let commits = t.store.counters().commits;
+    let input: String =
+        (0..batch).map(|n| format!("{{\"guid\":\"{n:032X}\",\"expire\":\"{}\",\"n\":{n}}}\n", NOW + 100)).collect();
     let stats = t.store.import(input.as_bytes(), guidstore::OnConflict::Fail, |_| {}).unwrap();
-    assert_eq!(stats.created, guidstore::IMPORT_BATCH as u64);
-    let last = guid(&format!("{:032X}", guidstore::IMPORT_BATCH - 1));
-    assert_eq!(t.store.get(&last).unwrap().metadata()["n"], guidstore::IMPORT_BATCH - 1);
+    assert_eq!(stats.created, batch as u64);
+    assert_eq!(t.store.counters().commits - commits, 1, "one transaction");
+    let last = guid(&format!("{:032X}", batch - 1));
+    assert_eq!(t.store.get(&last).unwrap().metadata()["n"], batch - 1);
 }
 
 fn import_conflicts_follow_the_rule_and_a_bad_line_writes_nothing_of_its_batch(kind: Kind) {

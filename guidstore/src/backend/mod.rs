@@ -94,6 +94,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// Records per import transaction ([`crate::IMPORT_BATCH`] unless the backend says otherwise).
+    fn import_batch(&self) -> usize {
+        crate::IMPORT_BATCH
+    }
+
     /// Calls `wake` whenever another process may have committed a change (PostgreSQL
     /// `LISTEN`/`NOTIFY`), so that the tailer need not wait for its next poll. Backends without
     /// notifications ignore it.

@@ -601,6 +601,10 @@ impl Backend for SqliteBackend {
         self.with_reader(|connection| load_record(connection, guid))
     }
 
+    fn import_batch(&self) -> usize {
+        crate::SQLITE_IMPORT_BATCH
+    }
+
     fn write(&self, _prefetch: &[Guid], work: &mut dyn FnMut(&mut dyn Transaction) -> Result<()>) -> Result<()> {
         let mut writer = lock(&self.writer);
         let gate = lock(&self.write_gate);
