@@ -263,7 +263,6 @@ impl AccessLine<'_> {
         let whole = digits.format(whole).as_bytes();
         let method = self.method.as_str().as_bytes();
         let peer = self.peer.text.as_bytes();
-        out.reserve(method.len() + self.path.len() + whole.len() + peer.len() + 14);
         out.extend_from_slice(method);
         out.push(b' ');
         out.extend_from_slice(self.path.as_bytes());
