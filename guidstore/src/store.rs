@@ -448,7 +448,7 @@ impl Store {
                 let label = redis.label();
                 match redis.get(guid, now).await {
                     crate::cache::redis::Lookup::Hit(record) => {
-                        self.shared.cache.fill(ticket, &record);
+                        self.shared.cache.fill_from_shared(ticket, &record);
                         return Ok(record);
                     }
                     crate::cache::redis::Lookup::Absent => return Err(Error::NotFound(*guid)),

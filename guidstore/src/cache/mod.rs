@@ -14,6 +14,9 @@
 //! - A change never overwrites a newer one: a local commit ahead of the tailer is remembered in
 //!   `ahead` until the tailer passes it, and the tailer skips older changes of that GUID; a local
 //!   commit the tailer has already passed is not applied again.
+//! - A record from the shared cache level (current as of the revision the tailer has read) is not
+//!   inserted while a local commit of its GUID is ahead of the tailer: it may be older than that
+//!   commit, which the tailer then skips, so it would stay.
 //! - Expiry is checked against the clock on every hit.
 
 #[cfg(feature = "redis")]
@@ -123,6 +126,22 @@ impl Cache {
     pub(crate) fn fill(&self, ticket: ReadTicket, record: &Arc<Record>) {
         let mut inner = self.lock();
         if inner.epoch == ticket.0
+            && let Some(entries) = &mut inner.entries
+        {
+            entries.put_read(*record.guid(), Arc::clone(record));
+        }
+    }
+
+    /// Caches a record the shared cache level proved current, unless a change has been applied
+    /// since `ticket` was taken, or this process has committed a change of its GUID that the
+    /// tailer has not passed yet. Such a record is current only as of the revision the tailer had
+    /// read, which can be below that local commit: caching it would put the older record back,
+    /// and the tailer, which skips changes up to the local commit's revision, would leave it there.
+    #[cfg(feature = "redis")]
+    pub(crate) fn fill_from_shared(&self, ticket: ReadTicket, record: &Arc<Record>) {
+        let mut inner = self.lock();
+        if inner.epoch == ticket.0
+            && !inner.ahead.contains_key(record.guid())
             && let Some(entries) = &mut inner.entries
         {
             entries.put_read(*record.guid(), Arc::clone(record));
@@ -371,6 +390,29 @@ mod tests {
         // The writer answers late for revision 1: the log already shows its GUID deleted.
         cache.apply_local(&[put(1, &record_of(guid, 1))]);
         assert_eq!(n_of(&cache, &guid), None);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_shared_cache_hit_older_than_a_local_commit_is_not_cached() {
+        // Capacity 1: a second GUID's commit evicts the first.
+        let cache = Cache::new(1, 8, true);
+        let (guid, other) = (Guid::random(), Guid::random());
+        // This process commits 10 for `guid` (ahead of the tailer, at 8), then 11 for `other`.
+        cache.apply_local(&[put(10, &record_of(guid, 10))]);
+        cache.apply_local(&[put(11, &record_of(other, 11))]);
+        // A read misses, and the shared cache proves `guid`'s entry of revision 9 current as of
+        // the 9 the tailer has read: true then, older than the local commit.
+        let ticket = cache.get(&guid, 0).unwrap_err();
+        cache.fill_from_shared(ticket, &record_of(guid, 9));
+        assert_eq!(n_of(&cache, &guid), None);
+        // The tailer skips 9 and 10 (the local commit is newer or the same): nothing stale stays.
+        cache.apply_log(&[put(9, &record_of(guid, 9)), put(10, &record_of(guid, 10)), put(11, &record_of(other, 11))]);
+        assert_eq!((n_of(&cache, &guid), cache.applied()), (None, 11));
+        // Once the tailer has passed it, a hit is cached again.
+        let ticket = cache.get(&guid, 0).unwrap_err();
+        cache.fill_from_shared(ticket, &record_of(guid, 10));
+        assert_eq!(n_of(&cache, &guid), Some(10));
     }
 
     #[test]
