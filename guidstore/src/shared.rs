@@ -128,11 +128,14 @@ impl Shared {
                         "guidstore: the change log was trimmed past revision {applied} (oldest kept: {oldest}); \
                          the cache starts over"
                     );
-                    self.cache.reset(oldest - 1);
+                    // The shared cache's proof first, as for `observe`: once the cache says it
+                    // applied `oldest - 1`, a round may let reads use Redis, and a sketch still
+                    // at `applied` would prove entries current that changed in the trimmed part.
                     #[cfg(feature = "redis")]
                     if let Some(redis) = &self.redis {
                         redis.restart(oldest - 1);
                     }
+                    self.cache.reset(oldest - 1);
                 }
                 _ => {
                     let since = *gap_since.get_or_insert_with(Instant::now);
