@@ -12,7 +12,8 @@
 //! write transactions serialize on one row), so every change committed before the round began —
 //! every write acknowledged anywhere before the read started — is at or below R. If the cache has
 //! applied R already (the hot case: nothing changed), the round answers its reads at once, on the
-//! runtime's thread: one wake-up per read, no other thread involved. Otherwise its reads wait,
+//! runtime's thread: one wake-up per read, no other thread involved. The reads of a round share
+//! one outcome (a `Broadcast`: one allocation per round, not per read). Otherwise its reads wait,
 //! with R, until the tailer (woken) has applied the log up to R. Either way every cached entry then
 //! reflects all changes up to R, and a miss reads the database itself, so a read sees that write or
 //! a later one. A round that fails (the database is unreachable) fails its reads and those that
@@ -24,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::pending::{Completer, Pending, pending};
+use crate::pending::{Broadcast, Pending};
 use crate::{Error, Result};
 
 pub(crate) struct Coherence {
@@ -40,8 +41,9 @@ pub(crate) struct Coherence {
 
 #[derive(Default)]
 struct State {
-    /// Reads waiting for the next freshness round (it starts after they arrived).
-    next: Vec<Completer<()>>,
+    /// Reads waiting for the next freshness round (it starts after they arrived): one outcome
+    /// they all share (`None`: no read waits).
+    next: Option<Broadcast>,
     /// Whether a freshness round is in flight: its task runs the next one when it ends.
     asking: bool,
     /// Reads whose round found revisions the cache had not applied: they wait for the tailer.
@@ -59,12 +61,12 @@ struct Behind {
     revision: u64,
     /// When their round began (nanoseconds since `origin`).
     started: u64,
-    reads: Vec<Completer<()>>,
+    reads: Broadcast,
 }
 
 /// The reads a freshness round serves, from [`Coherence::begin_round`].
 pub(crate) struct Round {
-    reads: Vec<Completer<()>>,
+    reads: Broadcast,
     started: u64,
 }
 
@@ -113,12 +115,11 @@ impl Coherence {
     /// one ([`Coherence::begin_round`] … [`Coherence::end_round`], until `begin_round` finds
     /// no read waiting).
     pub(crate) fn join(&self) -> (Pending<()>, bool) {
-        let (done, result) = pending();
         let mut state = self.lock();
         if state.stop {
             return (Pending::ready(Err(Error::Closed)), false);
         }
-        state.next.push(done);
+        let result = state.next.get_or_insert_with(Broadcast::new).subscribe();
         let start = !std::mem::replace(&mut state.asking, true);
         (result, start)
     }
@@ -127,14 +128,15 @@ impl Coherence {
     /// more) when none wait.
     pub(crate) fn begin_round(&self) -> Option<Round> {
         let mut state = self.lock();
-        if state.next.is_empty() || state.stop {
-            state.asking = false;
-            // Stopped: dropping the completers answers Closed.
-            state.next.clear();
-            return None;
+        let reads = state.next.take();
+        match reads {
+            Some(reads) if !state.stop => Some(Round { reads, started: self.now_nanos() }),
+            // Stopped: dropping the broadcast answers Closed.
+            _ => {
+                state.asking = false;
+                None
+            }
         }
-        let reads = std::mem::take(&mut state.next);
-        Some(Round { reads, started: self.now_nanos() })
     }
 
     /// Ends a round with the newest committed revision it read (or why it could not), given the
@@ -146,9 +148,7 @@ impl Coherence {
             Ok(newest) if newest <= applied => {
                 // Nothing the cache lacks: the reads are current.
                 self.synced_at.fetch_max(started, Ordering::AcqRel);
-                for done in reads {
-                    done.complete(Ok(()));
-                }
+                reads.complete(Ok(()));
             }
             Ok(newest) => {
                 let mut state = self.lock();
@@ -167,10 +167,11 @@ impl Coherence {
                 // Reads that arrived while it ran fail with it rather than wait for another round
                 // against a database that just did not answer: each read waits for an unreachable
                 // database once at most.
-                let late = std::mem::take(&mut self.lock().next);
-                for done in reads.into_iter().chain(late) {
-                    done.complete(Err(error.clone()));
+                let late = self.lock().next.take();
+                if let Some(late) = late {
+                    late.complete(Err(error.clone()));
                 }
+                reads.complete(Err(error));
             }
         }
     }
@@ -208,7 +209,7 @@ impl Coherence {
         {
             let mut state = self.lock();
             state.stop = true;
-            state.next.clear();
+            state.next = None;
             state.behind.clear();
         }
         self.signal.notify_all();
@@ -282,9 +283,7 @@ impl Coherence {
                 if result.is_ok() {
                     self.synced_at.fetch_max(behind.started, Ordering::AcqRel);
                 }
-                for done in behind.reads {
-                    done.complete(result.clone());
-                }
+                behind.reads.complete(result.clone());
             }
         }
     }

@@ -5,6 +5,10 @@
 //!
 //! The completing side is a [`Completer`]; dropping one without completing it answers
 //! [`Error::Closed`], so a caller is never left waiting for a write that will not happen.
+//!
+//! Many callers waiting for one outcome (the reads of one freshness round) share a [`Broadcast`]
+//! instead: one allocation per outcome, not per caller; each caller's `Pending` holds a reference
+//! to it and the place of its waker in it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,7 +21,16 @@ use crate::{Error, Result};
 #[must_use = "a Pending does nothing unless awaited or waited for"]
 #[derive(Debug)]
 pub struct Pending<T> {
-    slot: Arc<Slot<T>>,
+    inner: Inner<T>,
+}
+
+#[derive(Debug)]
+enum Inner<T> {
+    /// A result of its own.
+    Own(Arc<Slot<T>>),
+    /// A share of a [`Broadcast`]: where its waker is in the broadcast's list (once polled), and
+    /// how the broadcast's result becomes a `T` (only `Pending<()>` are made so: the identity).
+    Shared { slot: Arc<BroadcastSlot>, waker: Option<usize>, map: fn(Result<()>) -> Result<T> },
 }
 
 /// The other end of a [`Pending`]: completes it once.
@@ -51,25 +64,29 @@ impl<T> Slot<T> {
 /// A new pending result and the completer that ends it.
 pub(crate) fn pending<T>() -> (Completer<T>, Pending<T>) {
     let slot = Arc::new(Slot { state: Mutex::new(State::Waiting(None, false)), done: Condvar::new() });
-    (Completer { slot: Some(Arc::clone(&slot)) }, Pending { slot })
+    (Completer { slot: Some(Arc::clone(&slot)) }, Pending { inner: Inner::Own(slot) })
 }
 
 impl<T> Pending<T> {
     /// A result that is already known.
     pub(crate) fn ready(result: Result<T>) -> Pending<T> {
-        Pending { slot: Arc::new(Slot { state: Mutex::new(State::Done(result)), done: Condvar::new() }) }
+        Pending { inner: Inner::Own(Arc::new(Slot { state: Mutex::new(State::Done(result)), done: Condvar::new() })) }
     }
 
     /// Blocks the calling thread until the result is known.
     pub fn wait(self) -> Result<T> {
-        let mut state = self.slot.lock();
+        let slot = match self.inner {
+            Inner::Own(slot) => slot,
+            Inner::Shared { slot, map, .. } => return map(slot.wait()),
+        };
+        let mut state = slot.lock();
         loop {
             match std::mem::replace(&mut *state, State::Taken) {
                 State::Done(result) => return result,
                 State::Taken => return Err(Error::Closed),
                 State::Waiting(waker, _) => {
                     *state = State::Waiting(waker, true);
-                    state = self.slot.done.wait(state).unwrap_or_else(PoisonError::into_inner);
+                    state = slot.done.wait(state).unwrap_or_else(PoisonError::into_inner);
                 }
             }
         }
@@ -80,7 +97,11 @@ impl<T> Future for Pending<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Result<T>> {
-        let mut state = self.slot.lock();
+        let slot = match &mut self.get_mut().inner {
+            Inner::Own(slot) => slot,
+            Inner::Shared { slot, waker, map } => return slot.poll(waker, context).map(*map),
+        };
+        let mut state = slot.lock();
         match std::mem::replace(&mut *state, State::Taken) {
             State::Done(result) => Poll::Ready(result),
             State::Taken => Poll::Ready(Err(Error::Closed)),
@@ -140,6 +161,112 @@ fn finish<T>(slot: &Slot<T>, result: Result<T>) {
     }
 }
 
+/// One outcome that any number of [`Pending<()>`] wait for: completed once, each of them reads
+/// it. Dropping it without completing it answers [`Error::Closed`] to all of them.
+#[derive(Debug)]
+pub(crate) struct Broadcast {
+    slot: Arc<BroadcastSlot>,
+    completed: bool,
+}
+
+#[derive(Debug)]
+struct BroadcastSlot {
+    state: Mutex<BroadcastState>,
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct BroadcastState {
+    result: Option<Result<()>>,
+    /// The tasks to wake, one place per polled `Pending` (a place is reused when it polls again).
+    wakers: Vec<Waker>,
+    /// Whether a thread blocks in [`Pending::wait`] (only then does completing signal the condvar).
+    blocked: bool,
+}
+
+impl Broadcast {
+    /// An outcome nobody waits for yet.
+    pub(crate) fn new() -> Broadcast {
+        Broadcast {
+            slot: Arc::new(BroadcastSlot { state: Mutex::new(BroadcastState::default()), done: Condvar::new() }),
+            completed: false,
+        }
+    }
+
+    /// One more caller waiting for the outcome.
+    pub(crate) fn subscribe(&self) -> Pending<()> {
+        Pending { inner: Inner::Shared { slot: Arc::clone(&self.slot), waker: None, map: std::convert::identity } }
+    }
+
+    /// Completes the outcome, waking everyone who waits for it.
+    pub(crate) fn complete(mut self, result: Result<()>) {
+        self.completed = true;
+        self.slot.finish(result);
+    }
+}
+
+impl Drop for Broadcast {
+    fn drop(&mut self) {
+        if !self.completed {
+            self.slot.finish(Err(Error::Closed));
+        }
+    }
+}
+
+impl BroadcastSlot {
+    fn lock(&self) -> MutexGuard<'_, BroadcastState> {
+        // Every change under the lock leaves a valid state: a poisoned lock still holds one.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn finish(&self, result: Result<()>) {
+        let (wakers, blocked) = {
+            let mut state = self.lock();
+            if state.result.is_some() {
+                return;
+            }
+            state.result = Some(result);
+            (std::mem::take(&mut state.wakers), state.blocked)
+        };
+        if blocked {
+            self.done.notify_all();
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    fn poll(&self, place: &mut Option<usize>, context: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut state = self.lock();
+        if let Some(result) = &state.result {
+            return Poll::Ready(result.clone());
+        }
+        match place.and_then(|index| state.wakers.get_mut(index)) {
+            Some(waker) => {
+                if !waker.will_wake(context.waker()) {
+                    *waker = context.waker().clone();
+                }
+            }
+            None => {
+                *place = Some(state.wakers.len());
+                state.wakers.push(context.waker().clone());
+            }
+        }
+        Poll::Pending
+    }
+
+    fn wait(&self) -> Result<()> {
+        let mut state = self.lock();
+        loop {
+            if let Some(result) = &state.result {
+                return result.clone();
+            }
+            state.blocked = true;
+            state = self.done.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
 /// Polls `future` on the calling thread until it is ready, parking the thread between polls.
 pub(crate) fn park_on<F: Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
@@ -195,6 +322,42 @@ mod tests {
         completer.complete(Ok(3));
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
         assert!(matches!(Pin::new(&mut pending).poll(&mut context), Poll::Ready(Ok(3))));
+    }
+
+    #[test]
+    fn a_broadcast_wakes_every_polled_share_once_and_answers_all() {
+        let broadcast = Broadcast::new();
+        let counters: Vec<_> = (0..3).map(|_| Arc::new(CountingWaker(AtomicUsize::new(0)))).collect();
+        let mut shares: Vec<_> = (0..3).map(|_| broadcast.subscribe()).collect();
+        for (share, counter) in shares.iter_mut().zip(&counters) {
+            let waker = Waker::from(Arc::clone(counter));
+            let mut context = Context::from_waker(&waker);
+            // Polled twice with the same waker: one place in the list, one wake-up.
+            assert!(Pin::new(&mut *share).poll(&mut context).is_pending());
+            assert!(Pin::new(&mut *share).poll(&mut context).is_pending());
+        }
+        let blocked = broadcast.subscribe();
+        let thread = std::thread::spawn(move || blocked.wait());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        broadcast.complete(Ok(()));
+        assert!(thread.join().unwrap().is_ok());
+        for (share, counter) in shares.iter_mut().zip(&counters) {
+            assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+            let waker = Waker::from(Arc::clone(counter));
+            assert!(matches!(Pin::new(&mut *share).poll(&mut Context::from_waker(&waker)), Poll::Ready(Ok(()))));
+        }
+    }
+
+    #[test]
+    fn a_dropped_broadcast_answers_closed_and_a_completed_one_its_result() {
+        let dropped = Broadcast::new();
+        let share = dropped.subscribe();
+        drop(dropped);
+        assert!(matches!(share.wait(), Err(Error::Closed)));
+        let failed = Broadcast::new();
+        let share = failed.subscribe();
+        failed.complete(Err(Error::Closed));
+        assert!(matches!(share.wait(), Err(Error::Closed)));
     }
 
     #[test]

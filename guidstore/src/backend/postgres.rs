@@ -40,6 +40,61 @@ pub(crate) struct PostgresBackend {
     tls: MakeRustlsConnect,
     /// The URL without its password, for messages.
     name: String,
+    /// The connection freshness rounds read the newest revision on (see [`RevisionSlot`]).
+    revision_connection: std::sync::Mutex<RevisionSlot>,
+}
+
+/// The connection of freshness rounds: one of its own, outside the pool, with its statement
+/// prepared once, so that a round is the query's one round trip and nothing else — no pool
+/// checkout (with its wait timer and recycling check), no statement-cache lookup. Rounds run one
+/// at a time per store, so one connection serves them all; a caller that finds it busy (a
+/// `/metrics` scrape during a round) uses the pool instead.
+enum RevisionSlot {
+    /// Not connected (yet, or since a call on it failed): the next round connects.
+    Empty,
+    /// Connected and idle.
+    Idle(RevisionConnection),
+    /// A call is using it.
+    Busy,
+}
+
+struct RevisionConnection {
+    client: tokio_postgres::Client,
+    statement: tokio_postgres::Statement,
+}
+
+/// The newest committed revision (a freshness round's query).
+const REVISION_SQL: &str = "SELECT revision FROM guidstore_meta WHERE id = 1";
+
+/// [`RevisionSlot::Busy`] for as long as a call holds the revision connection: it goes back to
+/// the slot only through [`RevisionLease::release`] after a call that succeeded. Dropped otherwise
+/// (the call failed, or was abandoned when its deadline passed), the connection is closed and the
+/// next round makes a new one: a connection in an unknown state is not used again.
+struct RevisionLease<'a> {
+    slot: &'a std::sync::Mutex<RevisionSlot>,
+    connection: Option<RevisionConnection>,
+    released: bool,
+}
+
+impl RevisionLease<'_> {
+    fn release(mut self) {
+        self.released = true;
+        let connection = self.connection.take();
+        *lock_slot(self.slot) = connection.map_or(RevisionSlot::Empty, RevisionSlot::Idle);
+    }
+}
+
+impl Drop for RevisionLease<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            *lock_slot(self.slot) = RevisionSlot::Empty;
+        }
+    }
+}
+
+fn lock_slot(slot: &std::sync::Mutex<RevisionSlot>) -> std::sync::MutexGuard<'_, RevisionSlot> {
+    // The slot is replaced whole under the lock: a poisoned lock still holds a valid state.
+    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -150,7 +205,15 @@ impl PostgresBackend {
             .build()
             .map_err(|e| StorageError::permanent(format!("PostgreSQL connection pool: {e}")))?;
         let runtime = DbRuntime::new("guidstore-postgres", settings.timeout)?;
-        let backend = PostgresBackend { runtime, timeout: settings.timeout, pool, config, tls, name };
+        let backend = PostgresBackend {
+            runtime,
+            timeout: settings.timeout,
+            pool,
+            config,
+            tls,
+            name,
+            revision_connection: std::sync::Mutex::new(RevisionSlot::Empty),
+        };
         backend.connect_and_migrate()?;
         Ok(backend)
     }
@@ -255,16 +318,79 @@ impl PostgresBackend {
         })
     }
 
-    /// The newest committed revision (one round trip: a freshness round).
+    /// The newest committed revision (one round trip: a freshness round), on the revision
+    /// connection (see [`RevisionSlot`]), or on a pooled one while that is busy. A transient failure
+    /// is tried once more on a fresh connection, as [`PostgresBackend::with_client`] does.
     fn read_revision(&self) -> impl Future<Output = Result<u64>> + Send + '_ {
-        self.with_client_async("reading the revision", async |client| {
-            let statement = client
-                .prepare_cached("SELECT revision FROM guidstore_meta WHERE id = 1")
-                .await
-                .map_err(|e| pg_error("preparing", e))?;
-            let row = client.query_one(&statement, &[]).await.map_err(|e| pg_error("reading the revision", e))?;
-            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        self.runtime.bound(self.runtime.deadline(), "reading the revision", async move {
+            let mut retried = false;
+            loop {
+                let taken = {
+                    let mut slot = lock_slot(&self.revision_connection);
+                    match std::mem::replace(&mut *slot, RevisionSlot::Busy) {
+                        RevisionSlot::Idle(connection) => Some(Some(connection)),
+                        RevisionSlot::Empty => Some(None),
+                        RevisionSlot::Busy => None,
+                    }
+                };
+                let Some(connection) = taken else { return Box::pin(self.read_revision_pooled()).await };
+                let mut lease = RevisionLease { slot: &self.revision_connection, connection, released: false };
+                let result = self.query_revision(&mut lease).await;
+                match result {
+                    Ok(revision) => {
+                        lease.release();
+                        return Ok(revision);
+                    }
+                    Err(error) if !retried && retryable(&error) => {
+                        log::debug!(
+                            "guidstore: reading the revision failed ({error}); trying once more on a new connection"
+                        );
+                        retried = true;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
         })
+    }
+
+    /// The revision query on the leased connection, connecting it first if it has none.
+    async fn query_revision(&self, lease: &mut RevisionLease<'_>) -> Result<u64> {
+        if lease.connection.is_none() {
+            // Boxed: the connecting future is large, and a round that has its connection (every
+            // round but the first) would otherwise move it along with its own state.
+            lease.connection = Some(Box::pin(self.connect_revision()).await?);
+        }
+        let Some(connection) = &lease.connection else { unreachable!("connected above") };
+        let row = connection
+            .client
+            .query_one(&connection.statement, &[])
+            .await
+            .map_err(|e| pg_error("reading the revision", e))?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
+    /// A new revision connection: connected, its driver spawned on the runtime, its statement
+    /// prepared.
+    async fn connect_revision(&self) -> Result<RevisionConnection> {
+        let (client, connection) =
+            self.config.connect(self.tls.clone()).await.map_err(|e| pg_error("connecting", e))?;
+        let name = self.name.clone();
+        self.runtime.spawn(async move {
+            if let Err(error) = connection.await {
+                log::debug!("guidstore: revision connection to {name} failed: {error}");
+            }
+        });
+        let statement = client.prepare(REVISION_SQL).await.map_err(|e| pg_error("preparing", e))?;
+        Ok(RevisionConnection { client, statement })
+    }
+
+    /// The newest committed revision on a pooled connection.
+    async fn read_revision_pooled(&self) -> Result<u64> {
+        let client = Pooled(Some(self.pool.get().await.map_err(pool_error)?));
+        let statement = prepare(&client, REVISION_SQL).await?;
+        let row = client.query_one(&statement, &[]).await.map_err(|e| pg_error("reading the revision", e))?;
+        client.release();
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 }
 
@@ -752,6 +878,7 @@ impl Backend for PostgresBackend {
 
     fn close(&self) -> Result<()> {
         self.pool.close();
+        *lock_slot(&self.revision_connection) = RevisionSlot::Empty;
         Ok(())
     }
 }
