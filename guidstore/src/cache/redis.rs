@@ -29,12 +29,12 @@
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, Client, RedisError, Script};
 
-use crate::backend::runtime::{InContext, park_on};
+use crate::backend::runtime::park_on;
 use crate::backend::{Backend, stored_record};
 use crate::{Change, Error, Guid, Record, Result, SharedCacheStats, redact_url};
 
@@ -49,6 +49,12 @@ const HISTORY: u64 = 100_000;
 
 /// Pause between two attempts to reach Redis while the breaker is open.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The most lookups one pipeline carries; more wait for the next.
+const MAX_BATCH: usize = 256;
+
+/// The fields of an entry, in the order of [`Entry`].
+const FIELDS: [&str; 4] = ["r", "e", "v", "m"];
 
 /// Writes an entry unless Redis holds one with an equal or higher revision. KEYS[1]: the key;
 /// ARGV: revision, TTL in milliseconds, then expire, version, metadata (a record) or nothing (a
@@ -78,6 +84,23 @@ pub(crate) struct RedisSettings {
 
 /// An entry's fields as `HMGET key r e v m` returns them: revision, expire, version, metadata.
 type Entry = (Option<String>, Option<String>, Option<String>, Option<String>);
+
+/// A lookup waiting for its batch: the entry's key, when the lookup gives up (now + the timeout
+/// when it was queued), and where its reply goes (`None`: the batch failed or came too late).
+struct Waiter {
+    key: String,
+    deadline: Instant,
+    reply: tokio::sync::oneshot::Sender<Option<Entry>>,
+}
+
+/// Lookups queued for the batcher task ([`batches`]): those that arrive while a batch is in
+/// flight go together in the next one, one pipeline (one write, one read) for all of them.
+#[derive(Default)]
+struct Queue {
+    waiters: Mutex<Vec<Waiter>>,
+    /// Told when a lookup is queued (keeps one permit when the batcher is busy).
+    ready: tokio::sync::Notify,
+}
 
 /// What a lookup in Redis found.
 pub(crate) enum Lookup {
@@ -175,7 +198,16 @@ impl Link {
 
     /// Runs one call within the timeout; a failure opens the breaker.
     async fn call<T>(self: &Arc<Self>, future: impl Future<Output = std::result::Result<T, RedisError>>) -> Option<T> {
-        let failure = match tokio::time::timeout(self.timeout, future).await {
+        self.call_until(Instant::now() + self.timeout, future).await
+    }
+
+    /// Runs one call until `deadline` at most; a failure opens the breaker.
+    async fn call_until<T>(
+        self: &Arc<Self>,
+        deadline: Instant,
+        future: impl Future<Output = std::result::Result<T, RedisError>>,
+    ) -> Option<T> {
+        let failure = match tokio::time::timeout_at(deadline.into(), future).await {
             Ok(Ok(value)) => return Some(value),
             Ok(Err(error)) if !error.is_timeout() => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
@@ -243,8 +275,9 @@ pub(crate) struct RedisLevel {
     misses: AtomicU64,
     unproven: AtomicU64,
     skipped: AtomicU64,
-    /// Runs the Redis connection, the background writes and the probe; shut down without
-    /// waiting when the level is dropped.
+    queue: Arc<Queue>,
+    /// Runs the Redis connection, the batcher, the background writes and the probe; shut down
+    /// without waiting when the level is dropped.
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -290,8 +323,10 @@ impl RedisLevel {
             misses: AtomicU64::new(0),
             unproven: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            queue: Arc::new(Queue::default()),
             runtime: Some(runtime),
         };
+        link.runtime.spawn(batches(Arc::clone(&link), Arc::clone(&level.queue)));
         let first = {
             let _context = level.runtime.as_ref().map(tokio::runtime::Runtime::enter);
             park_on(link.connect())
@@ -337,21 +372,27 @@ impl RedisLevel {
     /// Looks `guid` up, for a read that must be current as of the revision the tailer has read.
     /// The caller awaits the reply without blocking its thread (the level's runtime drives the
     /// connection and wakes it), whatever executor polls the future.
+    ///
+    /// The lookup joins the queue of the batcher task, which sends every lookup queued meanwhile
+    /// as one pipeline of `HMGET`s, bounded by the earliest deadline among them: a lookup waits
+    /// at most the timeout (then it is a miss, and a timeout that opens the breaker), whether its
+    /// own batch or the one before it is slow. It needs no timer of its own, and no runtime: the
+    /// batcher's runtime drives the connection and wakes it.
     pub(crate) async fn get(&self, guid: &Guid, now: u64) -> Lookup {
-        let Some(mut connection) = self.link.connection() else {
+        if !self.link.up.load(Ordering::Acquire) {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return Lookup::Miss;
-        };
-        let key = self.key(guid);
-        let link = &self.link;
-        let reply = InContext::new(Some(self.link.runtime.clone()), async {
-            link.call(::redis::cmd("HMGET").arg(&key).arg(&["r", "e", "v", "m"]).query_async::<Entry>(&mut connection))
-                .await
-        })
-        .await;
+        }
+        let (reply, receiver) = tokio::sync::oneshot::channel();
+        let waiter = Waiter { key: self.key(guid), deadline: Instant::now() + self.link.timeout, reply };
+        self.queue.waiters.lock().unwrap_or_else(PoisonError::into_inner).push(waiter);
+        self.queue.ready.notify_one();
+        // A closed channel: the batch failed (counted, and the breaker opened, by the batcher),
+        // came too late, or the runtime stopped.
+        let reply = receiver.await.unwrap_or(None);
         let lookup = match reply {
             None => Lookup::Miss,
-            Some(entry) => self.decode(guid, &key, entry, now),
+            Some(entry) => self.decode(guid, entry, now),
         };
         match lookup {
             Lookup::Miss => self.misses.fetch_add(1, Ordering::Relaxed),
@@ -361,10 +402,11 @@ impl RedisLevel {
     }
 
     /// What an entry says, if this process can prove it current.
-    fn decode(&self, guid: &Guid, key: &str, entry: Entry, now: u64) -> Lookup {
+    fn decode(&self, guid: &Guid, entry: Entry, now: u64) -> Lookup {
+        let key = || self.key(guid);
         let (Some(revision), expire, version, metadata) = entry else { return Lookup::Miss };
         let Ok(revision) = revision.parse::<u64>() else {
-            log::warn!("guidstore: Redis entry {key} has no valid revision; read from the database");
+            log::warn!("guidstore: Redis entry {} has no valid revision; read from the database", key());
             return Lookup::Miss;
         };
         if !self.sketch.proves(guid, revision) {
@@ -375,7 +417,7 @@ impl RedisLevel {
             (None, None, None) => return Lookup::Absent,
             (Some(expire), Some(version), Some(metadata)) => (expire, version, metadata),
             _ => {
-                log::warn!("guidstore: Redis entry {key} is incomplete; read from the database");
+                log::warn!("guidstore: Redis entry {} is incomplete; read from the database", key());
                 return Lookup::Miss;
             }
         };
@@ -383,7 +425,7 @@ impl RedisLevel {
             // Versions are stored as SQL's signed integers, as every backend stores them.
             (Ok(expire), Ok(version)) => stored_record(*guid, expire, &metadata, version as i64),
             _ => {
-                log::warn!("guidstore: Redis entry {key} is not a record; read from the database");
+                log::warn!("guidstore: Redis entry {} is not a record; read from the database", key());
                 return Lookup::Miss;
             }
         };
@@ -391,7 +433,7 @@ impl RedisLevel {
             Ok(record) if record.is_expired_at(now) => Lookup::Absent,
             Ok(record) => Lookup::Hit(Arc::new(record)),
             Err(error) => {
-                log::warn!("guidstore: Redis entry {key} is not a record ({error}); read from the database");
+                log::warn!("guidstore: Redis entry {} is not a record ({error}); read from the database", key());
                 Lookup::Miss
             }
         }
@@ -455,6 +497,58 @@ impl Drop for RedisLevel {
         // A probe may be waiting on a Redis that does not answer: do not wait for it.
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
+        }
+    }
+}
+
+/// The batcher task: sends the queued lookups, up to [`MAX_BATCH`] at a time, as one pipeline of
+/// `HMGET`s until the earliest of their deadlines (a failure opens the breaker, as any call's), and
+/// hands each waiter its entry. One batch is in flight at a time: lookups arriving meanwhile make
+/// up the next. A lookup whose deadline passed while it was queued is a timeout.
+async fn batches(link: Arc<Link>, queue: Arc<Queue>) {
+    let mut batch = Vec::new();
+    loop {
+        queue.ready.notified().await;
+        loop {
+            {
+                let mut waiters = queue.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+                let take = waiters.len().min(MAX_BATCH);
+                batch.extend(waiters.drain(..take));
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            // Waiters that gave up (their request ended) need no answer; those whose deadline
+            // passed in the queue did not get one in time.
+            batch.retain(|waiter: &Waiter| !waiter.reply.is_closed());
+            let late = batch.iter().any(|waiter| waiter.deadline <= now);
+            batch.retain(|waiter| waiter.deadline > now);
+            if late && link.up.load(Ordering::Acquire) {
+                link.timeouts.fetch_add(1, Ordering::Relaxed);
+                link.trip(&Failure::Timeout);
+            }
+            let deadline = batch.iter().map(|waiter| waiter.deadline).min();
+            let replies = match (deadline, link.connection()) {
+                (Some(deadline), Some(mut connection)) => {
+                    let mut pipe = ::redis::pipe();
+                    for waiter in &batch {
+                        pipe.cmd("HMGET").arg(&waiter.key).arg(&FIELDS);
+                    }
+                    link.call_until(deadline, pipe.query_async::<Vec<Entry>>(&mut connection)).await
+                }
+                _ => None,
+            };
+            match replies {
+                Some(entries) if entries.len() == batch.len() => {
+                    for (waiter, entry) in batch.drain(..).zip(entries) {
+                        // A waiter that has gone since does not need it.
+                        let _ = waiter.reply.send(Some(entry));
+                    }
+                }
+                // Dropping the senders tells each waiter: a miss.
+                _ => batch.clear(),
+            }
         }
     }
 }
