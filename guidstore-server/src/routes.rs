@@ -114,7 +114,7 @@ async fn answer(
     let uri = request.uri().clone();
     let version = request.version();
     let route = Route::of(uri.path());
-    let mut response = match dispatch(&state, route, client_eof.as_deref(), abort, request).await {
+    let mut response = match dispatch(&state, route, client_eof.as_deref(), abort, request, started).await {
         Ok(response) => response,
         Err(error) => {
             let status = error.status();
@@ -263,12 +263,14 @@ impl Digits {
     }
 }
 
+/// Routes one request; `started` is when it began (a read's time budget counts from it).
 async fn dispatch(
     state: &Arc<AppState>,
     route: Route<'_>,
     client_eof: Option<&EofHold>,
     abort: Option<Abort>,
     request: Request<Incoming>,
+    started: Instant,
 ) -> Result<Response<Body>, ApiError> {
     check_host(&request)?;
     if route != Route::Healthz
@@ -278,19 +280,24 @@ async fn dispatch(
         return Err(ApiError::Unauthorized);
     }
     if let (Route::Item(segment), &Method::GET | &Method::HEAD) = (route, request.method()) {
-        return read(state, segment, request.headers()).await;
+        return read(state, segment, request.headers(), started).await;
     }
     // The other operations' futures are far larger than a read's; boxed, they do not make every
     // read's future (moved several times by hyper) as large.
     Box::pin(operate(state, route, client_eof, abort, request)).await
 }
 
-/// `GET` or `HEAD` of a record.
-async fn read(state: &Arc<AppState>, segment: &str, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+/// `GET` or `HEAD` of a record, within the store's timeout from `started` (see [`store_io::get`]).
+async fn read(
+    state: &Arc<AppState>,
+    segment: &str,
+    headers: &HeaderMap,
+    started: Instant,
+) -> Result<Response<Body>, ApiError> {
     let guid = parse_guid(segment)?;
     // `max-stale` matters only on a shared database (elsewhere the cache is always current).
     let max_stale = if state.store.is_shared() { max_stale(headers) } else { None };
-    let record = store_io::get(&state.store, guid, max_stale).await?;
+    let record = store_io::get(&state.store, guid, max_stale, started).await?;
     Ok(record_response(StatusCode::OK, &record))
 }
 
@@ -310,7 +317,10 @@ async fn operate(
             create(&state.store, new_record).await
         }
         (Route::Collection, method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_COLLECTION }),
-        (Route::Item(segment), Method::GET | Method::HEAD) => read(state, segment, request.headers()).await,
+        // `dispatch` answers reads before it calls this; the arm keeps the match whole.
+        (Route::Item(segment), Method::GET | Method::HEAD) => {
+            read(state, segment, request.headers(), Instant::now()).await
+        }
         (Route::Item(segment), Method::POST) => {
             let guid = parse_guid(segment)?;
             let body = read_body(request, state.settings.max_body, client_eof).await?;
