@@ -30,6 +30,7 @@ CONCURRENCY=${CONCURRENCY:-"1 16"}
 PG=${PG:-"-h 127.0.0.1 -U postgres"}
 URL_QUERY=${URL_QUERY:-} # e.g. "?sslmode=disable": without it the connections use TLS when the server offers it
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/bench/instructions/listening.sh"
 
 if [ "$#" -eq 0 ]; then
     (cd "$ROOT" && cargo build --release -q -p guidstore-server --bin guidstore-server)
@@ -66,12 +67,7 @@ run() {
         --purge-interval 1h --tail-interval 1h --db-timeout 60s --db-wait 60s \
         >"$dir/stdout" 2>"$dir/stderr" &
     PID=$!
-    for _ in $(seq 1200); do
-        grep -q '^listening on ' "$dir/stdout" 2>/dev/null && break
-        kill -0 "$PID" 2>/dev/null || { cat "$dir/stderr" >&2; exit 1; }
-        sleep 0.1
-    done
-    out=$(sed -n 's|^listening on http://||p' "$dir/stdout")
+    out=$(wait_listening "$PID" "$dir")
     if [ "$3" = 1 ]; then
         python3 "$ROOT/bench/instructions/client.py" "$out" "$2" 0 0 0
     else

@@ -26,6 +26,7 @@ ARGS=${ARGS:-}
 HOT_ONLY=${HOT_ONLY:-0}
 POSTS=${POSTS:-1000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/bench/instructions/listening.sh"
 
 if ! command -v valgrind >/dev/null; then
     echo "installing valgrind" >&2
@@ -52,12 +53,7 @@ run() {
         "$1" --listen 127.0.0.1:0 --db "$dir/guids.db" --log-file "$dir/server.log" --purge-interval 1h \
         --cache-capacity "$6" $ARGS >"$dir/stdout" 2>"$dir/stderr" &
     PID=$!
-    for _ in $(seq 600); do
-        grep -q '^listening on ' "$dir/stdout" 2>/dev/null && break
-        kill -0 "$PID" 2>/dev/null || { cat "$dir/stderr" >&2; exit 1; }
-        sleep 0.1
-    done
-    out=$(sed -n 's|^listening on http://||p' "$dir/stdout")
+    out=$(wait_listening "$PID" "$dir")
     python3 "$ROOT/bench/instructions/client.py" "$out" "$2" "$3" "$4" "$5"
     kill -TERM "$PID"
     wait "$PID"

@@ -261,15 +261,20 @@ impl Line {
         }
         self.bytes.clear();
         self.bytes.extend_from_slice(&self.date);
+        // Six digits of microseconds, two at a time.
         let micros = now.subsec_micros();
-        let mut fraction = *b".000000Z [";
-        for (slot, divisor) in fraction.iter_mut().skip(1).zip([100_000, 10_000, 1_000, 100, 10, 1]) {
-            *slot = b'0' + (micros / divisor % 10) as u8;
-        }
+        let [high, middle, low] = [micros / 10_000, micros / 100 % 100, micros % 100].map(two_digits);
+        let fraction = [b'.', high[0], high[1], middle[0], middle[1], low[0], low[1], b'Z', b' ', b'['];
         self.bytes.extend_from_slice(&fraction);
         self.bytes.extend_from_slice(level.as_str().as_bytes());
         self.bytes.extend_from_slice(b"] ");
     }
+}
+
+/// The two last decimal digits of `value`, as ASCII.
+fn two_digits(value: u32) -> [u8; 2] {
+    let value = value % 100;
+    [b'0' + (value / 10) as u8, b'0' + (value % 10) as u8]
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` (UTC) of a Unix second, by the days-to-civil algorithm of Howard Hinnant's
@@ -324,6 +329,21 @@ mod tests {
         ];
         for (seconds, expected) in cases {
             assert_eq!(std::str::from_utf8(&date_time(seconds)).unwrap(), expected, "{seconds}");
+        }
+    }
+
+    #[test]
+    fn timestamps_have_six_digits_of_microseconds() {
+        let mut line = Line { bytes: Vec::new(), second: u64::MAX, date: [0; 19], wall_clock: None };
+        for (nanos, expected) in [
+            (0, "1970-01-01T00:00:01.000000Z [INFO] "),
+            (1_000, "1970-01-01T00:00:01.000001Z [INFO] "),
+            (123_456_789, "1970-01-01T00:00:01.123456Z [INFO] "),
+            (999_999_999, "1970-01-01T00:00:01.999999Z [INFO] "),
+            (10_203_000, "1970-01-01T00:00:01.010203Z [INFO] "),
+        ] {
+            line.begin(Duration::new(1, nanos), Level::Info);
+            assert_eq!(std::str::from_utf8(&line.bytes).unwrap(), expected, "{nanos}");
         }
     }
 

@@ -273,6 +273,7 @@ impl Drop for StreamBody {
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A JSON response with this status and body.
+#[inline]
 pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
@@ -282,6 +283,7 @@ pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
 
 /// A record as the JSON body, with its `ETag`: both share the record's rendering (no copy, no
 /// formatting).
+#[inline]
 pub fn record_response(status: StatusCode, record: &Record) -> Response<Body> {
     let mut response = json_response(status, record.json_bytes());
     if let Ok(etag) = HeaderValue::from_maybe_shared(record.etag_bytes()) {

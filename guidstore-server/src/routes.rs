@@ -14,8 +14,9 @@ use guidstore::{Guid, IfMatch, NewRecord, Patch, Store};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HOST, HeaderValue, IF_MATCH, LOCATION};
+use hyper::http::request::Parts;
 use hyper::http::uri::Authority;
-use hyper::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 
 use crate::error::ApiError;
 use crate::metrics::{RouteLabel, StoreGauges};
@@ -51,7 +52,11 @@ impl<'a> Route<'a> {
             "/metrics" => Route::Metrics,
             "/events" => Route::Events,
             _ => match path.strip_prefix("/guid/") {
-                Some(segment) if !segment.contains('/') => Route::Item(segment),
+                // Every byte looked at, without an early exit: the compiler vectorises it, and a
+                // GUID segment is short (a `memchr` call costs more than the search).
+                Some(segment) if !segment.bytes().fold(false, |slash, byte| slash | (byte == b'/')) => {
+                    Route::Item(segment)
+                }
                 _ => Route::Unknown,
             },
         }
@@ -82,7 +87,7 @@ impl<'a> Route<'a> {
 /// request's extensions, whose map would be allocated for every request.
 pub async fn handle(
     state: Arc<AppState>,
-    peer: SocketAddr,
+    peer: Arc<Peer>,
     client_eof: Option<Arc<EofHold>>,
     abort: Option<Abort>,
     request: Request<Incoming>,
@@ -92,7 +97,7 @@ pub async fn handle(
     }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    match tokio::spawn(answer(state, peer, client_eof, abort, request)).await {
+    match tokio::spawn(answer(state, Arc::clone(&peer), client_eof, abort, request)).await {
         Ok(response) => response,
         Err(error) => {
             log::error!("{method} {path} from {peer}: the request's task failed: {error}");
@@ -104,17 +109,17 @@ pub async fn handle(
 /// [`handle`]'s work: routes, answers, counts and logs one request.
 async fn answer(
     state: Arc<AppState>,
-    peer: SocketAddr,
+    peer: Arc<Peer>,
     client_eof: Option<Arc<EofHold>>,
     abort: Option<Abort>,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let version = request.version();
+    // The head stays here, borrowed by the handler: the access line needs its method and path.
+    let (head, body) = request.into_parts();
+    let (method, uri, version) = (&head.method, &head.uri, head.version);
     let route = Route::of(uri.path());
-    let mut response = match dispatch(&state, route, client_eof.as_deref(), abort, request, started).await {
+    let mut response = match dispatch(&state, route, &head, body, client_eof.as_deref(), abort, started).await {
         Ok(response) => response,
         Err(error) => {
             let status = error.status();
@@ -139,21 +144,99 @@ async fn answer(
         // HTTP/1: hyper answers HEAD with the body's length and without the body.
         strip_body(&mut response);
     }
-    // One clock read for the latency (metrics, access log) and the access line's timestamp.
-    let ended = Instant::now();
-    let elapsed = ended.saturating_duration_since(started);
-    if let Some(hold) = &client_eof {
-        hold.note_end(ended);
+    let done = Answered { started, route, method, path: uri.path(), status: response.status() };
+    done.count_and_log(&state, &peer, client_eof.as_deref());
+    response
+}
+
+/// The answer to a `GET` or `HEAD` of a record the cache holds, given at once: `None` for every
+/// other request (and for a read the cache cannot answer, or whose request is refused), which
+/// then takes [`handle`]. The server's service calls it before it hands a request to [`handle`].
+///
+/// The answer, its metrics and its access-log line are those [`handle`] would give; but it is
+/// given before hyper reads from the connection again (hyper looks for the next request while
+/// the first one's future waits to be polled), with the request already dropped: its head
+/// shares hyper's read buffer, which can then be reused instead of reallocated, and no future
+/// holds the request across polls.
+pub fn answer_cached(
+    state: &AppState,
+    peer: &Peer,
+    client_eof: Option<&EofHold>,
+    request: &Request<Incoming>,
+) -> Option<Response<Body>> {
+    let started = Instant::now();
+    let method = request.method();
+    // A shared database's reads first bring the cache up to date (or read `max-stale`): `handle`.
+    if !matches!(*method, Method::GET | Method::HEAD) || state.store.is_shared() {
+        return None;
     }
-    let status = response.status();
-    state.metrics.record(route.label(), &method, status, elapsed);
-    if log::max_level() >= log::LevelFilter::Info {
-        let line = AccessLine { method: &method, path: uri.path(), status, elapsed, peer };
-        if !logfile::log_access(ended, |out| line.write_to(out)) {
-            log::info!(target: ACCESS_LOG, "{line}");
+    let path = request.uri().path();
+    let route = Route::of(path);
+    let Route::Item(segment) = route else { return None };
+    let version = request.version();
+    check_host(version, request.headers(), request.uri()).ok()?;
+    if let Some(auth) = &state.auth
+        && !auth.allows(request.headers())
+    {
+        return None;
+    }
+    let guid = Guid::parse_bytes(segment.as_bytes()).ok()?;
+    let record = state.store.get_cached(&guid)?;
+    let mut response = record_response(StatusCode::OK, &record);
+    if method == Method::HEAD && version >= Version::HTTP_2 {
+        strip_body(&mut response);
+    }
+    let done = Answered { started, route, method, path, status: response.status() };
+    done.count_and_log(state, peer, client_eof);
+    Some(response)
+}
+
+/// A request answered: what its metrics and access-log line need.
+struct Answered<'a> {
+    started: Instant,
+    route: Route<'a>,
+    method: &'a Method,
+    path: &'a str,
+    status: StatusCode,
+}
+
+impl Answered<'_> {
+    /// Counts the request, writes its access-log line and notes its end on its connection.
+    fn count_and_log(&self, state: &AppState, peer: &Peer, client_eof: Option<&EofHold>) {
+        // One clock read for the latency (metrics, access log) and the access line's timestamp.
+        let ended = Instant::now();
+        let elapsed = ended.saturating_duration_since(self.started);
+        if let Some(hold) = client_eof {
+            hold.note_end(ended);
+        }
+        state.metrics.record(self.route.label(), self.method, self.status, elapsed);
+        if log::max_level() >= log::LevelFilter::Info {
+            let line = AccessLine { method: self.method, path: self.path, status: self.status, elapsed, peer };
+            if !logfile::log_access(ended, |out| line.write_to(out)) {
+                log::info!(target: ACCESS_LOG, "{line}");
+            }
         }
     }
-    response
+}
+
+/// A client's address, with its text as the access log writes it: rendered once per connection
+/// rather than for every request's line.
+#[derive(Debug)]
+pub struct Peer {
+    text: String,
+}
+
+impl Peer {
+    /// The peer at `address`.
+    pub fn new(address: SocketAddr) -> Peer {
+        Peer { text: address.to_string() }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// An access-log line: `METHOD PATH STATUS LATENCYms PEER`, e.g.
@@ -163,51 +246,37 @@ struct AccessLine<'a> {
     path: &'a str,
     status: StatusCode,
     elapsed: Duration,
-    peer: SocketAddr,
+    peer: &'a Peer,
 }
 
 impl AccessLine<'_> {
     /// Appends the line (without a newline) to `out`, written by hand: `format_args!` with a
     /// `SocketAddr` and padded integers cost about as much as the rest of a cached GET's handling.
+    /// The peer's text is the connection's ([`Peer`]); the status and the latency's fraction are
+    /// fixed-width digits.
     fn write_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.method.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.path.as_bytes());
-        let tail = self.tail();
-        out.extend_from_slice(tail.as_str().as_bytes());
-        if let SocketAddr::V6(peer) = self.peer {
-            let _ = std::io::Write::write_fmt(out, format_args!("{peer}"));
-        }
-    }
-
-    /// What follows the path: ` STATUS LATENCYms `, then an IPv4 peer (an IPv6 one is written by
-    /// `write_to`).
-    fn tail(&self) -> Digits {
-        let mut tail = Digits::default();
-        tail.push(b' ');
-        tail.number(u64::from(self.status.as_u16()), 3);
-        tail.push(b' ');
+        let status = self.status.as_u16();
         // Milliseconds with three decimals, from integers.
         let micros = u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX);
-        tail.number(micros / 1000, 1);
-        tail.push(b'.');
-        tail.number(micros % 1000, 3);
-        tail.push_str("ms ");
-        match self.peer {
-            SocketAddr::V4(peer) => {
-                for (index, octet) in peer.ip().octets().into_iter().enumerate() {
-                    if index > 0 {
-                        tail.push(b'.');
-                    }
-                    tail.number(u64::from(octet), 1);
-                }
-                tail.push(b':');
-                tail.number(u64::from(peer.port()), 1);
-            }
-            SocketAddr::V6(_) => {}
-        }
-        tail
+        let (whole, fraction) = (micros / 1000, micros % 1000);
+        let mut digits = itoa::Buffer::new();
+        let whole = digits.format(whole).as_bytes();
+        let method = self.method.as_str().as_bytes();
+        let peer = self.peer.text.as_bytes();
+        out.extend_from_slice(method);
+        out.push(b' ');
+        out.extend_from_slice(self.path.as_bytes());
+        out.extend_from_slice(&[b' ', digit(status / 100), digit(status / 10), digit(status), b' ']);
+        out.extend_from_slice(whole);
+        let fraction = u16::try_from(fraction).unwrap_or_default();
+        out.extend_from_slice(&[b'.', digit(fraction / 100), digit(fraction / 10), digit(fraction), b'm', b's', b' ']);
+        out.extend_from_slice(peer);
     }
+}
+
+/// The last decimal digit of `value`, as ASCII.
+fn digit(value: u16) -> u8 {
+    b'0' + (value % 10) as u8
 }
 
 impl std::fmt::Display for AccessLine<'_> {
@@ -218,73 +287,29 @@ impl std::fmt::Display for AccessLine<'_> {
     }
 }
 
-/// A short ASCII text on the stack (what follows the path in an [`AccessLine`]: at most 64 bytes).
-struct Digits {
-    bytes: [u8; 64],
-    len: usize,
-}
-
-impl Default for Digits {
-    fn default() -> Digits {
-        Digits { bytes: [0; 64], len: 0 }
-    }
-}
-
-impl Digits {
-    fn push(&mut self, byte: u8) {
-        if let Some(slot) = self.bytes.get_mut(self.len) {
-            *slot = byte;
-            self.len += 1;
-        }
-    }
-
-    fn push_str(&mut self, text: &str) {
-        text.bytes().for_each(|byte| self.push(byte));
-    }
-
-    /// `value` in decimal, zero-padded to at least `width` digits.
-    fn number(&mut self, value: u64, width: usize) {
-        let mut digits = [0u8; 20];
-        let mut count = 0;
-        let mut rest = value;
-        while (rest > 0 || count < width) && count < digits.len() {
-            if let Some(slot) = digits.get_mut(count) {
-                *slot = b'0' + (rest % 10) as u8;
-            }
-            rest /= 10;
-            count += 1;
-        }
-        digits.iter().take(count).rev().for_each(|digit| self.push(*digit));
-    }
-
-    fn as_str(&self) -> &str {
-        // Only ASCII is pushed.
-        self.bytes.get(..self.len).and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or_default()
-    }
-}
-
 /// Routes one request; `started` is when it began (a read's time budget counts from it).
 async fn dispatch(
     state: &Arc<AppState>,
     route: Route<'_>,
+    head: &Parts,
+    body: Incoming,
     client_eof: Option<&EofHold>,
     abort: Option<Abort>,
-    request: Request<Incoming>,
     started: Instant,
 ) -> Result<Response<Body>, ApiError> {
-    check_host(&request)?;
+    check_host(head.version, &head.headers, &head.uri)?;
     if route != Route::Healthz
         && let Some(auth) = &state.auth
-        && !auth.allows(request.headers())
+        && !auth.allows(&head.headers)
     {
         return Err(ApiError::Unauthorized);
     }
-    if let (Route::Item(segment), &Method::GET | &Method::HEAD) = (route, request.method()) {
-        return read(state, segment, request.headers(), started).await;
+    if let (Route::Item(segment), &Method::GET | &Method::HEAD) = (route, &head.method) {
+        return read(state, segment, &head.headers, started).await;
     }
     // The other operations' futures are far larger than a read's; boxed, they do not make every
     // read's future (moved several times by hyper) as large.
-    Box::pin(operate(state, route, client_eof, abort, request)).await
+    Box::pin(operate(state, route, head, body, client_eof, abort)).await
 }
 
 /// `GET` or `HEAD` of a record, within the store's timeout from `started` (see [`store_io::get`]).
@@ -305,39 +330,38 @@ async fn read(
 async fn operate(
     state: &Arc<AppState>,
     route: Route<'_>,
+    head: &Parts,
+    body: Incoming,
     client_eof: Option<&EofHold>,
     abort: Option<Abort>,
-    request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let method = request.method().clone();
+    let method = head.method.clone();
     match (route, method) {
         (Route::Collection, Method::POST) => {
-            let body = read_body(request, state.settings.max_body, client_eof).await?;
+            let body = read_body(body, state.settings.max_body, client_eof).await?;
             let new_record = NewRecord::parse(&body, None, state.store.now())?;
             create(&state.store, new_record).await
         }
         (Route::Collection, method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_COLLECTION }),
         // `dispatch` answers reads before it calls this; the arm keeps the match whole.
-        (Route::Item(segment), Method::GET | Method::HEAD) => {
-            read(state, segment, request.headers(), Instant::now()).await
-        }
+        (Route::Item(segment), Method::GET | Method::HEAD) => read(state, segment, &head.headers, Instant::now()).await,
         (Route::Item(segment), Method::POST) => {
             let guid = parse_guid(segment)?;
-            let body = read_body(request, state.settings.max_body, client_eof).await?;
+            let body = read_body(body, state.settings.max_body, client_eof).await?;
             let new_record = NewRecord::parse(&body, Some(&guid), state.store.now())?;
             create(&state.store, new_record).await
         }
         (Route::Item(segment), Method::PATCH) => {
             let guid = parse_guid(segment)?;
-            let if_match = if_match(request.headers());
-            let body = read_body(request, state.settings.max_body, client_eof).await?;
+            let if_match = if_match(&head.headers);
+            let body = read_body(body, state.settings.max_body, client_eof).await?;
             let patch = Patch::parse(&body, &guid, state.store.now())?;
             let record = state.store.update_async(&guid, patch, if_match).await?;
             Ok(record_response(StatusCode::OK, &record))
         }
         (Route::Item(segment), Method::DELETE) => {
             let guid = parse_guid(segment)?;
-            let if_match = if_match(request.headers());
+            let if_match = if_match(&head.headers);
             state.store.delete_async(&guid, if_match).await?;
             let mut response = Response::new(Body::default());
             *response.status_mut() = StatusCode::NO_CONTENT;
@@ -360,11 +384,11 @@ async fn operate(
             Ok(response)
         }
         (Route::Events, Method::GET | Method::HEAD) => {
-            let mut query = events::parse_query(request.uri().query())?;
-            if let Some(last) = events::last_event_id(request.headers())? {
+            let mut query = events::parse_query(head.uri.query())?;
+            if let Some(last) = events::last_event_id(&head.headers)? {
                 query.after = last;
             }
-            if events::wants_stream(request.headers()) && request.method() == Method::GET {
+            if events::wants_stream(&head.headers) && head.method == Method::GET {
                 events::open_stream(state, query.after, query.limit, abort).await
             } else {
                 events::long_poll(state, query).await
@@ -373,7 +397,7 @@ async fn operate(
         (Route::Healthz | Route::Metrics | Route::Events, method) => {
             Err(ApiError::MethodNotAllowed { method, allow: ALLOW_OPERATIONS })
         }
-        (Route::Unknown, _) => Err(ApiError::UnknownPath(request.uri().path().to_owned())),
+        (Route::Unknown, _) => Err(ApiError::UnknownPath(head.uri.path().to_owned())),
     }
 }
 
@@ -396,14 +420,12 @@ pub fn answer_while_opening<B>(request: &Request<B>, peer: SocketAddr) -> Respon
 /// name the authority `Host` names, over `http` or `https`: this server is no proxy, so a target
 /// naming another host is refused rather than served as if it named this one. HTTP/2 carries
 /// the authority in `:authority`; nothing is checked there.
-fn check_host<B>(request: &Request<B>) -> Result<(), ApiError> {
-    let version = request.version();
+fn check_host(version: Version, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
     if version >= Version::HTTP_2 {
         return Ok(());
     }
-    let mut hosts = request.headers().get_all(HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
+    let (host, more) = hosts(headers);
+    if more {
         return Err(ApiError::BadRequest("more than one Host header"));
     }
     let host = match host {
@@ -416,8 +438,8 @@ fn check_host<B>(request: &Request<B>) -> Result<(), ApiError> {
     if !host.is_empty() && !is_plain_host(host) && (host.contains(&b'@') || Authority::try_from(host).is_err()) {
         return Err(ApiError::BadRequest("the Host header is not a host with an optional port"));
     }
-    if let Some(authority) = request.uri().authority() {
-        let known_scheme = matches!(request.uri().scheme_str(), Some("http" | "https"));
+    if let Some(authority) = uri.authority() {
+        let known_scheme = matches!(uri.scheme_str(), Some("http" | "https"));
         if !known_scheme || !authority.as_str().as_bytes().eq_ignore_ascii_case(host) {
             return Err(ApiError::BadRequest("the request target names another host than the Host header"));
         }
@@ -425,18 +447,45 @@ fn check_host<B>(request: &Request<B>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The first `Host` value of `headers`, and whether there is another. A client usually sends
+/// `Host` first, and hyper keeps the headers in their order (a header's values together): then
+/// the first two entries tell, without a lookup by name (which hashes it).
+fn hosts(headers: &HeaderMap) -> (Option<&HeaderValue>, bool) {
+    let mut entries = headers.iter();
+    if let Some((name, value)) = entries.next()
+        && name == HOST
+    {
+        return (Some(value), entries.next().is_some_and(|(name, _)| name == HOST));
+    }
+    let mut values = headers.get_all(HOST).iter();
+    let first = values.next();
+    (first, values.next().is_some())
+}
+
 /// Whether `host` is a name or IPv4 address with an optional port: letters, digits, `.` and `-`,
 /// then `:` and digits. Such a value is a valid `Host` without the full authority parse (which
 /// copies the value); anything else takes that parse.
 fn is_plain_host(host: &[u8]) -> bool {
-    let (name, port) = match memchr::memchr(b':', host) {
-        Some(colon) => (host.get(..colon).unwrap_or_default(), host.get(colon + 1..).unwrap_or_default()),
-        None => (host, &b""[..]),
-    };
+    let colon = host.iter().position(|&byte| byte == b':').unwrap_or(host.len());
+    let (name, port) = host.split_at(colon);
+    let port = port.get(1..).unwrap_or_default();
+    // Every byte looked at, without an early exit: one table lookup a byte for the name.
     !name.is_empty()
-        && name.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
-        && port.iter().all(u8::is_ascii_digit)
+        && name.iter().fold(true, |plain, &byte| plain & NAME_BYTES[usize::from(byte)])
+        && port.iter().fold(true, |digits, byte| digits & byte.is_ascii_digit())
 }
+
+/// Which bytes a plain host's name may have ([`is_plain_host`]): letters, digits, `.` and `-`.
+const NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || b == b'.' || b == b'-';
+        byte += 1;
+    }
+    table
+};
 
 /// The staleness a request accepts: the `max-stale` directive of its `Cache-Control` header
 /// lines (RFC 9111 §5.2.1.2). `max-stale` alone accepts any staleness; an invalid value is ignored
@@ -482,11 +531,10 @@ fn if_match(headers: &HeaderMap) -> Option<IfMatch> {
 
 /// Reads the whole body, refusing it with 413 as soon as it is known to exceed `limit`: from
 /// `Content-Length` before reading anything, or while a chunked body streams in.
-async fn read_body(request: Request<Incoming>, limit: usize, client_eof: Option<&EofHold>) -> Result<Bytes, ApiError> {
+async fn read_body(mut body: Incoming, limit: usize, client_eof: Option<&EofHold>) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::PayloadTooLarge { limit };
     // An HTTP/1 client's EOF is held back while this request runs (wire.rs); a body it cuts
     // short is then known from `closed`, not from hyper.
-    let mut body = request.into_body();
     let declared = body.size_hint().lower();
     if declared > u64::try_from(limit).unwrap_or(u64::MAX) {
         return Err(too_large());
@@ -540,6 +588,7 @@ async fn create(store: &Store, new_record: NewRecord) -> Result<Response<Body>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::ACCEPT;
 
     #[test]
     fn paths_route_to_templates_with_raw_guid_segments() {
@@ -594,7 +643,9 @@ mod tests {
             (Version::HTTP_2, "http://x/guid", &[], true),
         ];
         for (version, target, hosts, ok) in cases {
-            assert_eq!(check_host(&request(version, target, hosts)).is_ok(), ok, "{version:?} {target} {hosts:?}");
+            let request = request(version, target, hosts);
+            let checked = check_host(request.version(), request.headers(), request.uri());
+            assert_eq!(checked.is_ok(), ok, "{version:?} {target} {hosts:?}");
         }
     }
 
@@ -610,6 +661,58 @@ mod tests {
     }
 
     #[test]
+    fn the_host_values_are_found_wherever_they_are() {
+        let value = |text| HeaderValue::from_static(text);
+        let mut headers = HeaderMap::new();
+        assert_eq!(hosts(&headers), (None, false));
+        headers.append(ACCEPT, value("*/*"));
+        assert_eq!(hosts(&headers), (None, false));
+        headers.append(HOST, value("a"));
+        assert_eq!(hosts(&headers), (Some(&value("a")), false));
+        headers.append(HOST, value("b"));
+        assert_eq!(hosts(&headers), (Some(&value("a")), true));
+        let mut headers = HeaderMap::new();
+        headers.append(HOST, value("a"));
+        assert_eq!(hosts(&headers), (Some(&value("a")), false));
+        headers.append(ACCEPT, value("*/*"));
+        assert_eq!(hosts(&headers), (Some(&value("a")), false));
+        headers.append(HOST, value("b"));
+        assert_eq!(hosts(&headers), (Some(&value("a")), true));
+    }
+
+    #[test]
+    fn plain_hosts_are_exactly_names_with_an_optional_port() {
+        // The rule as first written: the name before the first `:`, digits after it.
+        let reference = |host: &[u8]| {
+            let (name, port) = match host.iter().position(|&b| b == b':') {
+                Some(colon) => (&host[..colon], &host[colon + 1..]),
+                None => (host, &b""[..]),
+            };
+            !name.is_empty()
+                && name.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+                && port.iter().all(u8::is_ascii_digit)
+        };
+        let alphabet = [b'a', b'Z', b'7', b'.', b'-', b':', b'@', b'[', b'/', 0xC3];
+        let mut hosts: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..4 {
+            let longer: Vec<Vec<u8>> = hosts
+                .iter()
+                .filter(|host| host.len() == hosts.last().map_or(0, Vec::len))
+                .flat_map(|host| alphabet.iter().map(move |&byte| [host.as_slice(), &[byte]].concat()))
+                .collect();
+            hosts.extend(longer);
+        }
+        assert_eq!(hosts.len(), 1 + 10 + 100 + 1_000 + 10_000);
+        for host in &hosts {
+            assert_eq!(is_plain_host(host), reference(host), "{:?}", String::from_utf8_lossy(host));
+        }
+        for byte in 0..=u8::MAX {
+            assert_eq!(is_plain_host(&[byte]), reference(&[byte]), "{byte:#04x}");
+            assert_eq!(is_plain_host(&[b'x', b':', byte]), reference(&[b'x', b':', byte]), "{byte:#04x}");
+        }
+    }
+
+    #[test]
     fn access_lines_read_method_path_status_latency_peer() {
         let line = |elapsed, peer: &str| {
             let line = AccessLine {
@@ -617,7 +720,7 @@ mod tests {
                 path: "/guid/x",
                 status: StatusCode::NOT_FOUND,
                 elapsed,
-                peer: peer.parse().unwrap(),
+                peer: &Peer::new(peer.parse().unwrap()),
             };
             line.to_string()
         };

@@ -13,8 +13,10 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -197,15 +199,29 @@ impl Handler {
         let abort = Abort::default();
         let service_abort = abort.clone();
         let http2 = protocol == Protocol::Http2;
+        let service_peer = Arc::new(routes::Peer::new(peer));
         let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let state = Arc::clone(&service_state);
             // Only HTTP/2's idle check reads the activity (a lock and a clock read per request).
             let request_guard = http2.then(|| service_activity.begin());
             let hold_guard = service_hold.as_ref().map(EofHold::hold);
-            let client_eof = service_hold.clone();
-            let abort = Some(service_abort.clone());
+            // A cached record is answered here, and the request dropped before hyper reads again.
+            // Any other request is handled by a boxed future: hyper moves the service's future
+            // into place, and a cached read's future stays a few words long.
+            let answer = match routes::answer_cached(&service_state, &service_peer, service_hold.as_deref(), &request) {
+                Some(response) => Ok(response),
+                None => Err(Box::pin(routes::handle(
+                    Arc::clone(&service_state),
+                    Arc::clone(&service_peer),
+                    service_hold.clone(),
+                    Some(service_abort.clone()),
+                    request,
+                ))),
+            };
             async move {
-                let response = routes::handle(state, peer, client_eof, abort, request).await;
+                let response = match answer {
+                    Ok(response) => response,
+                    Err(handled) => handled.await,
+                };
                 drop(request_guard);
                 drop(hold_guard);
                 Ok::<_, Infallible>(response)
@@ -223,27 +239,44 @@ impl Handler {
         // HTTP/1: when the connection will have waited `header_timeout` for a request's head, if
         // nothing happens meanwhile.
         let mut http1_deadline = Instant::now() + header_timeout;
+        // The connection is polled at every wake of this task (every request); the other events
+        // only when one of them has woken it (see `Gated`).
+        let gate = Arc::new(Gate::default());
         loop {
-            let idle_check = activity.idle_deadline(header_timeout);
-            tokio::select! {
-                result = &mut connection => {
-                    if let Err(error) = result {
-                        log::debug!("connection from {peer} ended: {error}");
+            let watch = Watch {
+                stopping: (!stopping_seen).then_some(&mut stopping),
+                http2_idle_check: (http2 && goaway_deadline.is_none()).then(|| activity.idle_deadline(header_timeout)),
+                http1_deadline: eof_hold.is_some().then_some(http1_deadline),
+                abort: &abort,
+                goaway_deadline,
+            };
+            let event = {
+                let side = std::pin::pin!(watch.next());
+                let side = Gated::new(side, &gate);
+                tokio::select! {
+                    biased;
+                    result = &mut connection => {
+                        if let Err(error) = result {
+                            log::debug!("connection from {peer} ended: {error}");
+                        }
+                        break;
                     }
-                    break;
+                    event = side => event,
                 }
-                _ = stopping.wait_for(|stopping| *stopping), if !stopping_seen => {
+            };
+            match event {
+                Event::Stopping => {
                     stopping_seen = true;
                     connection.as_mut().graceful_shutdown();
                 }
-                () = tokio::time::sleep_until(idle_check), if protocol == Protocol::Http2 && goaway_deadline.is_none() => {
+                Event::Http2IdleCheck => {
                     if activity.is_idle(header_timeout) {
                         log::debug!("HTTP/2 connection from {peer} closing: idle for {header_timeout:?}");
                         connection.as_mut().graceful_shutdown();
                         goaway_deadline = Some(Instant::now() + header_timeout);
                     }
                 }
-                () = tokio::time::sleep_until(http1_deadline), if eof_hold.is_some() => {
+                Event::Http1Check => {
                     // hyper's header-read timeout, checked once per `header_timeout` rather than
                     // armed for every request: no request in flight (one whose head is read is),
                     // no streamed answer being written, and none ended within the timeout.
@@ -258,16 +291,124 @@ impl Handler {
                         None => http1_deadline = now + header_timeout,
                     }
                 }
-                () = abort.aborted() => {
+                Event::Aborted => {
                     log::info!("connection from {peer} dropped: its event stream's client stopped reading");
                     break;
                 }
-                () = sleep_until_some(goaway_deadline) => {
+                Event::GoawayExpired => {
                     log::debug!("HTTP/2 connection from {peer} dropped: still open {header_timeout:?} after GOAWAY");
                     break;
                 }
             }
         }
+    }
+}
+
+/// What a connection's handler waits for beside the connection itself, each `None` when not
+/// waited for.
+struct Watch<'a> {
+    /// Shutdown (until seen once).
+    stopping: Option<&'a mut watch::Receiver<bool>>,
+    /// HTTP/2: when the connection would have been idle for `header_timeout` (until its GOAWAY).
+    http2_idle_check: Option<Instant>,
+    /// HTTP/1: when to check for a request head awaited too long.
+    http1_deadline: Option<Instant>,
+    /// The connection's [`Abort`].
+    abort: &'a Abort,
+    /// HTTP/2: when a connection sent a GOAWAY is dropped.
+    goaway_deadline: Option<Instant>,
+}
+
+/// One of [`Watch`]'s events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Stopping,
+    Http2IdleCheck,
+    Http1Check,
+    Aborted,
+    GoawayExpired,
+}
+
+impl Watch<'_> {
+    /// The first of the events to happen.
+    async fn next(self) -> Event {
+        let Watch { stopping, http2_idle_check, http1_deadline, abort, goaway_deadline } = self;
+        tokio::select! {
+            () = wait_stopping(stopping) => Event::Stopping,
+            () = sleep_until_some(http2_idle_check) => Event::Http2IdleCheck,
+            () = sleep_until_some(http1_deadline) => Event::Http1Check,
+            () = abort.aborted() => Event::Aborted,
+            () = sleep_until_some(goaway_deadline) => Event::GoawayExpired,
+        }
+    }
+}
+
+/// Completes once `stopping` is `true` or its sender is gone; never without a receiver.
+async fn wait_stopping(stopping: Option<&mut watch::Receiver<bool>>) {
+    match stopping {
+        // A sender gone (the listener dropped) counts as shutdown too.
+        Some(stopping) => {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a [`Gated`] future has been woken since it was last polled, and the task to wake.
+#[derive(Debug, Default)]
+struct Gate {
+    woken: AtomicBool,
+    task: std::sync::Mutex<Option<Waker>>,
+}
+
+impl Wake for Gate {
+    fn wake(self: Arc<Gate>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Gate>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if let Some(task) = &*self.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            task.wake_by_ref();
+        }
+    }
+}
+
+/// A future polled only when something it waits for has woken it (and at its first poll), not
+/// at every wake of its task. A connection's handler polls the connection and a handful of rare
+/// events (shutdown, timers, an abort) together: polled at every request, the rare ones cost
+/// more than a few hundred instructions a request (locks to re-register their wakers), for
+/// nothing.
+struct Gated<'a, F> {
+    future: F,
+    gate: &'a Arc<Gate>,
+}
+
+impl<'a, F> Gated<'a, F> {
+    /// `future`, gated by `gate` (which may be reused: a new `Gated` is polled at once).
+    fn new(future: F, gate: &'a Arc<Gate>) -> Gated<'a, F> {
+        gate.woken.store(true, Ordering::SeqCst);
+        Gated { future, gate }
+    }
+}
+
+impl<F: Future + Unpin> Future for Gated<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        {
+            let mut task = this.gate.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !task.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        // Registered first: a wake from here on finds this task's waker.
+        if !this.gate.woken.swap(false, Ordering::SeqCst) {
+            return Poll::Pending;
+        }
+        let waker = Waker::from(Arc::clone(this.gate));
+        Pin::new(&mut this.future).poll(&mut Context::from_waker(&waker))
     }
 }
 

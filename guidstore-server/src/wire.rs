@@ -258,11 +258,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for WireStream<S> {
                 return Poll::Pending;
             }
         }
-        *line = if memchr::memchr(b'#', fresh).is_some() {
+        // Every byte compared, without an early exit (the compiler vectorises it): cheaper than a
+        // `memchr` call for a request's few dozen bytes.
+        *line = if fresh.iter().fold(false, |hash, &byte| hash | (byte == b'#')) {
             spoil_fragments(*line, fresh)
+        } else if fresh.last() == Some(&b'\n') {
+            // No `#` (nearly always), and the read ends a line (usually a request's blank line):
+            // the next read starts a line.
+            Line::Start
         } else {
-            // No `#` (nearly always): only the last, unfinished line decides where the next read
-            // starts, and a read usually ends with a request's blank line.
+            // Only the last, unfinished line decides where the next read starts.
             match memchr::memrchr(b'\n', fresh) {
                 Some(newline) => spoil_fragments(Line::Start, fresh.get_mut(newline + 1..).unwrap_or_default()),
                 None => spoil_fragments(*line, fresh),

@@ -6,6 +6,7 @@
 //! them. Nothing here touches storage.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -21,11 +22,17 @@ pub type Metadata = Map<String, Value>;
 /// The JSON form (`{"guid":…,"expire":"…",…metadata}`) and the entity-tag are rendered once when
 /// the record is built, into one shared buffer: serving a cached record formats nothing and copies
 /// nothing ([`Record::json_bytes`] and [`Record::etag_bytes`] share it).
-#[derive(Clone, PartialEq)]
+///
+/// The record keeps only that rendering: its metadata is parsed from it when first asked for
+/// ([`Record::metadata`]) and kept from then on. A cached record thus costs its JSON text and a
+/// few words, not a map of allocated keys and values (measured: about 1.4 KiB per cached record
+/// of three members with the map, see BENCHMARKS.md "Large registries").
+#[derive(Clone)]
 pub struct Record {
     guid: Guid,
     expire: Expiry,
-    metadata: Metadata,
+    /// Boxed: a record that never needs its map (most cached ones) spends one word on it.
+    metadata: OnceLock<Box<Metadata>>,
     version: u64,
     /// The entity-tag (`ETAG_LEN` bytes), then the JSON form.
     rendered: Bytes,
@@ -39,22 +46,17 @@ const ETAG_LEN: usize = 18;
 impl Record {
     pub(crate) fn new(guid: Guid, expire: Expiry, metadata: Metadata, version: u64) -> Record {
         let metadata_json = serde_json::to_string(&metadata).unwrap_or_else(|_| "{}".to_owned());
-        Record::with_metadata_json(guid, expire, metadata, &metadata_json, version)
+        Record::from_metadata_json(guid, expire, &metadata_json, version)
     }
 
-    /// Builds the record from metadata and its JSON text (`metadata_json` must serialize `metadata`).
-    pub(crate) fn with_metadata_json(
-        guid: Guid,
-        expire: Expiry,
-        metadata: Metadata,
-        metadata_json: &str,
-        version: u64,
-    ) -> Record {
+    /// Builds the record from its metadata's JSON text: a JSON object as `serde_json` writes it
+    /// (compact), which the caller has checked (it was written by [`Record::new`], or validated).
+    pub(crate) fn from_metadata_json(guid: Guid, expire: Expiry, metadata_json: &str, version: u64) -> Record {
         let members = metadata_json.strip_prefix('{').unwrap_or("}");
-        let separator = if metadata.is_empty() { "" } else { "," };
+        let separator = if members == "}" { "" } else { "," };
         let rendered = format!(r#""{version:016x}"{{"guid":"{guid}","expire":"{expire}"{separator}{members}"#);
         let metadata_offset = rendered.len() - ETAG_LEN - members.len();
-        Record { guid, expire, metadata, version, rendered: Bytes::from(rendered), metadata_offset }
+        Record { guid, expire, metadata: OnceLock::new(), version, rendered: Bytes::from(rendered), metadata_offset }
     }
 
     /// The metadata as a JSON object text, as stored.
@@ -73,8 +75,12 @@ impl Record {
     }
 
     /// The metadata (every key but `guid` and `expire`).
+    ///
+    /// Parsed from the record's JSON form on the first call (a record read from the cache has
+    /// never needed it), then kept.
     pub fn metadata(&self) -> &Metadata {
-        &self.metadata
+        // The JSON form was rendered from a serialized `Metadata`: it parses back to the same map.
+        self.metadata.get_or_init(|| Box::new(serde_json::from_str(&self.metadata_json()).unwrap_or_default()))
     }
 
     /// The version: a random number drawn at every change of the record.
@@ -112,6 +118,17 @@ impl Record {
     /// Whether the record is expired at `now`.
     pub fn is_expired_at(&self, now: u64) -> bool {
         self.expire.is_expired_at(now)
+    }
+}
+
+/// Records are equal when their GUID, expiry, version and metadata are (metadata compared as
+/// maps, whatever the order of their keys).
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        self.guid == other.guid
+            && self.expire == other.expire
+            && self.version == other.version
+            && (self.to_json() == other.to_json() || self.metadata() == other.metadata())
     }
 }
 
@@ -408,6 +425,25 @@ mod tests {
         assert_eq!(record.metadata_json(), r#"{"a":{"b":[1,"}"]}}"#);
         let parsed: Value = serde_json::from_str(record.to_json()).unwrap();
         assert_eq!(parsed["a"], metadata["a"]);
+    }
+
+    #[test]
+    fn a_record_parses_its_metadata_only_when_asked_and_keeps_it() {
+        let expire = Expiry::new_after(NOW + 1, NOW).unwrap();
+        let mut metadata = Metadata::new();
+        metadata.insert("user".into(), json!("Jay"));
+        metadata.insert("tags".into(), json!(["a", {"b": 1.5}]));
+        let built = Record::new(guid(), expire, metadata.clone(), 7);
+        assert!(built.metadata.get().is_none(), "the map is not kept after rendering");
+        let stored = Record::from_metadata_json(guid(), expire, &built.metadata_json(), 7);
+        assert_eq!(stored.to_json(), built.to_json());
+        assert_eq!(stored.metadata(), &metadata);
+        assert!(stored.metadata.get().is_some(), "kept once parsed");
+        assert_eq!(stored, built);
+        let reordered = Record::from_metadata_json(guid(), expire, r#"{"tags":["a",{"b":1.5}],"user":"Jay"}"#, 7);
+        assert_eq!(reordered, built, "equal as maps, whatever the order of the keys");
+        assert_ne!(Record::from_metadata_json(guid(), expire, "{}", 7), built);
+        assert!(Record::from_metadata_json(guid(), expire, "{}", 7).metadata().is_empty());
     }
 
     #[test]

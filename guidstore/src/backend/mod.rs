@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{Change, Error, Expiry, Guid, Metadata, Op, Record, Result, StorageError};
+use crate::{Change, Error, Expiry, Guid, Op, Record, Result, StorageError};
 
 /// Connection settings of a network backend, from [`Options`](crate::Options).
 #[derive(Debug, Clone, Copy)]
@@ -181,8 +181,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
 pub(crate) fn stored_record(guid: Guid, expire: i64, metadata: &str, version: i64) -> Result<Record> {
     let corrupt = |what: &str| Error::from(StorageError::permanent(format!("record {guid}: stored {what} is invalid")));
     let expire = Expiry::from_stored(expire).ok_or_else(|| corrupt("expire"))?;
-    let parsed: Metadata = serde_json::from_str(metadata).map_err(|_| corrupt("metadata"))?;
-    Ok(Record::with_metadata_json(guid, expire, parsed, metadata, version as u64))
+    // Checked without building the map (the record parses it only if asked): a JSON object, in
+    // the compact form this library writes.
+    let object = metadata.starts_with('{') && metadata.ends_with('}');
+    if !object || serde_json::from_str::<serde::de::IgnoredAny>(metadata).is_err() {
+        return Err(corrupt("metadata"));
+    }
+    Ok(Record::from_metadata_json(guid, expire, metadata, version as u64))
 }
 
 /// A GUID read back from storage as text.
@@ -251,6 +256,19 @@ impl<'a> FinalStates<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Metadata;
+
+    #[test]
+    fn a_stored_record_with_invalid_metadata_is_refused_without_parsing_a_map() {
+        let guid = Guid::random();
+        let record = stored_record(guid, 2_000_000_000, r#"{"user":"Jay","n":[1,2]}"#, -5).unwrap();
+        assert_eq!(record.metadata()["user"], "Jay");
+        assert_eq!(record.version(), (-5_i64) as u64);
+        for corrupt in ["", "[1]", "{", r#"{"a":1"#, r#"{"a":}"#, "{} {}", "null", r#""{}""#] {
+            let error = stored_record(guid, 2_000_000_000, corrupt, 1).unwrap_err();
+            assert!(error.to_string().contains("stored metadata is invalid"), "{corrupt:?}: {error}");
+        }
+    }
 
     #[test]
     fn the_last_change_of_each_guid_decides_its_row() {
