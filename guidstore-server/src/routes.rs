@@ -119,7 +119,7 @@ async fn answer(
     let (head, body) = request.into_parts();
     let (method, uri, version) = (&head.method, &head.uri, head.version);
     let route = Route::of(uri.path());
-    let mut response = match dispatch(&state, route, &head, body, client_eof.as_deref(), abort).await {
+    let mut response = match dispatch(&state, route, &head, body, client_eof.as_deref(), abort, started).await {
         Ok(response) => response,
         Err(error) => {
             let status = error.status();
@@ -287,6 +287,7 @@ impl std::fmt::Display for AccessLine<'_> {
     }
 }
 
+/// Routes one request; `started` is when it began (a read's time budget counts from it).
 async fn dispatch(
     state: &Arc<AppState>,
     route: Route<'_>,
@@ -294,6 +295,7 @@ async fn dispatch(
     body: Incoming,
     client_eof: Option<&EofHold>,
     abort: Option<Abort>,
+    started: Instant,
 ) -> Result<Response<Body>, ApiError> {
     check_host(head.version, &head.headers, &head.uri)?;
     if route != Route::Healthz
@@ -303,19 +305,24 @@ async fn dispatch(
         return Err(ApiError::Unauthorized);
     }
     if let (Route::Item(segment), &Method::GET | &Method::HEAD) = (route, &head.method) {
-        return read(state, segment, &head.headers).await;
+        return read(state, segment, &head.headers, started).await;
     }
     // The other operations' futures are far larger than a read's; boxed, they do not make every
     // read's future (moved several times by hyper) as large.
     Box::pin(operate(state, route, head, body, client_eof, abort)).await
 }
 
-/// `GET` or `HEAD` of a record.
-async fn read(state: &Arc<AppState>, segment: &str, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+/// `GET` or `HEAD` of a record, within the store's timeout from `started` (see [`store_io::get`]).
+async fn read(
+    state: &Arc<AppState>,
+    segment: &str,
+    headers: &HeaderMap,
+    started: Instant,
+) -> Result<Response<Body>, ApiError> {
     let guid = parse_guid(segment)?;
     // `max-stale` matters only on a shared database (elsewhere the cache is always current).
     let max_stale = if state.store.is_shared() { max_stale(headers) } else { None };
-    let record = store_io::get(&state.store, guid, max_stale).await?;
+    let record = store_io::get(&state.store, guid, max_stale, started).await?;
     Ok(record_response(StatusCode::OK, &record))
 }
 
@@ -336,7 +343,8 @@ async fn operate(
             create(&state.store, new_record).await
         }
         (Route::Collection, method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_COLLECTION }),
-        (Route::Item(segment), Method::GET | Method::HEAD) => read(state, segment, &head.headers).await,
+        // `dispatch` answers reads before it calls this; the arm keeps the match whole.
+        (Route::Item(segment), Method::GET | Method::HEAD) => read(state, segment, &head.headers, Instant::now()).await,
         (Route::Item(segment), Method::POST) => {
             let guid = parse_guid(segment)?;
             let body = read_body(body, state.settings.max_body, client_eof).await?;

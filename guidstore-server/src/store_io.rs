@@ -7,7 +7,7 @@
 //! Routing and HTTP are not here (`routes.rs`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use guidstore::{Guid, Record, Store};
 
@@ -21,20 +21,22 @@ use crate::error::ApiError;
 /// acknowledged before the request, by any server — unless `max_stale` accepts the cache as it
 /// is: it is at most [`Store::staleness`] behind the database, the time since the last round began.
 ///
-/// A read that needs the database waits for it [`Store::timeout`] in all (the round and a cache
-/// miss together), then fails as `503 unavailable`.
-pub async fn get(store: &Arc<Store>, guid: Guid, max_stale: Option<Duration>) -> Result<Arc<Record>, ApiError> {
-    let Some(timeout) = store.timeout() else { return get_unbounded(store, guid, max_stale).await };
-    match tokio::time::timeout(timeout, get_unbounded(store, guid, max_stale)).await {
-        Ok(result) => result,
-        Err(_) => Err(guidstore::Error::from(guidstore::StorageError::transient(format!(
-            "the database did not answer within {timeout:?} (a read)"
-        )))
-        .into()),
-    }
-}
-
-async fn get_unbounded(store: &Arc<Store>, guid: Guid, max_stale: Option<Duration>) -> Result<Arc<Record>, ApiError> {
+/// A read that needs the database fails as `503 unavailable` at `started` (when the request
+/// began) + [`Store::timeout`] at the latest, without a timer of its own on the common path:
+/// - the freshness round answers by its own deadline, which is no later than one timeout after
+///   the read joined it (the round carries the deadline, one timer per round: see the library's
+///   `coherence.rs`), and the read joined after `started`;
+/// - a cache miss after it (rare on hot records) is the only wait that arms a timer, at
+///   `started + timeout`: what is left of the read's budget.
+///
+/// So the read ends by `started + timeout` plus the CPU time between `started` and its joining
+/// the round (parsing the request), and never waits for the database longer than one timeout.
+pub async fn get(
+    store: &Arc<Store>,
+    guid: Guid,
+    max_stale: Option<Duration>,
+    started: Instant,
+) -> Result<Arc<Record>, ApiError> {
     if store.is_shared() {
         let fresh_enough = max_stale.zip(store.staleness()).is_some_and(|(accepted, behind)| behind <= accepted);
         if !fresh_enough {
@@ -44,6 +46,18 @@ async fn get_unbounded(store: &Arc<Store>, guid: Guid, max_stale: Option<Duratio
     if let Some(record) = store.get_cached(&guid) {
         return Ok(record);
     }
+    let Some(timeout) = store.timeout() else { return get_uncached(store, guid).await };
+    match tokio::time::timeout_at((started + timeout).into(), get_uncached(store, guid)).await {
+        Ok(result) => result,
+        Err(_) => Err(guidstore::Error::from(guidstore::StorageError::transient(format!(
+            "the database did not answer within {timeout:?} (a read)"
+        )))
+        .into()),
+    }
+}
+
+/// A cache miss: awaited from Redis or a network database, or read from SQLite on a blocking thread.
+async fn get_uncached(store: &Arc<Store>, guid: Guid) -> Result<Arc<Record>, ApiError> {
     if store.reads_without_blocking() {
         return Ok(store.get_current_async(&guid).await?);
     }

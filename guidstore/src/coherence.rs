@@ -19,7 +19,28 @@
 //! a later one. A round that fails (the database is unreachable) fails its reads and those that
 //! arrived while it ran; a tailer round that fails fails the reads waiting for it: no read is
 //! served that cannot be proven current, and none waits for two failing rounds.
+//!
+//! **The round carries the timeout**, not the read: a read arms no timer of its own. Each round
+//! has a deadline, `opened + timeout`, where `opened` is a lower bound of when its reads arrived
+//! (the instant the previous round began, or the clock read by the read that found no round in
+//! flight). Its query is bounded by that deadline, and if the cache is behind, a watchdog
+//! ([`Watch`], one timer per such round) fails its reads at the deadline unless the tailer has
+//! caught up first. Why a read that joins at instant `a` is answered by `a + timeout`:
+//! - Its round's `opened` is at most `a`: `opened` is set, under the lock, when the round's list
+//!   of waiting reads starts empty (the previous round took it, or none was in flight), and a read
+//!   joins that list under the same lock, later. So the deadline `D = opened + timeout ≤ a + timeout`.
+//! - Its round begins once the previous round ended; that one's query was bounded by its own
+//!   deadline, which is no later than `D` (its `opened` is earlier). A round that begins at or
+//!   after `D` fails at once; a previous round that fails fails this round's reads with it.
+//! - Once begun, the round ends by `D`: its query answers, or fails at `D`; if the cache is
+//!   behind, the tailer completes its reads, or the watchdog fails them at `D` (the first outcome
+//!   wins; the other is ignored).
+//!
+//! The only waits past `D` are the runtime's scheduling of the round's task and timers: CPU time,
+//! never a database. A front-end that must also bound a cache miss after the round gives it what is
+//! left of the read's own budget (see guidstore-server's `store_io::get`).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -32,6 +53,8 @@ pub(crate) struct Coherence {
     state: Mutex<State>,
     signal: Condvar,
     poll_interval: Duration,
+    /// How long a read may wait for its round in all (`None`: unbounded).
+    timeout: Option<Duration>,
     origin: Instant,
     /// When the last successful round began, in nanoseconds since `origin` (0: never).
     synced_at: AtomicU64,
@@ -46,6 +69,9 @@ struct State {
     next: Option<Broadcast>,
     /// Whether a freshness round is in flight: its task runs the next one when it ends.
     asking: bool,
+    /// No read in `next` arrived before this instant (nanoseconds since `origin`): when the last
+    /// round began, or when the read that found no round in flight joined.
+    opened: u64,
     /// Reads whose round found revisions the cache had not applied: they wait for the tailer.
     behind: Vec<Behind>,
     woken: bool,
@@ -68,14 +94,64 @@ struct Behind {
 pub(crate) struct Round {
     reads: Broadcast,
     started: u64,
+    /// When its reads must have been answered (`None`: no timeout).
+    deadline: Option<Instant>,
+}
+
+impl Round {
+    /// When the round's query must have answered, and its reads been answered.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+}
+
+/// The reads of a round that wait for the tailer, to be failed at their round's deadline if the
+/// tailer has not answered them by then (see [`Watch::run`]).
+pub(crate) struct Watch {
+    reads: Pending<()>,
+    expire: Expire,
+    deadline: Instant,
+}
+
+/// Fails a round's reads (a broadcast answers its first outcome only).
+struct Expire(crate::pending::BroadcastHandle);
+
+impl Watch {
+    /// When the reads fail unless answered before.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Waits until the reads are answered or `timer` (which resolves at [`Watch::deadline`]) fires;
+    /// in the latter case fails them as unavailable.
+    pub(crate) async fn run(self, timer: crate::backend::BoxFuture<'static, ()>) {
+        let Watch { mut reads, expire, .. } = self;
+        let mut timer = timer;
+        let expired = std::future::poll_fn(|context| {
+            if std::pin::Pin::new(&mut reads).poll(context).is_ready() {
+                return std::task::Poll::Ready(false);
+            }
+            timer.as_mut().poll(context).map(|()| true)
+        })
+        .await;
+        if expired {
+            expire.0.finish(Err(crate::StorageError::transient(
+                "the database did not answer in time (the change log was not applied by the read's deadline)",
+            )
+            .into()));
+        }
+    }
 }
 
 impl Coherence {
-    pub(crate) fn new(poll_interval: Duration) -> Coherence {
+    /// A coherence that polls the log every `poll_interval` and whose rounds answer their reads
+    /// within `timeout` of their arrival (see the module's comment).
+    pub(crate) fn new(poll_interval: Duration, timeout: Option<Duration>) -> Coherence {
         Coherence {
             state: Mutex::new(State::default()),
             signal: Condvar::new(),
             poll_interval,
+            timeout,
             origin: Instant::now(),
             synced_at: AtomicU64::new(0),
             rounds: AtomicU64::new(0),
@@ -119,8 +195,12 @@ impl Coherence {
         if state.stop {
             return (Pending::ready(Err(Error::Closed)), false);
         }
-        let result = state.next.get_or_insert_with(Broadcast::new).subscribe();
         let start = !std::mem::replace(&mut state.asking, true);
+        if start {
+            // No round in flight (so `next` is empty): the next round's reads arrive from now on.
+            state.opened = self.now_nanos();
+        }
+        let result = state.next.get_or_insert_with(Broadcast::new).subscribe();
         (result, start)
     }
 
@@ -130,7 +210,12 @@ impl Coherence {
         let mut state = self.lock();
         let reads = state.next.take();
         match reads {
-            Some(reads) if !state.stop => Some(Round { reads, started: self.now_nanos() }),
+            Some(reads) if !state.stop => {
+                let started = self.now_nanos();
+                let opened = std::mem::replace(&mut state.opened, started);
+                let deadline = self.timeout.map(|timeout| self.origin + Duration::from_nanos(opened) + timeout);
+                Some(Round { reads, started, deadline })
+            }
             // Stopped: dropping the broadcast answers Closed.
             _ => {
                 state.asking = false;
@@ -140,20 +225,28 @@ impl Coherence {
     }
 
     /// Ends a round with the newest committed revision it read (or why it could not), given the
-    /// revision the cache has applied now.
-    pub(crate) fn end_round(&self, round: Round, newest: Result<u64>, applied: u64) {
+    /// revision the cache has applied now. A [`Watch`] when its reads wait for the tailer and the
+    /// round has a deadline: the caller runs it, so that they fail at the deadline at the latest.
+    #[must_use = "the reads waiting for the tailer are bounded only if the watch runs"]
+    pub(crate) fn end_round(&self, round: Round, newest: Result<u64>, applied: u64) -> Option<Watch> {
         self.rounds.fetch_add(1, Ordering::Relaxed);
-        let Round { reads, started } = round;
+        let Round { reads, started, deadline } = round;
         match newest {
             Ok(newest) if newest <= applied => {
                 // Nothing the cache lacks: the reads are current.
                 self.synced_at.fetch_max(started, Ordering::AcqRel);
                 reads.complete(Ok(()));
+                None
             }
             Ok(newest) => {
+                let watch = deadline.map(|deadline| Watch {
+                    reads: reads.subscribe(),
+                    expire: Expire(reads.handle()),
+                    deadline,
+                });
                 let mut state = self.lock();
                 if state.stop {
-                    return;
+                    return None;
                 }
                 state.behind.push(Behind { revision: newest, started, reads });
                 state.woken = true;
@@ -162,6 +255,7 @@ impl Coherence {
                 if idle {
                     self.signal.notify_one();
                 }
+                watch
             }
             Err(error) => {
                 // Reads that arrived while it ran fail with it rather than wait for another round
@@ -172,6 +266,7 @@ impl Coherence {
                     late.complete(Err(error.clone()));
                 }
                 reads.complete(Err(error));
+                None
             }
         }
     }
@@ -286,5 +381,82 @@ impl Coherence {
                 behind.reads.complete(result.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pending::{park_on, pending};
+
+    /// A timer for [`Watch::run`] that fires `after` from now, on a thread of its own.
+    fn timer(after: Duration) -> crate::backend::BoxFuture<'static, ()> {
+        let (completer, fired) = pending::<()>();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            completer.complete(Ok(()));
+        });
+        Box::pin(async move {
+            let _ = fired.await;
+        })
+    }
+
+    #[test]
+    fn a_round_is_due_one_timeout_after_its_first_read_arrived_however_late_it_begins() {
+        let timeout = Duration::from_millis(400);
+        let coherence = Coherence::new(Duration::from_secs(3600), Some(timeout));
+        let before = Instant::now();
+        let (_read, start) = coherence.join();
+        assert!(start, "no round was in flight");
+        let after = Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+        let round = coherence.begin_round().expect("a read waits");
+        let deadline = round.deadline().expect("bounded");
+        assert!(deadline >= before + timeout && deadline <= after + timeout, "{deadline:?}");
+        // A read that joins while the round runs is due one timeout after the round began.
+        let (_late, start) = coherence.join();
+        assert!(!start, "a round is in flight");
+        let began = Instant::now();
+        assert!(coherence.end_round(round, Ok(0), 0).is_none(), "the cache is current");
+        std::thread::sleep(Duration::from_millis(50));
+        let next = coherence.begin_round().expect("the late read waits");
+        assert!(next.deadline().expect("bounded") <= began + timeout);
+        assert!(coherence.end_round(next, Ok(0), 0).is_none());
+        assert!(coherence.begin_round().is_none(), "no read waits");
+    }
+
+    #[test]
+    fn reads_left_behind_with_no_tailer_fail_at_their_rounds_deadline() {
+        let timeout = Duration::from_millis(200);
+        let coherence = Coherence::new(Duration::from_secs(3600), Some(timeout));
+        let joined = Instant::now();
+        let (read, _) = coherence.join();
+        let round = coherence.begin_round().expect("a read waits");
+        // The database is at revision 5, the cache at 0, and no tailer runs to catch up.
+        let watch = coherence.end_round(round, Ok(5), 0).expect("its reads wait for the tailer");
+        let deadline = watch.deadline();
+        park_on(watch.run(timer(deadline.saturating_duration_since(Instant::now()))));
+        let error = read.wait().unwrap_err();
+        assert_eq!(error.code(), crate::Code::Unavailable, "{error}");
+        let waited = joined.elapsed();
+        assert!(waited >= timeout && waited < timeout + Duration::from_secs(1), "{waited:?}");
+    }
+
+    #[test]
+    fn a_watch_whose_reads_were_answered_leaves_them_answered() {
+        let coherence = Coherence::new(Duration::from_secs(3600), Some(Duration::from_secs(60)));
+        let (read, _) = coherence.join();
+        let round = coherence.begin_round().expect("a read waits");
+        let watch = coherence.end_round(round, Ok(5), 0).expect("its reads wait for the tailer");
+        // What the tailer does once it has applied revision 5.
+        let behind = std::mem::take(&mut coherence.lock().behind);
+        for behind in behind {
+            behind.reads.complete(Ok(()));
+        }
+        // Returns at once (the reads are answered), not after the minute-long timer.
+        let started = Instant::now();
+        park_on(watch.run(timer(Duration::from_secs(60))));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(read.wait().is_ok());
     }
 }

@@ -203,6 +203,24 @@ impl Broadcast {
         self.completed = true;
         self.slot.finish(result);
     }
+
+    /// A second way to complete the outcome, held elsewhere (a watchdog that fails it at a
+    /// deadline): whichever completes it first decides; the other's outcome is ignored.
+    pub(crate) fn handle(&self) -> BroadcastHandle {
+        BroadcastHandle(Arc::clone(&self.slot))
+    }
+}
+
+/// Completes a [`Broadcast`]'s outcome if nothing has yet (see [`Broadcast::handle`]). Dropping it
+/// does nothing.
+#[derive(Debug)]
+pub(crate) struct BroadcastHandle(Arc<BroadcastSlot>);
+
+impl BroadcastHandle {
+    /// Completes the outcome unless it is known already, waking everyone who waits for it.
+    pub(crate) fn finish(&self, result: Result<()>) {
+        self.0.finish(result);
+    }
 }
 
 impl Drop for Broadcast {
@@ -358,6 +376,23 @@ mod tests {
         let share = failed.subscribe();
         failed.complete(Err(Error::Closed));
         assert!(matches!(share.wait(), Err(Error::Closed)));
+    }
+
+    #[test]
+    fn a_broadcast_answers_the_first_of_its_outcomes() {
+        let broadcast = Broadcast::new();
+        let early = broadcast.subscribe();
+        let handle = broadcast.handle();
+        handle.finish(Err(Error::Closed));
+        broadcast.complete(Ok(()));
+        handle.finish(Ok(()));
+        assert!(matches!(early.wait(), Err(Error::Closed)));
+        let completed = Broadcast::new();
+        let share = completed.subscribe();
+        let handle = completed.handle();
+        completed.complete(Ok(()));
+        handle.finish(Err(Error::Closed));
+        assert!(share.wait().is_ok());
     }
 
     #[test]

@@ -64,12 +64,19 @@ impl Shared {
         result
     }
 
-    /// Runs freshness rounds while reads wait for one: each asks for the newest revision once.
+    /// Runs freshness rounds while reads wait for one: each asks for the newest revision once,
+    /// bounded by the round's deadline; reads left waiting for the tailer are failed at that
+    /// deadline by a watchdog task (see `coherence.rs` for why no read waits longer).
     async fn freshness_rounds(&self) {
         let Some(coherence) = &self.coherence else { return };
         while let Some(round) = coherence.begin_round() {
-            let newest = self.backend.revision_async().await;
-            coherence.end_round(round, newest, self.cache.applied());
+            let newest = self.backend.revision_until(round.deadline()).await;
+            let watch = coherence.end_round(round, newest, self.cache.applied());
+            if let Some(watch) = watch
+                && let Some(timer) = self.backend.timer(watch.deadline())
+            {
+                self.backend.spawn(Box::pin(watch.run(timer)));
+            }
         }
     }
 

@@ -352,7 +352,7 @@ impl Store {
     fn start(backend: impl Backend, options: Options) -> Result<Store> {
         let applied = backend.revision()?;
         let cache = Cache::new(options.cache_capacity, applied, backend.is_shared());
-        let coherence = backend.is_shared().then(|| Coherence::new(options.tail_interval));
+        let coherence = backend.is_shared().then(|| Coherence::new(options.tail_interval, backend.timeout()));
         #[cfg(feature = "redis")]
         let redis = match &options.redis_url {
             Some(url) => {
@@ -501,8 +501,10 @@ impl Store {
 
     /// How long a call waits for a network database in all before it fails as
     /// [`Code::Unavailable`](crate::Code::Unavailable) ([`Options::timeout`]), a write's time in
-    /// the writer's queue included; `None` for SQLite, whose calls are not bounded. A front-end
-    /// bounds a read that makes several calls (a freshness round, then a cache miss) by it.
+    /// the writer's queue included; `None` for SQLite, whose calls are not bounded. A freshness
+    /// round ([`Store::sync_async`]) answers within it of the call, without a timer per caller (the
+    /// round carries the deadline); a front-end that reads on after it (a cache miss) bounds that
+    /// by what is left of the read's budget.
     pub fn timeout(&self) -> Option<Duration> {
         self.shared.backend.timeout()
     }
@@ -516,7 +518,8 @@ impl Store {
     /// one freshness round shared by every caller waiting at the time. Without a shared database
     /// the cache is always current and this returns at once.
     ///
-    /// Errors: [`Code::Unavailable`](crate::Code::Unavailable) when the change log cannot be read.
+    /// Errors: [`Code::Unavailable`](crate::Code::Unavailable) when the change log cannot be read,
+    /// at the latest [`Store::timeout`] after the call.
     pub fn sync(&self) -> Result<()> {
         self.sync_async().wait()
     }

@@ -73,9 +73,19 @@ pub(crate) trait Backend: Send + Sync + 'static {
         None
     }
 
-    /// [`Backend::revision`] as a future; by default it calls `revision` when first polled.
-    fn revision_async(&self) -> BoxFuture<'_, Result<u64>> {
+    /// [`Backend::revision`] as a future (a freshness round's query), given up at `deadline`
+    /// with a transient error (a network backend; `None`: bounded as `revision` is). By default it
+    /// calls `revision` when first polled.
+    fn revision_until(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<u64>> {
+        let _ = deadline;
         Box::pin(async move { self.revision() })
+    }
+
+    /// A future that resolves at `deadline`, driven by the backend's runtime (a network backend;
+    /// to bound a wait with one timer). `None`: the backend has no timers (its waits are not bounded).
+    fn timer(&self, deadline: Instant) -> Option<BoxFuture<'static, ()>> {
+        let _ = deadline;
+        None
     }
 
     /// Runs `task` in the background: on a network backend, on the runtime that drives its

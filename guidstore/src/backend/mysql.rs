@@ -292,7 +292,17 @@ impl MysqlBackend {
         what: &'a str,
         work: impl AsyncFn(&mut Conn) -> Result<T> + 'a,
     ) -> impl Future<Output = Result<T>> + 'a {
-        self.runtime.bound(self.runtime.deadline(), what, async move {
+        self.with_conn_until(self.runtime.deadline(), what, work)
+    }
+
+    /// [`MysqlBackend::with_conn_async`], given up at `deadline` (a transient error).
+    fn with_conn_until<'a, T: 'a>(
+        &'a self,
+        deadline: Instant,
+        what: &'a str,
+        work: impl AsyncFn(&mut Conn) -> Result<T> + 'a,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        self.runtime.bound(deadline, what, async move {
             let mut retried = false;
             loop {
                 let mut conn = self.connect(retried).await?;
@@ -507,9 +517,10 @@ impl MysqlBackend {
         async move { row.await?.map(record_from_row).transpose() }
     }
 
-    /// The newest committed revision (one round trip: a freshness round).
-    fn read_revision(&self) -> impl Future<Output = Result<u64>> + Send + '_ {
-        self.with_conn_async("reading the revision", async |conn| {
+    /// The newest committed revision (one round trip: a freshness round); a transient error past
+    /// `deadline`.
+    fn read_revision(&self, deadline: Instant) -> impl Future<Output = Result<u64>> + Send + '_ {
+        self.with_conn_until(deadline, "reading the revision", async |conn| {
             let revision: Option<i64> = conn
                 .query_first("SELECT revision FROM guidstore_meta WHERE id = 1")
                 .await
@@ -528,8 +539,12 @@ impl Backend for MysqlBackend {
         Some(Box::pin(self.load_record(guid)))
     }
 
-    fn revision_async(&self) -> BoxFuture<'_, Result<u64>> {
-        Box::pin(self.read_revision())
+    fn revision_until(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.read_revision(deadline.unwrap_or_else(|| self.runtime.deadline())))
+    }
+
+    fn timer(&self, deadline: Instant) -> Option<BoxFuture<'static, ()>> {
+        Some(Box::pin(self.runtime.sleep_until(deadline)))
     }
 
     fn spawn(&self, task: BoxFuture<'static, ()>) {
@@ -639,7 +654,7 @@ impl Backend for MysqlBackend {
     }
 
     fn revision(&self) -> Result<u64> {
-        park_on(self.read_revision())
+        park_on(self.read_revision(self.runtime.deadline()))
     }
 
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {

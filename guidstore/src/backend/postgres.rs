@@ -321,8 +321,9 @@ impl PostgresBackend {
     /// The newest committed revision (one round trip: a freshness round), on the revision
     /// connection (see [`RevisionSlot`]), or on a pooled one while that is busy. A transient failure
     /// is tried once more on a fresh connection, as [`PostgresBackend::with_client`] does.
-    fn read_revision(&self) -> impl Future<Output = Result<u64>> + Send + '_ {
-        self.runtime.bound(self.runtime.deadline(), "reading the revision", async move {
+    /// A transient error past `deadline`.
+    fn read_revision(&self, deadline: Instant) -> impl Future<Output = Result<u64>> + Send + '_ {
+        self.runtime.bound(deadline, "reading the revision", async move {
             let mut retried = false;
             loop {
                 let taken = {
@@ -684,8 +685,12 @@ impl Backend for PostgresBackend {
         Some(Box::pin(self.load_record(guid)))
     }
 
-    fn revision_async(&self) -> BoxFuture<'_, Result<u64>> {
-        Box::pin(self.read_revision())
+    fn revision_until(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.read_revision(deadline.unwrap_or_else(|| self.runtime.deadline())))
+    }
+
+    fn timer(&self, deadline: Instant) -> Option<BoxFuture<'static, ()>> {
+        Some(Box::pin(self.runtime.sleep_until(deadline)))
     }
 
     fn spawn(&self, task: BoxFuture<'static, ()>) {
@@ -808,7 +813,7 @@ impl Backend for PostgresBackend {
     }
 
     fn revision(&self) -> Result<u64> {
-        park_on(self.read_revision())
+        park_on(self.read_revision(self.runtime.deadline()))
     }
 
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {

@@ -137,6 +137,19 @@ impl<F: Future> Future for InContext<F> {
     allow(dead_code, reason = "the redis level uses only park_on")
 )]
 impl DbRuntime {
+    /// A future that resolves at `deadline`, on this runtime's timer, whoever polls it (never,
+    /// once the runtime has stopped).
+    pub(crate) fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send + 'static {
+        let handle = self.handle();
+        let stopped = handle.is_none();
+        InContext::new(handle, async move {
+            if stopped {
+                return std::future::pending().await;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        })
+    }
+
     /// Starts `future` on the runtime without waiting for it; it ends with the runtime.
     pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         if let Some(runtime) = &self.runtime {
