@@ -66,11 +66,16 @@ impl MariadbServer {
         let dir = tempfile::Builder::new().prefix("guidstore-mariadb-").tempdir()?;
         let data = dir.path().join("data");
         std::fs::create_dir(&data)?;
-        let mut user = Vec::new();
+        // Its own temporary directory: with the default (/tmp) mariadb-install-db once failed in CI
+        // ("Could not remove temporary table '/tmp/#sql-temptable-…', error: 2") beside other tests.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp)?;
+        let mut common = vec![format!("--tmpdir={}", tmp.display())];
         if let Some((uid, gid)) = owner {
             chown(dir.path(), Some(uid), Some(gid))?;
             chown(&data, Some(uid), Some(gid))?;
-            user.push("--user=mysql".to_owned());
+            chown(&tmp, Some(uid), Some(gid))?;
+            common.push("--user=mysql".to_owned());
         }
         let files = tls.map(|(cert_pem, key_pem)| [("server.crt", cert_pem), ("server.key", key_pem)]);
         for (name, contents) in files.into_iter().flatten() {
@@ -84,7 +89,7 @@ impl MariadbServer {
         let output = Command::new(install)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .args(&user)
+            .args(&common)
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .output()?;
         if !output.status.success() {
@@ -103,7 +108,7 @@ impl MariadbServer {
         }
         let child = Command::new(server)
             .arg("--no-defaults")
-            .args(&user)
+            .args(&common)
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", path.join("mariadb.sock").display()))
             .arg(format!("--pid-file={}", path.join("mariadb.pid").display()))
