@@ -309,7 +309,7 @@ async fn dispatch(
     }
     // The other operations' futures are far larger than a read's; boxed, they do not make every
     // read's future (moved several times by hyper) as large.
-    Box::pin(operate(state, route, head, body, client_eof, abort)).await
+    Box::pin(operate(state, route, head, body, client_eof, abort, started)).await
 }
 
 /// `GET` or `HEAD` of a record, within the store's timeout from `started` (see [`store_io::get`]).
@@ -334,6 +334,7 @@ async fn operate(
     body: Incoming,
     client_eof: Option<&EofHold>,
     abort: Option<Abort>,
+    started: Instant,
 ) -> Result<Response<Body>, ApiError> {
     let method = head.method.clone();
     match (route, method) {
@@ -343,8 +344,9 @@ async fn operate(
             create(&state.store, new_record).await
         }
         (Route::Collection, method) => Err(ApiError::MethodNotAllowed { method, allow: ALLOW_COLLECTION }),
-        // `dispatch` answers reads before it calls this; the arm keeps the match whole.
-        (Route::Item(segment), Method::GET | Method::HEAD) => read(state, segment, &head.headers, Instant::now()).await,
+        // `dispatch` answers reads before it calls this (keeping a read's future small); the arm
+        // keeps the match whole, with the request's own start.
+        (Route::Item(segment), Method::GET | Method::HEAD) => read(state, segment, &head.headers, started).await,
         (Route::Item(segment), Method::POST) => {
             let guid = parse_guid(segment)?;
             let body = read_body(body, state.settings.max_body, client_eof).await?;

@@ -69,10 +69,10 @@ pub const IMPORT_BATCH: usize = 10_000;
 /// commit writes every B-tree page the batch touched to the WAL (and the checkpointer copies it
 /// again): records arrive in random expiry order, and at 1,000,000 records a batch of 10,000
 /// dirtied most pages of the expiry index, so the pages written per record fall as the batch
-/// grows (measured on 1,000,000 records: 10,000 → 50,000 per batch took an import in GUID order
-/// from 14.8 s to 8.7 s and one in random order from 42 s to 14 s; memory grows with it, from
-/// about 100 MiB to 290 MiB peak RSS, as two batches are held: one parsed while the other is
-/// written).
+/// grows (measured on 1,000,000 records, `bench/import.sh`: 176,000 records/s in GUID order and
+/// 105,000 in random order with batches of 50,000, against about 67,000 and 24,000 with 10,000;
+/// memory grows with the batch, to 172–267 MiB peak RSS, as two batches are held: one parsed
+/// while the other is written).
 pub const SQLITE_IMPORT_BATCH: usize = 50_000;
 
 /// Parses one line of an import: a record as GET renders it. `None` for a blank line.
