@@ -61,7 +61,24 @@ impl Record {
 
     /// The metadata as a JSON object text, as stored.
     pub(crate) fn metadata_json(&self) -> String {
-        format!("{{{}", self.to_json().get(self.metadata_offset..).unwrap_or("}"))
+        format!("{{{}", self.metadata_members())
+    }
+
+    /// The metadata's members and the closing brace: the tail of the JSON form.
+    fn metadata_members(&self) -> &str {
+        self.to_json().get(self.metadata_offset..).unwrap_or("}")
+    }
+
+    /// Whether `other` has the same expiry and metadata (compared as maps, whatever the order of
+    /// the keys); the text is compared first, so equal records parse nothing.
+    pub(crate) fn same_content(&self, other: &Record) -> bool {
+        self.expire == other.expire
+            && (self.metadata_members() == other.metadata_members() || self.metadata() == other.metadata())
+    }
+
+    /// This record's GUID, expiry and metadata under another version (nothing is parsed).
+    pub(crate) fn with_version(&self, version: u64) -> Record {
+        Record::from_metadata_json(self.guid, self.expire, &self.metadata_json(), version)
     }
 
     /// The record's GUID.
@@ -125,10 +142,7 @@ impl Record {
 /// maps, whatever the order of their keys).
 impl PartialEq for Record {
     fn eq(&self, other: &Record) -> bool {
-        self.guid == other.guid
-            && self.expire == other.expire
-            && self.version == other.version
-            && (self.to_json() == other.to_json() || self.metadata() == other.metadata())
+        self.guid == other.guid && self.version == other.version && self.same_content(other)
     }
 }
 
@@ -443,6 +457,11 @@ mod tests {
         let reordered = Record::from_metadata_json(guid(), expire, r#"{"tags":["a",{"b":1.5}],"user":"Jay"}"#, 7);
         assert_eq!(reordered, built, "equal as maps, whatever the order of the keys");
         assert_ne!(Record::from_metadata_json(guid(), expire, "{}", 7), built);
+        assert!(
+            reordered.same_content(&built) && !built.same_content(&Record::new(guid(), expire, Metadata::new(), 7))
+        );
+        let moved = built.with_version(8);
+        assert!(moved.same_content(&built) && moved.version() == 8 && moved.metadata.get().is_none());
         assert!(Record::from_metadata_json(guid(), expire, "{}", 7).metadata().is_empty());
     }
 

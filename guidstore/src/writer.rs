@@ -383,10 +383,10 @@ fn import(
     let mut changes = Vec::with_capacity(records.len());
     for import in records {
         let guid = *import.record.guid();
-        let (expire, metadata) = (import.record.expire(), import.record.metadata());
         let current = written.get(&guid).or_else(|| overlay.get(&guid)).filter(|r| !r.is_expired_at(now));
         let op = match current {
-            Some(current) if current.expire() == expire && current.metadata() == metadata => {
+            // Only a stored record's content is compared (a new GUID parses nothing here).
+            Some(current) if current.same_content(&import.record) => {
                 stats.unchanged += 1;
                 continue;
             }
@@ -404,7 +404,7 @@ fn import(
         // version it replaces.
         let record = match current {
             Some(current) if current.version() == import.record.version() => {
-                Arc::new(Record::new(guid, expire, metadata.clone(), new_version(Some(current.version()))))
+                Arc::new(import.record.with_version(new_version(Some(current.version()))))
             }
             _ => Arc::clone(&import.record),
         };
