@@ -115,8 +115,10 @@ impl Frames {
     /// their slice, count and last revision; `None` when none fits.
     fn take(&self, index: usize, room: usize, take_one: bool) -> Option<Chunk> {
         let start = self.start(index);
-        let mut end = index;
-        while end < self.spans.len() && (self.spans[end].end - start <= room || (take_one && end == index)) {
+        // Frames end in increasing order: a binary search, not a walk under the fan-out's lock.
+        let mut end =
+            index + self.spans.get(index..).unwrap_or_default().partition_point(|span| span.end - start <= room);
+        if take_one && end == index && index < self.spans.len() {
             end += 1;
         }
         (end > index).then(|| Chunk {
@@ -311,14 +313,14 @@ impl Fanout {
             _ => return Read::Behind,
         }
         // Slices of the shared buffers, taken under the lock; joined (if several) after it.
-        let mut parts: Vec<Chunk> = Vec::new();
+        let mut parts: Vec<(Chunk, usize)> = Vec::new();
         let (mut position, mut room) = (after, cap);
         while let Some(batch) = inner.batches.get(index) {
             let Some(chunk) = batch.take(batch.index_after(position), room, parts.is_empty()) else { break };
             room = room.saturating_sub(chunk.bytes.len());
             position = chunk.through;
             let whole = position == batch.last();
-            parts.push(chunk);
+            parts.push((chunk, batch.bytes.len()));
             if !whole {
                 break;
             }
@@ -347,11 +349,18 @@ impl Fanout {
     }
 }
 
-/// One chunk from consecutive parts: the part itself when there is one (no copy).
-fn join(mut parts: Vec<Chunk>) -> Chunk {
+/// One chunk from consecutive parts, each with the size of the batch buffer it slices: the part
+/// itself when there is one (no copy), unless it is a small part of a large buffer — a slow
+/// stream's queue would then keep the whole batch alive, outside every bound the queue counts.
+fn join(mut parts: Vec<(Chunk, usize)>) -> Chunk {
     if parts.len() == 1 {
-        return parts.pop().unwrap_or_else(|| unreachable!());
+        let (mut part, buffer) = parts.pop().unwrap_or_else(|| unreachable!());
+        if part.bytes.len() * 4 < buffer && buffer > crate::events::CHUNK {
+            part.bytes = Bytes::copy_from_slice(&part.bytes);
+        }
+        return part;
     }
+    let parts: Vec<Chunk> = parts.into_iter().map(|(part, _)| part).collect();
     let length = parts.iter().map(|part| part.bytes.len()).sum();
     let mut bytes = Vec::with_capacity(length);
     for part in &parts {
