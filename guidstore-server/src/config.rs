@@ -38,7 +38,8 @@ pub struct Config {
     /// owns it), postgres://USER[:PASS]@HOST[:PORT]/DB or mysql://USER[:PASS]@HOST[:PORT]/DB (also
     /// mariadb://): a database any number of servers share. TLS to it (default: when offered):
     /// ?sslmode=disable|prefer|require|verify-ca|verify-full[&sslrootcert=FILE] on PostgreSQL,
-    /// ?ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_IDENTITY[&ssl-ca=FILE] on MySQL.
+    /// ?ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_IDENTITY on MySQL (&ssl-ca=FILE with
+    /// VERIFY_IDENTITY).
     /// Without a password in the URL, PGPASSWORD or MYSQL_PWD is used. Never logged with its password.
     #[arg(
         long,
@@ -49,7 +50,8 @@ pub struct Config {
     )]
     pub db: String,
 
-    /// Most connections to a PostgreSQL or MySQL database at once.
+    /// Connections in the pool to a PostgreSQL or MySQL database (beside it, PostgreSQL gets one
+    /// for LISTEN and one for freshness rounds).
     #[arg(long, env = "GUIDSTORE_DB_POOL_SIZE", default_value_t = guidstore::DEFAULT_POOL_SIZE,
           value_parser = RangedU64ValueParser::<usize>::new().range(2..))]
     pub db_pool_size: usize,
@@ -344,8 +346,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if duration.is_zero() {
         return Err("the duration must be positive".to_owned());
     }
+    // Deadlines are `Instant + duration`, which panics past the clock's range: a century is
+    // longer than any wait anyone means, and far inside it.
+    if duration > MAX_DURATION {
+        return Err(format!("{text:?} is longer than the longest duration allowed (100 years)"));
+    }
     Ok(duration)
 }
+
+/// The longest duration a flag accepts.
+const MAX_DURATION: Duration = guidstore::LONGEST_TIMEOUT;
 
 #[cfg(test)]
 mod tests {
@@ -375,6 +385,9 @@ mod tests {
             ("10x", None),
             ("１０s", None),
             ("99999999999999999999", None),
+            ("18446744073709551615", None),
+            ("101y", None),
+            ("3153600000", Some(MAX_DURATION)),
         ];
         for (text, expected) in cases {
             assert_eq!(parse_duration(text).ok(), expected, "{text:?}");

@@ -87,7 +87,7 @@ pub use pending::Pending;
 pub use record::{IfMatch, Metadata, NewRecord, Patch, Record, merge_value, parse_json, parse_json_object};
 pub use store::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_DB_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_POOL_SIZE, DEFAULT_PURGE_BATCH,
-    DEFAULT_REDIS_TIMEOUT, DEFAULT_REDIS_TTL, DEFAULT_TAIL_INTERVAL, Options, SharedCacheStats, Stats, Store,
-    lock_owner,
+    DEFAULT_REDIS_TIMEOUT, DEFAULT_REDIS_TTL, DEFAULT_TAIL_INTERVAL, LONGEST_TIMEOUT, Options, SharedCacheStats, Stats,
+    Store, lock_owner,
 };
 pub use transfer::{ExportError, IMPORT_BATCH, ImportError, SQLITE_IMPORT_BATCH};

@@ -41,6 +41,10 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 /// How long a call to a network database may take unless told otherwise ([`Options::timeout`]).
 pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The longest timeout the options accept (longer ones are taken as this): deadlines are instants
+/// one timeout ahead, and a century is far inside the clock's range and longer than any wait.
+pub const LONGEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// How long an entry stays in the shared Redis cache unless told otherwise ([`Options::redis_ttl`];
 /// never longer than its record's own expiry).
 pub const DEFAULT_REDIS_TTL: Duration = Duration::from_secs(3600);
@@ -139,7 +143,9 @@ impl Options {
         self
     }
 
-    /// Most connections open at once to a network database (default [`DEFAULT_POOL_SIZE`]; at least 2).
+    /// Connections of the pool to a network database (default [`DEFAULT_POOL_SIZE`]; at least 2).
+    /// Beside the pool a store holds one more on PostgreSQL for freshness rounds, and one for
+    /// `LISTEN`.
     pub fn pool_size(mut self, connections: usize) -> Options {
         self.pool_size = connections;
         self
@@ -147,9 +153,9 @@ impl Options {
 
     /// How long any call to a network database (connect, query, commit) may take before it fails
     /// as [`Code::Unavailable`](crate::Code::Unavailable) (default [`DEFAULT_DB_TIMEOUT`]). The
-    /// server is asked to cancel statements that run longer, too.
+    /// server is asked to cancel statements that run longer, too. At most [`LONGEST_TIMEOUT`].
     pub fn timeout(mut self, timeout: Duration) -> Options {
-        self.timeout = timeout;
+        self.timeout = timeout.min(LONGEST_TIMEOUT);
         self
     }
 
@@ -181,9 +187,10 @@ impl Options {
     }
 
     /// How long one call to the shared cache may take (default [`DEFAULT_REDIS_TIMEOUT`]): past it
-    /// the read goes to the database and the cache is left alone until it answers again.
+    /// the read goes to the database and the cache is left alone until it answers again. Between
+    /// 1 ms and [`LONGEST_TIMEOUT`].
     pub fn redis_timeout(mut self, timeout: Duration) -> Options {
-        self.redis_timeout = timeout.max(Duration::from_millis(1));
+        self.redis_timeout = timeout.clamp(Duration::from_millis(1), LONGEST_TIMEOUT);
         self
     }
 
@@ -443,6 +450,10 @@ impl Store {
         };
         #[cfg(feature = "redis")]
         let label = match &self.shared.redis {
+            // While a local commit of the GUID is ahead of the tailer, Redis can be proven current
+            // only below it: this process's own acknowledged write would be missed. The database
+            // has it.
+            Some(redis) if self.shared.cache.is_ahead(guid) => Some((redis, redis.label())),
             Some(redis) => {
                 // Taken before the database read: that read sees every change up to it.
                 let label = redis.label();

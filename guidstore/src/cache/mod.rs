@@ -132,6 +132,13 @@ impl Cache {
         }
     }
 
+    /// Whether this process has committed a change of `guid` that the tailer has not passed yet:
+    /// the shared cache level can then prove nothing newer than that commit, so a read skips it.
+    #[cfg(feature = "redis")]
+    pub(crate) fn is_ahead(&self, guid: &Guid) -> bool {
+        self.lock().ahead.contains_key(guid)
+    }
+
     /// Caches a record the shared cache level proved current, unless a change has been applied
     /// since `ticket` was taken, or this process has committed a change of its GUID that the
     /// tailer has not passed yet. Such a record is current only as of the revision the tailer had
