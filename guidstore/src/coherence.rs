@@ -21,16 +21,18 @@
 //! served that cannot be proven current, and none waits for two failing rounds.
 //!
 //! **The round carries the timeout**, not the read: a read arms no timer of its own. Each round
-//! has a deadline, `opened + timeout`, where `opened` is a lower bound of when its reads arrived
-//! (the instant the previous round began, or the clock read by the read that found no round in
-//! flight). Its query is bounded by that deadline, and if the cache is behind, a watchdog
-//! ([`Watch`], one timer per such round) fails its reads at the deadline unless the tailer has
+//! has a deadline, `opened + timeout`, where `opened` is when its first read arrived (the clock
+//! read by the read that found the round's list of reads empty, so none is failed before the
+//! first has waited the timeout). Its query is bounded
+//! by that deadline, and if the cache is behind, a watchdog ([`Watch`], one timer per such round) fails its reads at the deadline unless the tailer has
 //! caught up first. Why a read that joins at instant `a` is answered by `a + timeout`:
-//! - Its round's `opened` is at most `a`: `opened` is set, under the lock, when the round's list
-//!   of waiting reads starts empty (the previous round took it, or none was in flight), and a read
-//!   joins that list under the same lock, later. So the deadline `D = opened + timeout ≤ a + timeout`.
+//! - Its round's `opened` is at most `a`: `opened` is set, under the lock, by the read that finds
+//!   the round's list of waiting reads empty (the previous round took it, or none was in flight),
+//!   and every other read joins that list under the same lock, later. So the deadline
+//!   `D = opened + timeout ≤ a + timeout`.
 //! - Its round begins once the previous round ended; that one's query was bounded by its own
-//!   deadline, which is no later than `D` (its `opened` is earlier). A round that begins at or
+//!   deadline, which is no later than `D` (its first read arrived before it began, so before this
+//!   round's list was started). A round that begins at or
 //!   after `D` fails at once; a previous round that fails fails this round's reads with it.
 //! - Once begun, the round ends by `D`: its query answers, or fails at `D`; if the cache is
 //!   behind, the tailer completes its reads, or the watchdog fails them at `D` (the first outcome
@@ -69,8 +71,8 @@ struct State {
     next: Option<Broadcast>,
     /// Whether a freshness round is in flight: its task runs the next one when it ends.
     asking: bool,
-    /// No read in `next` arrived before this instant (nanoseconds since `origin`): when the last
-    /// round began, or when the read that found no round in flight joined.
+    /// When the first read in `next` joined (nanoseconds since `origin`): no read in it arrived
+    /// before.
     opened: u64,
     /// Reads whose round found revisions the cache had not applied: they wait for the tailer.
     behind: Vec<Behind>,
@@ -196,8 +198,9 @@ impl Coherence {
             return (Pending::ready(Err(Error::Closed)), false);
         }
         let start = !std::mem::replace(&mut state.asking, true);
-        if start {
-            // No round in flight (so `next` is empty): the next round's reads arrive from now on.
+        if state.next.is_none() {
+            // The first read of the next round: its deadline counts from now (one clock read per
+            // round, not per read).
             state.opened = self.now_nanos();
         }
         let result = state.next.get_or_insert_with(Broadcast::new).subscribe();
@@ -212,7 +215,7 @@ impl Coherence {
         match reads {
             Some(reads) if !state.stop => {
                 let started = self.now_nanos();
-                let opened = std::mem::replace(&mut state.opened, started);
+                let opened = state.opened;
                 let deadline = self.timeout.map(|timeout| self.origin + Duration::from_nanos(opened) + timeout);
                 Some(Round { reads, started, deadline })
             }
@@ -413,14 +416,17 @@ mod tests {
         let round = coherence.begin_round().expect("a read waits");
         let deadline = round.deadline().expect("bounded");
         assert!(deadline >= before + timeout && deadline <= after + timeout, "{deadline:?}");
-        // A read that joins while the round runs is due one timeout after the round began.
+        // A read that joins while the round runs starts the next round's list: due one timeout
+        // after it joined (not after this round began, which would cut its wait short).
+        let joining = Instant::now();
         let (_late, start) = coherence.join();
         assert!(!start, "a round is in flight");
         let began = Instant::now();
         assert!(coherence.end_round(round, Ok(0), 0).is_none(), "the cache is current");
         std::thread::sleep(Duration::from_millis(50));
         let next = coherence.begin_round().expect("the late read waits");
-        assert!(next.deadline().expect("bounded") <= began + timeout);
+        let due = next.deadline().expect("bounded");
+        assert!(due >= joining + timeout && due <= began + timeout, "{due:?}");
         assert!(coherence.end_round(next, Ok(0), 0).is_none());
         assert!(coherence.begin_round().is_none(), "no read waits");
     }
