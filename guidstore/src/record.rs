@@ -53,7 +53,8 @@ impl Record {
     /// (compact), which the caller has checked (it was written by [`Record::new`], or validated).
     pub(crate) fn from_metadata_json(guid: Guid, expire: Expiry, metadata_json: &str, version: u64) -> Record {
         let members = metadata_json.strip_prefix('{').unwrap_or("}");
-        let separator = if members == "}" { "" } else { "," };
+        // Empty when only the brace is left (a stored `{ }` too: no comma before it).
+        let separator = if members.trim_start() == "}" { "" } else { "," };
         let rendered = format!(r#""{version:016x}"{{"guid":"{guid}","expire":"{expire}"{separator}{members}"#);
         let metadata_offset = rendered.len() - ETAG_LEN - members.len();
         Record { guid, expire, metadata: OnceLock::new(), version, rendered: Bytes::from(rendered), metadata_offset }
@@ -463,6 +464,9 @@ mod tests {
         let moved = built.with_version(8);
         assert!(moved.same_content(&built) && moved.version() == 8 && moved.metadata.get().is_none());
         assert!(Record::from_metadata_json(guid(), expire, "{}", 7).metadata().is_empty());
+        let spaced = Record::from_metadata_json(guid(), expire, "{ \n}", 7);
+        serde_json::from_str::<Value>(spaced.to_json()).expect("valid JSON");
+        assert!(spaced.metadata().is_empty());
     }
 
     #[test]
