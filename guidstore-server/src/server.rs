@@ -174,9 +174,11 @@ impl Handler {
     ///
     /// First (at most `header_timeout`) runs the TLS handshake and takes the protocol ALPN chose,
     /// or waits for a cleartext client's first bytes to tell HTTP/1 from HTTP/2; then hands the
-    /// connection to hyper, watched by the graceful shutdown. HTTP/1 idle connections are closed by
-    /// hyper's header-read timeout; HTTP/2 has none, so an HTTP/2 connection without a request for
-    /// `header_timeout` is closed here, with a GOAWAY (with no request in flight, nothing is lost).
+    /// connection to hyper, watched by the graceful shutdown. An HTTP/1 connection idle for
+    /// `header_timeout` (no request in flight, no answer being written, none ended within it) is
+    /// closed by this loop's idle check, which stands in for hyper's header-read timeout; an HTTP/2
+    /// connection without a request for `header_timeout` is closed here too, with a GOAWAY (with no
+    /// request in flight, nothing is lost).
     async fn run(self) {
         let Handler { stream, peer, state, builders, watcher, mut stopping, _permit } = self;
         let _open = state.metrics.connection_opened();
@@ -279,7 +281,8 @@ impl Handler {
                 Event::Http1Check => {
                     // hyper's header-read timeout, checked once per `header_timeout` rather than
                     // armed for every request: no request in flight (one whose head is read is),
-                    // no streamed answer being written, and none ended within the timeout.
+                    // no streamed answer being written, no write waiting for the client to read,
+                    // and none ended within the timeout.
                     let idle_since = eof_hold.as_ref().and_then(|hold| hold.idle_since());
                     let now = Instant::now();
                     match idle_since.map(|since| Instant::from_std(since) + header_timeout) {

@@ -57,6 +57,9 @@ pub struct EofHold {
     last_end: AtomicU64,
     /// Streamed response bodies not yet finished.
     streams: AtomicUsize,
+    /// The last write to the client could not complete (its receive window is full): an answer is
+    /// still being written, however long ago its request ended.
+    writing: AtomicBool,
     /// The reader waiting for the last request to end, to give hyper the EOF.
     reader: Mutex<Option<Waker>>,
     /// Whether `reader` holds a waker (so most requests end without taking the lock).
@@ -78,6 +81,7 @@ impl Default for EofHold {
             opened: Instant::now(),
             last_end: AtomicU64::new(0),
             streams: AtomicUsize::new(0),
+            writing: AtomicBool::new(false),
             reader: Mutex::new(None),
             reader_waiting: AtomicBool::new(false),
             eof: AtomicBool::new(false),
@@ -104,16 +108,33 @@ impl EofHold {
         self.last_end.fetch_max(nanos, Ordering::SeqCst);
     }
 
+    /// Notes whether a write to the client is waiting for it to read: while one is, the
+    /// connection is not idle, and when it completes the idle time counts from then (a slow
+    /// reader is never cut in the middle of an answer). Two loads on the common path.
+    fn note_write<T>(&self, result: &Poll<T>) {
+        let waiting = result.is_pending();
+        if self.writing.load(Ordering::Relaxed) != waiting {
+            self.writing.store(waiting, Ordering::SeqCst);
+            if !waiting {
+                self.note_end(Instant::now());
+            }
+        }
+    }
+
     /// Marks a streamed body being written until the guard is dropped.
     pub fn stream_open(self: &Arc<EofHold>) -> StreamGuard {
         self.streams.fetch_add(1, Ordering::SeqCst);
         StreamGuard(Arc::clone(self))
     }
 
-    /// `None` while a request is in flight or a streamed body is being written; else since when
-    /// the connection has been idle (the end of its last request, or its opening).
+    /// `None` while a request is in flight, a streamed body is being written or a write waits for
+    /// the client to read; else since when the connection has been idle (the end of its last
+    /// request or write, or its opening).
     pub fn idle_since(&self) -> Option<Instant> {
-        if self.in_flight.load(Ordering::SeqCst) > 0 || self.streams.load(Ordering::SeqCst) > 0 {
+        if self.in_flight.load(Ordering::SeqCst) > 0
+            || self.streams.load(Ordering::SeqCst) > 0
+            || self.writing.load(Ordering::SeqCst)
+        {
             return None;
         }
         Some(self.opened + Duration::from_nanos(self.last_end.load(Ordering::SeqCst)))
@@ -345,7 +366,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireStream<S> {
         if let Some(done) = this.poll_rewrite(cx, buf) {
             return done;
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Some((hold, _)) = &this.http1 {
+            hold.note_write(&result);
+        }
+        result
     }
 
     fn poll_write_vectored(
@@ -361,7 +386,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireStream<S> {
         {
             return done;
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Some((hold, _)) = &this.http1 {
+            hold.note_write(&result);
+        }
+        result
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -405,6 +434,20 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     const DATE: &str = "date: Sun, 29 Nov 2026 20:16:56 GMT\r\n\r\n";
+
+    #[test]
+    fn a_write_waiting_for_the_client_keeps_the_connection_from_idling() {
+        let hold = EofHold::default();
+        let opened = hold.idle_since().expect("idle since it opened");
+        hold.note_write(&Poll::<()>::Pending);
+        assert_eq!(hold.idle_since(), None, "an answer is still being written");
+        std::thread::sleep(Duration::from_millis(5));
+        hold.note_write(&Poll::Ready(()));
+        let since = hold.idle_since().expect("idle once the write completed");
+        assert!(since >= opened + Duration::from_millis(5), "idle counts from the write's end");
+        hold.note_write(&Poll::Ready(()));
+        assert_eq!(hold.idle_since(), Some(since), "a write that never waited changes nothing");
+    }
 
     fn automatic(status_line: &str) -> String {
         format!("{status_line}\r\nconnection: close\r\ncontent-length: 0\r\n{DATE}")
