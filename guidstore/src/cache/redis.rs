@@ -207,16 +207,18 @@ impl Link {
         deadline: Instant,
         future: impl Future<Output = std::result::Result<T, RedisError>>,
     ) -> Option<T> {
-        let failure = match tokio::time::timeout_at(deadline.into(), future).await {
-            Ok(Ok(value)) => return Some(value),
-            Ok(Err(error)) if !error.is_timeout() => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                Failure::Redis(error)
-            }
-            Ok(Err(_)) | Err(_) => {
-                self.timeouts.fetch_add(1, Ordering::Relaxed);
-                Failure::Timeout
-            }
+        match tokio::time::timeout_at(deadline.into(), future).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) if !error.is_timeout() => self.fail(Failure::Redis(error)),
+            Ok(Err(_)) | Err(_) => self.fail(Failure::Timeout),
+        }
+    }
+
+    /// Counts a failed call and opens the breaker; `None`, the call's answer.
+    fn fail<T>(self: &Arc<Self>, failure: Failure) -> Option<T> {
+        match &failure {
+            Failure::Timeout => self.timeouts.fetch_add(1, Ordering::Relaxed),
+            Failure::Redis(_) => self.errors.fetch_add(1, Ordering::Relaxed),
         };
         self.trip(&failure);
         None
@@ -504,7 +506,8 @@ impl Drop for RedisLevel {
 /// The batcher task: sends the queued lookups, up to [`MAX_BATCH`] at a time, as one pipeline of
 /// `HMGET`s until the earliest of their deadlines (a failure opens the breaker, as any call's), and
 /// hands each waiter its entry. One batch is in flight at a time: lookups arriving meanwhile make
-/// up the next. A lookup whose deadline passed while it was queued is a timeout.
+/// up the next. A lookup whose deadline passed while it was queued is a miss; the breaker opens
+/// for a pipeline Redis leaves unanswered for a whole timeout (or a failed one), as for any call.
 async fn batches(link: Arc<Link>, queue: Arc<Queue>) {
     let mut batch = Vec::new();
     loop {
@@ -520,14 +523,9 @@ async fn batches(link: Arc<Link>, queue: Arc<Queue>) {
             }
             let now = Instant::now();
             // Waiters that gave up (their request ended) need no answer; those whose deadline
-            // passed in the queue did not get one in time.
-            batch.retain(|waiter: &Waiter| !waiter.reply.is_closed());
-            let late = batch.iter().any(|waiter| waiter.deadline <= now);
-            batch.retain(|waiter| waiter.deadline > now);
-            if late && link.up.load(Ordering::Acquire) {
-                link.timeouts.fetch_add(1, Ordering::Relaxed);
-                link.trip(&Failure::Timeout);
-            }
+            // passed in the queue (behind a slow batch, which answered: a failed one opened the
+            // breaker already) get a miss, and Redis is not blamed for their wait.
+            batch.retain(|waiter: &Waiter| !waiter.reply.is_closed() && waiter.deadline > now);
             let deadline = batch.iter().map(|waiter| waiter.deadline).min();
             let replies = match (deadline, link.connection()) {
                 (Some(deadline), Some(mut connection)) => {
@@ -535,7 +533,20 @@ async fn batches(link: Arc<Link>, queue: Arc<Queue>) {
                     for waiter in &batch {
                         pipe.cmd("HMGET").arg(&waiter.key).arg(&FIELDS);
                     }
-                    link.call_until(deadline, pipe.query_async::<Vec<Entry>>(&mut connection)).await
+                    let query = pipe.query_async::<Vec<Entry>>(&mut connection);
+                    tokio::pin!(query);
+                    match tokio::time::timeout_at(deadline.into(), &mut query).await {
+                        Ok(Ok(entries)) => Some(entries),
+                        Ok(Err(error)) if !error.is_timeout() => link.fail(Failure::Redis(error)),
+                        Ok(Err(_)) => link.fail(Failure::Timeout),
+                        Err(_) => {
+                            // The earliest waiter's time is up (it may have queued behind a slow
+                            // batch): every waiter gets a miss now, but the breaker opens only if
+                            // Redis leaves the pipeline unanswered for a whole timeout.
+                            batch.clear();
+                            link.call_until(now + link.timeout, query).await.and(None)
+                        }
+                    }
                 }
                 _ => None,
             };
