@@ -152,10 +152,11 @@ pub enum Command {
     /// (--db only; streamed: constant memory whatever the size).
     Export,
     /// Read NDJSON records (as export prints them) from FILE or stdin and write them in batches, one
-    /// transaction each: 50,000 records on SQLite, 10,000 on PostgreSQL and MySQL (--db only). Expired records are skipped; a record already there
-    /// with the same content is unchanged (so a re-run is harmless); --on-conflict decides about a
-    /// live record with other content. A bad line stops with its line number, before anything of its
-    /// batch is written (earlier batches stay). Counts go to stderr, with progress on a terminal.
+    /// transaction each: 50,000 records on SQLite, 10,000 on PostgreSQL and MySQL (--db only).
+    /// Expired records are skipped; a record already there with the same content is unchanged (so
+    /// a re-run is harmless); --on-conflict decides about a live record with other content. A bad
+    /// line stops with its line number, before anything of its batch is written (earlier batches
+    /// stay). Counts go to stderr, with progress on a terminal.
     Import {
         /// The file to read (`-` or nothing: stdin).
         file: Option<PathBuf>,

@@ -180,7 +180,7 @@ fn main() {
     println!("| ratio hit / miss | {:.1}x | |", hit / miss);
     println!(
         "| NDJSON import, records/s (SQLite, batches of {}) | {import:.0} | {count} records; floor 100,000 |",
-        guidstore::IMPORT_BATCH
+        guidstore::SQLITE_IMPORT_BATCH
     );
     println!("| NDJSON export, records/s (SQLite) | {export:.0} | {count} records |");
 }

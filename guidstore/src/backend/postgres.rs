@@ -80,7 +80,11 @@ impl RevisionLease<'_> {
     fn release(mut self) {
         self.released = true;
         let connection = self.connection.take();
-        *lock_slot(self.slot) = connection.map_or(RevisionSlot::Empty, RevisionSlot::Idle);
+        let mut slot = lock_slot(self.slot);
+        // Only while the slot still says the lease has it: a close emptied it meanwhile.
+        if matches!(*slot, RevisionSlot::Busy) {
+            *slot = connection.map_or(RevisionSlot::Empty, RevisionSlot::Idle);
+        }
     }
 }
 

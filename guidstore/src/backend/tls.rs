@@ -107,6 +107,10 @@ pub(crate) fn split_url(url: &str) -> Result<(String, TlsParams), String> {
         let lower = name.to_ascii_lowercase();
         if MODE_NAMES.contains(&lower.as_str()) {
             let parsed = TlsMode::parse(&value).ok_or_else(|| {
+                if value.eq_ignore_ascii_case("allow") {
+                    // libpq's "allow" (try without TLS first) is not offered.
+                    return format!("{name}=allow is not supported (use prefer or require)");
+                }
                 format!(
                     "unknown {name} {value:?} (use disable, prefer, require, verify-ca or verify-full; \
                      or DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY)"
@@ -343,7 +347,7 @@ mod tests {
     #[test]
     fn bad_parameters_are_one_clear_line() {
         for (url, expected) in [
-            ("postgres://h/d?sslmode=allow", "unknown sslmode \"allow\""),
+            ("postgres://h/d?sslmode=allow", "sslmode=allow is not supported (use prefer or require)"),
             ("postgres://h/d?sslmode=bogus", "use disable, prefer, require, verify-ca or verify-full"),
             ("postgres://h/d?sslmode=require&sslmode=disable", "sslmode is given twice"),
             ("postgres://h/d?sslrootcert=", "needs a file"),
