@@ -171,7 +171,7 @@ fn postgres_require_against_a_server_without_tls_fails_and_disable_works() {
 #[test]
 fn bad_tls_parameters_are_one_line_without_the_password() {
     for (url, expected) in [
-        ("postgres://app:hunter2@127.0.0.1:1/db?sslmode=allow", "unknown sslmode \"allow\""),
+        ("postgres://app:hunter2@127.0.0.1:1/db?sslmode=allow", "sslmode=allow is not supported"),
         (
             "postgres://app:hunter2@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/no/such/ca.pem",
             "cannot read sslrootcert /no/such/ca.pem",
