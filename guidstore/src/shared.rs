@@ -64,12 +64,25 @@ impl Shared {
         result
     }
 
-    /// Runs freshness rounds while reads wait for one: each asks for the newest revision once,
+    /// Runs freshness rounds while reads wait for one, each after the pause that pacing asks for
+    /// (see `Coherence::pace`): each asks for the newest revision once,
     /// bounded by the round's deadline; reads left waiting for the tailer are failed at that
     /// deadline by a watchdog task (see `coherence.rs` for why no read waits longer).
     async fn freshness_rounds(&self) {
         let Some(coherence) = &self.coherence else { return };
-        while let Some(round) = coherence.begin_round() {
+        // Made at the first pause: a task whose rounds carry one read each never needs it.
+        let mut timer = None;
+        let mut first = true;
+        loop {
+            // The first round begins at once; the next ones may wait a little for more reads (see
+            // `Coherence::pace`). A round's query is still sent after every read it serves arrived.
+            if !std::mem::take(&mut first)
+                && let Some(until) = coherence.pace(Instant::now())
+                && let Some(timer) = timer.get_or_insert_with(|| self.backend.pause_timer())
+            {
+                timer.sleep_until(until).await;
+            }
+            let Some(round) = coherence.begin_round() else { break };
             let newest = self.backend.revision_until(round.deadline()).await;
             let watch = coherence.end_round(round, newest, self.cache.applied());
             if let Some(watch) = watch

@@ -551,6 +551,10 @@ impl Backend for MysqlBackend {
         self.runtime.spawn(task);
     }
 
+    fn pause_timer(&self) -> Option<Box<dyn super::PauseTimer>> {
+        Some(Box::new(self.runtime.fine_timer()))
+    }
+
     fn is_shared(&self) -> bool {
         true
     }
