@@ -63,7 +63,7 @@ use crate::{Error, Result};
 
 /// How long a round waits before it begins per read that the previous round carried beyond the
 /// first (see [`pause_for`]).
-const PAUSE_PER_READ: Duration = Duration::from_micros(10);
+const PAUSE_PER_READ: Duration = Duration::from_micros(20);
 
 /// The longest wait before a round begins (see [`pause_for`]).
 const MAX_PAUSE: Duration = Duration::from_micros(200);
