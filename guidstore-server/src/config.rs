@@ -50,8 +50,8 @@ pub struct Config {
     )]
     pub db: String,
 
-    /// Connections in the pool to a PostgreSQL or MySQL database (beside it, PostgreSQL gets one
-    /// for LISTEN and one for freshness rounds).
+    /// Connections in the pool to a PostgreSQL or MySQL database (beside it, one for freshness
+    /// rounds, and on PostgreSQL one for LISTEN).
     #[arg(long, env = "GUIDSTORE_DB_POOL_SIZE", default_value_t = guidstore::DEFAULT_POOL_SIZE,
           value_parser = RangedU64ValueParser::<usize>::new().range(2..))]
     pub db_pool_size: usize,

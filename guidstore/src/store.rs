@@ -144,8 +144,8 @@ impl Options {
     }
 
     /// Connections of the pool to a network database (default [`DEFAULT_POOL_SIZE`]; at least 2).
-    /// Beside the pool a store holds one more on PostgreSQL for freshness rounds, and one for
-    /// `LISTEN`.
+    /// Beside the pool a store holds one more for freshness rounds (PostgreSQL and MySQL), and on
+    /// PostgreSQL one for `LISTEN`.
     pub fn pool_size(mut self, connections: usize) -> Options {
         self.pool_size = connections;
         self

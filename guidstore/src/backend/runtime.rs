@@ -255,6 +255,9 @@ impl FineTimer {
                 if read < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
             });
             if let Ok(result) = read {
+                // The one-shot timer cannot fire again until it is set again: forget this
+                // readiness, or the next pause would first wake on it and read nothing.
+                ready.clear_ready();
                 return result;
             }
         }
@@ -264,5 +267,37 @@ impl FineTimer {
     async fn pause(&mut self, _pause: Duration) -> std::io::Result<()> {
         let _ = (&self.handle, &self.fd, self.failed);
         Ok(())
+    }
+}
+
+#[cfg(all(test, target_os = "linux", any(feature = "postgres", feature = "mysql")))]
+mod tests {
+    use super::*;
+    use crate::backend::PauseTimer;
+
+    #[test]
+    fn a_fine_timer_pauses_at_least_as_asked_again_and_again_on_one_descriptor() {
+        let runtime = DbRuntime::new("fine-timer-test", Duration::from_secs(5)).expect("a runtime");
+        let mut timer = runtime.fine_timer();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let mut slept = Vec::new();
+            for micros in (0..200).map(|i| 20 + i % 181) {
+                let pause = Duration::from_micros(micros);
+                let started = Instant::now();
+                timer.sleep_until(started + pause).await;
+                slept.push((pause, started.elapsed()));
+            }
+            // A time already past returns at once, without arming the timer.
+            timer.sleep_until(Instant::now() - Duration::from_millis(1)).await;
+            let _ = sender.send((slept, timer.failed, timer.fd.is_some()));
+        });
+        // Generous: only a wedged pause (one that never fires) takes anywhere near this long.
+        let (slept, failed, open) = receiver.recv_timeout(Duration::from_secs(30)).expect("every pause ended");
+        assert!(!failed, "the timerfd worked");
+        assert!(open, "one descriptor, kept from the first pause to the last");
+        for (pause, took) in slept {
+            assert!(took >= pause, "a pause of {pause:?} returned after {took:?}");
+        }
     }
 }
