@@ -647,6 +647,8 @@ impl Store {
     /// means none yet ([`Store::wait_for_changes_after`] waits for one). On a shared database the
     /// answer includes every change committed before the call.
     ///
+    /// A `limit` of 0 is taken as 1.
+    ///
     /// Errors: [`Error::EventsTruncated`] when changes after `after` have been trimmed from the log.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
         let limit = limit.max(1);
@@ -679,7 +681,7 @@ impl Store {
     /// Up to `limit` changes after `after` that this process has published to the change feed, from
     /// memory: no query, no freshness round, never blocks (for a fan-out that follows the feed:
     /// [`Store::wait_for_changes_after`] tells it when to look). `None` when memory no longer
-    /// reaches back to `after` (read [`Store::events_after`] instead).
+    /// reaches back to `after` (read [`Store::events_after`] instead). A `limit` of 0 is taken as 1.
     pub fn published_after(&self, after: u64, limit: usize) -> Option<Vec<Change>> {
         self.shared.feed.recent_after(after, limit.max(1))
     }

@@ -120,13 +120,13 @@ fn subscribe(
         let now = Instant::now();
         pending.extend_from_slice(&buffer[..n]);
         let mut start = 0;
-        while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', &pending[start..]) {
             let line = &pending[start..start + end];
             if line.starts_with(b"id: ") {
                 count.fetch_add(1, Ordering::Relaxed);
             } else if let Some(arrivals) = &arrivals
                 && line.starts_with(b"data: ")
-                && let Some(at) = line.windows(8).position(|w| w == b"\"guid\":\"")
+                && let Some(at) = memchr::memmem::find(line, b"\"guid\":\"")
                 && let Some(guid) = line.get(at + 8..at + 40)
             {
                 arrivals.lock().unwrap().insert(String::from_utf8_lossy(guid).into_owned(), now);
