@@ -124,7 +124,8 @@ impl Options {
         self
     }
 
-    /// How many idle read connections are kept (default 8).
+    /// How many idle read connections are kept for reads other than by GUID: scans (export),
+    /// the change log, counts (default 8). Reads by GUID have two lookup threads of their own.
     pub fn readers(mut self, readers: usize) -> Options {
         self.readers = readers;
         self
