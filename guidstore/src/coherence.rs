@@ -20,6 +20,15 @@
 //! arrived while it ran; a tailer round that fails fails the reads waiting for it: no read is
 //! served that cannot be proven current, and none waits for two failing rounds.
 //!
+//! **Pacing** (group commit for reads). Under load rounds run back to back, one per round trip,
+//! each carrying only the few reads that arrived during the previous one. So when reads already
+//! wait as a round ends and that round carried several reads, the next one begins a little later
+//! ([`Coherence::pace`]: [`pause_for`] grows with the reads the last round carried, up to
+//! [`MAX_PAUSE`], and never runs past the waiting reads' deadline), and one query serves the
+//! reads that arrive meanwhile too. After a round of one read (a lone client) the next begins at
+//! once. The argument above is untouched: a round still takes its reads when it begins and only
+//! then sends its query, so every read it serves arrived before the query was sent.
+//!
 //! **The round carries the timeout**, not the read: a read arms no timer of its own. Each round
 //! has a deadline, `opened + timeout`, where `opened` is when its first read arrived (the clock
 //! read by the read that found the round's list of reads empty, so none is failed before the
@@ -30,10 +39,11 @@
 //!   the round's list of waiting reads empty (the previous round took it, or none was in flight),
 //!   and every other read joins that list under the same lock, later. So the deadline
 //!   `D = opened + timeout ≤ a + timeout`.
-//! - Its round begins once the previous round ended; that one's query was bounded by its own
-//!   deadline, which is no later than `D` (its first read arrived before it began, so before this
-//!   round's list was started). A round that begins at or
-//!   after `D` fails at once; a previous round that fails fails this round's reads with it.
+//! - Its round begins once the previous round ended, after a pause that ends by `D` at the
+//!   latest; the previous round's query was bounded by its own deadline, which is no later than
+//!   `D` (its first read arrived before it began, so before this round's list was started). A
+//!   round that begins at or after `D` fails at once; a previous round that fails fails this
+//!   round's reads with it.
 //! - Once begun, the round ends by `D`: its query answers, or fails at `D`; if the cache is
 //!   behind, the tailer completes its reads, or the watchdog fails them at `D` (the first outcome
 //!   wins; the other is ignored).
@@ -50,6 +60,23 @@ use std::time::{Duration, Instant};
 
 use crate::pending::{Broadcast, Pending};
 use crate::{Error, Result};
+
+/// How long a round waits before it begins per read that the previous round carried beyond the
+/// first (see [`pause_for`]).
+const PAUSE_PER_READ: Duration = Duration::from_micros(20);
+
+/// The longest wait before a round begins (see [`pause_for`]).
+const MAX_PAUSE: Duration = Duration::from_micros(200);
+
+/// How long to wait before beginning a round that follows one that carried `carried` reads, so
+/// that one query serves more reads under load (group commit for reads): nothing after a round of
+/// one read (a lone client pays no latency), then [`PAUSE_PER_READ`] per further read, up to
+/// [`MAX_PAUSE`]. The busier the rounds, the longer the pause, and so the more reads the next one
+/// carries: under load rounds settle at one per `MAX_PAUSE` plus a round trip.
+pub(crate) fn pause_for(carried: usize) -> Duration {
+    let extra = u32::try_from(carried.saturating_sub(1)).unwrap_or(u32::MAX);
+    PAUSE_PER_READ.saturating_mul(extra).min(MAX_PAUSE)
+}
 
 pub(crate) struct Coherence {
     state: Mutex<State>,
@@ -74,6 +101,10 @@ struct State {
     /// When the first read in `next` joined (nanoseconds since `origin`): no read in it arrived
     /// before.
     opened: u64,
+    /// How many reads `next` holds.
+    joined: usize,
+    /// How many reads the last round carried (to pace the next one: see [`pause_for`]).
+    carried: usize,
     /// Reads whose round found revisions the cache had not applied: they wait for the tailer.
     behind: Vec<Behind>,
     woken: bool,
@@ -203,6 +234,7 @@ impl Coherence {
             // round, not per read).
             state.opened = self.now_nanos();
         }
+        state.joined += 1;
         let result = state.next.get_or_insert_with(Broadcast::new).subscribe();
         (result, start)
     }
@@ -212,11 +244,11 @@ impl Coherence {
     pub(crate) fn begin_round(&self) -> Option<Round> {
         let mut state = self.lock();
         let reads = state.next.take();
+        state.carried = std::mem::take(&mut state.joined);
         match reads {
             Some(reads) if !state.stop => {
                 let started = self.now_nanos();
-                let opened = state.opened;
-                let deadline = self.timeout.map(|timeout| self.origin + Duration::from_nanos(opened) + timeout);
+                let deadline = self.deadline(&state);
                 Some(Round { reads, started, deadline })
             }
             // Stopped: dropping the broadcast answers Closed.
@@ -264,7 +296,11 @@ impl Coherence {
                 // Reads that arrived while it ran fail with it rather than wait for another round
                 // against a database that just did not answer: each read waits for an unreachable
                 // database once at most.
-                let late = self.lock().next.take();
+                let late = {
+                    let mut state = self.lock();
+                    state.joined = 0;
+                    state.next.take()
+                };
                 if let Some(late) = late {
                     late.complete(Err(error.clone()));
                 }
@@ -272,6 +308,28 @@ impl Coherence {
                 None
             }
         }
+    }
+
+    /// When the reads waiting for the next round must have been answered (`None`: no timeout).
+    fn deadline(&self, state: &State) -> Option<Instant> {
+        self.timeout.map(|timeout| self.origin + Duration::from_nanos(state.opened) + timeout)
+    }
+
+    /// Until when the caller, about to begin a round at `now`, should wait first so that the round
+    /// serves more reads (`None`: begin at once): [`pause_for`] the reads the last round carried,
+    /// and never past the waiting reads' deadline. Only while reads already wait (rounds back to
+    /// back): a read that finds no round in flight starts one at once.
+    pub(crate) fn pace(&self, now: Instant) -> Option<Instant> {
+        let state = self.lock();
+        if state.next.is_none() || state.stop {
+            return None;
+        }
+        let pause = pause_for(state.carried);
+        if pause.is_zero() {
+            return None;
+        }
+        let until = now + pause;
+        Some(self.deadline(&state).map_or(until, |deadline| until.min(deadline)))
     }
 
     /// Asks for a tailer round soon (a change was committed somewhere).
@@ -308,6 +366,7 @@ impl Coherence {
             let mut state = self.lock();
             state.stop = true;
             state.next = None;
+            state.joined = 0;
             state.behind.clear();
         }
         self.signal.notify_all();
@@ -429,6 +488,89 @@ mod tests {
         assert!(due >= joining + timeout && due <= began + timeout, "{due:?}");
         assert!(coherence.end_round(next, Ok(0), 0).is_none());
         assert!(coherence.begin_round().is_none(), "no read waits");
+    }
+
+    #[test]
+    fn the_pause_grows_with_the_reads_the_last_round_carried_up_to_a_bound() {
+        assert_eq!(pause_for(0), Duration::ZERO);
+        assert_eq!(pause_for(1), Duration::ZERO, "a lone client pays no latency");
+        assert_eq!(pause_for(2), PAUSE_PER_READ);
+        assert_eq!(pause_for(11), PAUSE_PER_READ * 10);
+        assert_eq!(pause_for(10_000), MAX_PAUSE);
+        assert_eq!(pause_for(usize::MAX), MAX_PAUSE);
+        assert!(MAX_PAUSE <= Duration::from_micros(300), "a pause stays short: {MAX_PAUSE:?}");
+    }
+
+    /// `count` reads join; a round begins and carries them; `late` more join while it runs; it
+    /// ends (the cache is current). The reads that joined, first the round's, then the late ones.
+    fn run_round(coherence: &Coherence, count: usize, late: usize) -> (Vec<Pending<()>>, Vec<Pending<()>>) {
+        let carried: Vec<_> = (0..count).map(|_| coherence.join().0).collect();
+        let round = coherence.begin_round().expect("reads wait");
+        let late: Vec<_> = (0..late).map(|_| coherence.join().0).collect();
+        assert!(coherence.end_round(round, Ok(0), 0).is_none());
+        (carried, late)
+    }
+
+    #[test]
+    fn a_round_is_paced_only_after_a_round_of_several_reads_and_while_reads_wait() {
+        let coherence = Coherence::new(Duration::from_secs(3600), Some(Duration::from_secs(2)));
+        // The clock is the caller's: any instant will do.
+        let now = Instant::now() + Duration::from_secs(1);
+        assert_eq!(coherence.pace(now), None, "no read waits");
+        // A round of one read, another waiting: the next round begins at once.
+        let (carried, _late) = run_round(&coherence, 1, 1);
+        assert!(carried.into_iter().all(|read| read.wait().is_ok()));
+        assert_eq!(coherence.pace(now), None, "the last round carried one read");
+        // That one now begins; five more join meanwhile.
+        let round = coherence.begin_round().expect("the late read waits");
+        let late: Vec<_> = (0..5).map(|_| coherence.join().0).collect();
+        assert!(coherence.end_round(round, Ok(0), 0).is_none());
+        assert_eq!(coherence.pace(now), None, "the last round carried one read");
+        // A round of five reads: the next one waits four steps for more.
+        let round = coherence.begin_round().expect("five reads wait");
+        assert!(coherence.pace(now).is_none(), "no read waits while the round runs");
+        let _waiting = coherence.join().0;
+        assert!(coherence.end_round(round, Ok(0), 0).is_none());
+        assert!(late.into_iter().all(|read| read.wait().is_ok()));
+        assert_eq!(coherence.pace(now), Some(now + PAUSE_PER_READ * 4));
+        assert_eq!(coherence.pace(now + MAX_PAUSE), Some(now + MAX_PAUSE + PAUSE_PER_READ * 4), "from the given now");
+        // Once no read waits, nothing to pace.
+        let round = coherence.begin_round().expect("a read waits");
+        assert!(coherence.end_round(round, Ok(0), 0).is_none());
+        assert_eq!(coherence.pace(now), None);
+    }
+
+    #[test]
+    fn a_pause_never_runs_past_the_waiting_reads_deadline() {
+        let timeout = Duration::from_millis(100);
+        let coherence = Coherence::new(Duration::from_secs(3600), Some(timeout));
+        let (_carried, _late) = run_round(&coherence, 50, 0);
+        let before = Instant::now();
+        let _waiting = coherence.join().0;
+        let after = Instant::now();
+        // Long after the read joined (a clock that jumped, a stalled thread): the pause ends at its deadline.
+        let late = after + timeout;
+        let until = coherence.pace(late).expect("reads wait after a busy round");
+        assert!(until >= before + timeout && until <= after + timeout, "{until:?}");
+        assert!(until < late + MAX_PAUSE);
+        // Well before it: the full pause.
+        assert_eq!(coherence.pace(before), Some(before + MAX_PAUSE));
+    }
+
+    #[test]
+    fn a_failed_round_leaves_no_count_of_the_reads_it_failed() {
+        let coherence = Coherence::new(Duration::from_secs(3600), Some(Duration::from_secs(2)));
+        let (_reads, _) = (coherence.join().0, ());
+        let round = coherence.begin_round().expect("a read waits");
+        let late: Vec<_> = (0..7).map(|_| coherence.join().0).collect();
+        assert!(coherence.end_round(round, Err(crate::StorageError::transient("down").into()), 0).is_none());
+        assert!(late.into_iter().all(|read| read.wait().is_err()), "the late reads fail with the round");
+        // The next round carries only the read that joins after: one read, so no pause after it.
+        let _next = coherence.join().0;
+        let round = coherence.begin_round().expect("a read waits");
+        let _after = coherence.join().0;
+        assert!(coherence.end_round(round, Ok(0), 0).is_none());
+        assert_eq!(coherence.pace(Instant::now()), None);
     }
 
     #[test]

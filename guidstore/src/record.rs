@@ -43,6 +43,30 @@ pub struct Record {
 /// The length of a quoted entity-tag: 16 hexadecimal digits and two quotes.
 const ETAG_LEN: usize = 18;
 
+/// Appends `value` as 16 lowercase hexadecimal digits (`{value:016x}`).
+fn push_hex16(out: &mut String, value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(DIGITS[((value >> (shift * 4)) & 0xf) as usize]));
+    }
+}
+
+/// Appends `value` in decimal (`{value}`).
+fn push_decimal(out: &mut String, value: u64) {
+    let mut digits = [0_u8; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&digit| char::from(digit)));
+}
+
 impl Record {
     pub(crate) fn new(guid: Guid, expire: Expiry, metadata: Metadata, version: u64) -> Record {
         let metadata_json = serde_json::to_string(&metadata).unwrap_or_else(|_| "{}".to_owned());
@@ -55,7 +79,18 @@ impl Record {
         let members = metadata_json.strip_prefix('{').unwrap_or("}");
         // Empty when only the brace is left (a stored `{ }` too: no comma before it).
         let separator = if members.trim_start() == "}" { "" } else { "," };
-        let rendered = format!(r#""{version:016x}"{{"guid":"{guid}","expire":"{expire}"{separator}{members}"#);
+        // Built by hand, not with `format!`: every record read from storage or Redis passes here,
+        // and the formatting machinery cost about 2,800 instructions a record (callgrind).
+        let mut rendered = String::with_capacity(ETAG_LEN + 52 + 20 + 14 + separator.len() + members.len());
+        rendered.push('"');
+        push_hex16(&mut rendered, version);
+        rendered.push_str(r#""{"guid":""#);
+        rendered.push_str(guid.as_str());
+        rendered.push_str(r#"","expire":""#);
+        push_decimal(&mut rendered, expire.as_secs());
+        rendered.push('"');
+        rendered.push_str(separator);
+        rendered.push_str(members);
         let metadata_offset = rendered.len() - ETAG_LEN - members.len();
         Record { guid, expire, metadata: OnceLock::new(), version, rendered: Bytes::from(rendered), metadata_offset }
     }
@@ -427,6 +462,33 @@ mod tests {
 
     fn code(result: Result<impl fmt::Debug>) -> &'static str {
         result.map(|_| "ok").unwrap_or_else(|e| e.code().as_str())
+    }
+
+    proptest! {
+        /// The hand-built rendering is exactly what `format!` made of it.
+        #[test]
+        fn a_stored_record_renders_as_format_did(version: u64, seconds in 0_i64..=i64::MAX, members in 0_usize..3) {
+            let Some(expire) = Expiry::from_stored(seconds) else { return Ok(()) };
+            let metadata = ["{}", "{ \n}", r#"{"user":"Jay","n":[1,2.5,{"x":null}]}"#][members];
+            let record = Record::from_metadata_json(guid(), expire, metadata, version);
+            let tail = metadata.strip_prefix('{').unwrap();
+            let separator = if tail.trim_start() == "}" { "" } else { "," };
+            let expected = format!(r#""{version:016x}"{{"guid":"{G}","expire":"{expire}"{separator}{tail}"#);
+            prop_assert_eq!(record.etag_bytes(), Bytes::copy_from_slice(&expected.as_bytes()[..ETAG_LEN]));
+            prop_assert_eq!(record.to_json(), &expected[ETAG_LEN..]);
+            prop_assert_eq!(record.metadata_json(), format!("{{{tail}"));
+        }
+    }
+
+    #[test]
+    fn hand_built_numbers_match_their_format() {
+        for value in [0, 1, 9, 10, 0xabc, 1_700_000_000, u64::MAX] {
+            let (mut hex, mut decimal) = (String::new(), String::new());
+            push_hex16(&mut hex, value);
+            push_decimal(&mut decimal, value);
+            assert_eq!(hex, format!("{value:016x}"));
+            assert_eq!(decimal, value.to_string());
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! database, its tailer — the backend, the cache levels, the change feed, the clock, the counters —
 //! and the tailer's work: reading the change log and applying it to the cache and the feed.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
@@ -38,6 +38,9 @@ pub(crate) struct Shared {
     pub(crate) writes: AtomicU64,
     pub(crate) storage_errors: AtomicU64,
     pub(crate) storage_reads: AtomicU64,
+    /// The timer that paces freshness rounds, kept between the tasks that run them (one at a
+    /// time) so that it is made once (`None`: not made yet, or a task holds it).
+    pub(crate) pause_timer: std::sync::Mutex<Option<Box<dyn crate::backend::PauseTimer>>>,
 }
 
 impl Shared {
@@ -64,12 +67,26 @@ impl Shared {
         result
     }
 
-    /// Runs freshness rounds while reads wait for one: each asks for the newest revision once,
+    /// Runs freshness rounds while reads wait for one, each after the pause that pacing asks for
+    /// (see `Coherence::pace`): each asks for the newest revision once,
     /// bounded by the round's deadline; reads left waiting for the tailer are failed at that
     /// deadline by a watchdog task (see `coherence.rs` for why no read waits longer).
     async fn freshness_rounds(&self) {
         let Some(coherence) = &self.coherence else { return };
-        while let Some(round) = coherence.begin_round() {
+        // Taken at the first pause (made the first time): a task whose rounds carry one read each
+        // never needs it.
+        let mut timer = None;
+        let mut first = true;
+        loop {
+            // The first round begins at once; the next ones may wait a little for more reads (see
+            // `Coherence::pace`). A round's query is still sent after every read it serves arrived.
+            if !std::mem::take(&mut first)
+                && let Some(until) = coherence.pace(Instant::now())
+                && let Some(timer) = timer.get_or_insert_with(|| self.take_pause_timer())
+            {
+                timer.sleep_until(until).await;
+            }
+            let Some(round) = coherence.begin_round() else { break };
             let newest = self.backend.revision_until(round.deadline()).await;
             let watch = coherence.end_round(round, newest, self.cache.applied());
             if let Some(watch) = watch
@@ -78,6 +95,15 @@ impl Shared {
                 self.backend.spawn(Box::pin(watch.run(timer)));
             }
         }
+        if let Some(Some(timer)) = timer {
+            *self.pause_timer.lock().unwrap_or_else(PoisonError::into_inner) = Some(timer);
+        }
+    }
+
+    /// The pacing timer kept by the last task that ran rounds, or a new one.
+    fn take_pause_timer(&self) -> Option<Box<dyn crate::backend::PauseTimer>> {
+        let kept = self.pause_timer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        kept.or_else(|| self.backend.pause_timer())
     }
 
     /// On a shared database, starts the tailer that keeps the cache current, and has the backend

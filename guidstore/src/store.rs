@@ -396,6 +396,7 @@ impl Store {
             writes: AtomicU64::new(0),
             storage_errors: AtomicU64::new(0),
             storage_reads: AtomicU64::new(0),
+            pause_timer: std::sync::Mutex::new(None),
         });
         let (sender, receiver) = mpsc::channel();
         let writer_shared = Arc::clone(&shared);

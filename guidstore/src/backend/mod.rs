@@ -42,6 +42,13 @@ pub(crate) struct NetworkSettings {
 /// A backend call in progress, for an async caller: boxed, `Send`, free of any runtime type.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A reusable timer for pauses well under a millisecond, driven by a backend's runtime
+/// ([`Backend::pause_timer`]).
+pub(crate) trait PauseTimer: Send {
+    /// Resolves at `until` (at once if it has passed), or at once if the timer cannot be armed.
+    fn sleep_until(&mut self, until: Instant) -> BoxFuture<'_, ()>;
+}
+
 /// One write transaction, driven by the store's writer thread. Between its start and its end no
 /// other write transaction commits on the same database (the backend serializes them), so what
 /// [`Transaction::load`] returns stays true until the commit.
@@ -90,6 +97,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// to bound a wait with one timer). `None`: the backend has no timers (its waits are not bounded).
     fn timer(&self, deadline: Instant) -> Option<BoxFuture<'static, ()>> {
         let _ = deadline;
+        None
+    }
+
+    /// A timer for the short pauses that pace freshness rounds under load (see `coherence.rs`'s
+    /// [`pause_for`](crate::coherence::pause_for)), far finer than the runtime's millisecond
+    /// timers. `None`: rounds are not paced.
+    fn pause_timer(&self) -> Option<Box<dyn PauseTimer>> {
         None
     }
 

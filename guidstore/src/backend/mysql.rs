@@ -41,6 +41,80 @@ pub(crate) struct MysqlBackend {
     pool: Pool,
     /// The URL without its password, for messages.
     name: String,
+    /// The connection freshness rounds read the newest revision on (see [`RevisionSlot`]).
+    revision_connection: std::sync::Mutex<RevisionSlot>,
+}
+
+/// The connection of freshness rounds, as on PostgreSQL: one of its own, outside the pool, with
+/// its statement prepared once, so that a round is the statement's one round trip and nothing
+/// else — no pool checkout, no text-protocol parse, and none of the reset and setup statements
+/// mysql_async runs on a pooled connection when it goes back to the pool. Rounds run one at a
+/// time per store, so one connection serves them all; a caller that finds it busy (a `/metrics`
+/// scrape during a round) uses the pool instead.
+enum RevisionSlot {
+    /// Not connected (yet, or since a call on it failed): the next round connects.
+    Empty,
+    /// Connected and idle.
+    Idle(RevisionConnection),
+    /// A call is using it.
+    Busy,
+}
+
+struct RevisionConnection {
+    conn: Conn,
+    statement: mysql_async::Statement,
+}
+
+/// The newest committed revision (a freshness round's query).
+const REVISION_SQL: &str = "SELECT revision FROM guidstore_meta WHERE id = 1";
+
+/// [`RevisionSlot::Busy`] for as long as a call holds the revision connection: it goes back to
+/// the slot only through [`RevisionLease::release`] after a call that succeeded. Dropped otherwise
+/// (the call failed, or was abandoned when its deadline passed), the connection is disconnected
+/// and the next round makes a new one: a connection in an unknown state is not used again.
+struct RevisionLease<'a> {
+    slot: &'a std::sync::Mutex<RevisionSlot>,
+    runtime: Option<tokio::runtime::Handle>,
+    connection: Option<RevisionConnection>,
+    released: bool,
+}
+
+impl RevisionLease<'_> {
+    fn release(mut self) {
+        self.released = true;
+        let connection = self.connection.take();
+        let mut slot = lock_slot(self.slot);
+        // Only while the slot still says the lease has it: a close emptied it meanwhile.
+        if matches!(*slot, RevisionSlot::Busy) {
+            *slot = connection.map_or(RevisionSlot::Empty, RevisionSlot::Idle);
+        } else if let Some(connection) = connection {
+            disconnect(self.runtime.as_ref(), connection.conn);
+        }
+    }
+}
+
+impl Drop for RevisionLease<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            *lock_slot(self.slot) = RevisionSlot::Empty;
+            if let Some(connection) = self.connection.take() {
+                disconnect(self.runtime.as_ref(), connection.conn);
+            }
+        }
+    }
+}
+
+fn lock_slot(slot: &std::sync::Mutex<RevisionSlot>) -> std::sync::MutexGuard<'_, RevisionSlot> {
+    // The slot is replaced whole under the lock: a poisoned lock still holds a valid state.
+    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Closes `conn` on the runtime without waiting for it (as [`Pooled`] does when dropped).
+fn disconnect(runtime: Option<&tokio::runtime::Handle>, conn: Conn) {
+    let Some(runtime) = runtime else { return };
+    runtime.spawn(async move {
+        let _ = tokio::time::timeout(Duration::ZERO, conn.disconnect()).await;
+    });
 }
 
 impl std::fmt::Debug for MysqlBackend {
@@ -212,7 +286,14 @@ impl MysqlBackend {
         let opts =
             if tls.mode == TlsMode::Prefer { runtime.run("connecting", prefer_tls(opts, plain, &name))? } else { opts };
         let pool = runtime.run("creating the pool", async { Ok(Pool::new(opts.clone())) })?;
-        let backend = MysqlBackend { runtime, opts, timeout: settings.timeout, pool, name };
+        let backend = MysqlBackend {
+            runtime,
+            opts,
+            timeout: settings.timeout,
+            pool,
+            name,
+            revision_connection: std::sync::Mutex::new(RevisionSlot::Empty),
+        };
         backend.connect_and_migrate()?;
         Ok(backend)
     }
@@ -519,14 +600,80 @@ impl MysqlBackend {
 
     /// The newest committed revision (one round trip: a freshness round); a transient error past
     /// `deadline`.
+    /// On the revision connection (see [`RevisionSlot`]), or on a pooled one while that is busy. A
+    /// transient failure is tried once more on a fresh connection, as
+    /// [`MysqlBackend::with_conn_until`] does.
     fn read_revision(&self, deadline: Instant) -> impl Future<Output = Result<u64>> + Send + '_ {
-        self.with_conn_until(deadline, "reading the revision", async |conn| {
-            let revision: Option<i64> = conn
-                .query_first("SELECT revision FROM guidstore_meta WHERE id = 1")
-                .await
-                .map_err(|e| my_error("reading the revision", e))?;
-            Ok(revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0))
+        self.runtime.bound(deadline, "reading the revision", async move {
+            let mut retried = false;
+            loop {
+                let taken = {
+                    let mut slot = lock_slot(&self.revision_connection);
+                    match std::mem::replace(&mut *slot, RevisionSlot::Busy) {
+                        RevisionSlot::Idle(connection) => Some(Some(connection)),
+                        RevisionSlot::Empty => Some(None),
+                        RevisionSlot::Busy => None,
+                    }
+                };
+                let Some(connection) = taken else { return Box::pin(self.read_revision_pooled()).await };
+                let mut lease = RevisionLease {
+                    slot: &self.revision_connection,
+                    runtime: self.runtime.handle(),
+                    connection,
+                    released: false,
+                };
+                match self.query_revision(&mut lease).await {
+                    Ok(revision) => {
+                        lease.release();
+                        return Ok(revision);
+                    }
+                    Err(error) if !retried && retryable(&error) => {
+                        log::debug!(
+                            "guidstore: reading the revision failed ({error}); trying once more on a new connection"
+                        );
+                        retried = true;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
         })
+    }
+
+    /// The revision statement on the leased connection, connecting it (and preparing the
+    /// statement) first if it has none.
+    async fn query_revision(&self, lease: &mut RevisionLease<'_>) -> Result<u64> {
+        if lease.connection.is_none() {
+            // Boxed: the connecting future is large, and every round but the first skips it.
+            lease.connection = Some(Box::pin(self.connect_revision()).await?);
+        }
+        let Some(connection) = &mut lease.connection else { unreachable!("connected above") };
+        let revision: Option<i64> = connection
+            .conn
+            .exec_first(&connection.statement, ())
+            .await
+            .map_err(|e| my_error("reading the revision", e))?;
+        Ok(revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0))
+    }
+
+    /// A new revision connection, outside the pool, its statement prepared.
+    async fn connect_revision(&self) -> Result<RevisionConnection> {
+        let mut conn = Conn::new(self.opts.clone()).await.map_err(|e| my_error("connecting", e))?;
+        match conn.prep(REVISION_SQL).await {
+            Ok(statement) => Ok(RevisionConnection { conn, statement }),
+            Err(error) => {
+                disconnect(self.runtime.handle().as_ref(), conn);
+                Err(my_error("preparing", error))
+            }
+        }
+    }
+
+    /// The newest committed revision on a pooled connection.
+    async fn read_revision_pooled(&self) -> Result<u64> {
+        let mut conn = self.connect(false).await?;
+        let revision: Option<i64> =
+            conn.query_first(REVISION_SQL).await.map_err(|e| my_error("reading the revision", e))?;
+        conn.release();
+        Ok(revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0))
     }
 }
 
@@ -549,6 +696,10 @@ impl Backend for MysqlBackend {
 
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         self.runtime.spawn(task);
+    }
+
+    fn pause_timer(&self) -> Option<Box<dyn super::PauseTimer>> {
+        Some(Box::new(self.runtime.fine_timer()))
     }
 
     fn is_shared(&self) -> bool {
@@ -710,6 +861,12 @@ impl Backend for MysqlBackend {
     }
 
     fn close(&self) -> Result<()> {
+        let revision = std::mem::replace(&mut *lock_slot(&self.revision_connection), RevisionSlot::Empty);
+        if let RevisionSlot::Idle(connection) = revision {
+            let _ = self.runtime.run("closing the revision connection", async {
+                connection.conn.disconnect().await.map_err(|e| my_error("closing the revision connection", e))
+            });
+        }
         let pool = self.pool.clone();
         self.runtime
             .run("closing the pool", async { pool.disconnect().await.map_err(|e| my_error("closing the pool", e)) })

@@ -701,6 +701,10 @@ impl Backend for PostgresBackend {
         self.runtime.spawn(task);
     }
 
+    fn pause_timer(&self) -> Option<Box<dyn super::PauseTimer>> {
+        Some(Box::new(self.runtime.fine_timer()))
+    }
+
     fn is_shared(&self) -> bool {
         true
     }

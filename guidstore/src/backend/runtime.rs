@@ -150,6 +150,13 @@ impl DbRuntime {
         })
     }
 
+    /// A timer for pauses well under a millisecond (tokio's timers tick in milliseconds) on this
+    /// runtime's reactor: see [`FineTimer`].
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    pub(crate) fn fine_timer(&self) -> FineTimer {
+        FineTimer { handle: self.handle(), fd: None, failed: false }
+    }
+
     /// Starts `future` on the runtime without waiting for it; it ends with the runtime.
     pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         if let Some(runtime) = &self.runtime {
@@ -164,5 +171,98 @@ impl Drop for DbRuntime {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// A timer precise to microseconds: a Linux `timerfd` (opened at its first use, kept for the next
+/// ones) watched by the runtime's reactor, so a pause costs a `timerfd_settime` and a `read`, and
+/// the worker sleeps in its `epoll_wait` meanwhile. Elsewhere, or if the timerfd cannot be had,
+/// a pause returns at once (it is an optimisation, never needed for correctness).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) struct FineTimer {
+    handle: Option<tokio::runtime::Handle>,
+    #[cfg(target_os = "linux")]
+    fd: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    #[cfg(not(target_os = "linux"))]
+    fd: Option<()>,
+    /// Whether opening it failed (not tried again).
+    failed: bool,
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl crate::backend::PauseTimer for FineTimer {
+    fn sleep_until(&mut self, until: Instant) -> crate::backend::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(pause) = until.checked_duration_since(Instant::now()).filter(|pause| !pause.is_zero()) else {
+                return;
+            };
+            if let Err(error) = self.pause(pause).await {
+                log::debug!("guidstore: a fine timer failed ({error}); rounds are not paced");
+                self.fd = None;
+                self.failed = true;
+            }
+        })
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl FineTimer {
+    #[cfg(target_os = "linux")]
+    async fn pause(&mut self, pause: Duration) -> std::io::Result<()> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        if self.failed {
+            return Ok(());
+        }
+        let fd = match &mut self.fd {
+            Some(fd) => fd,
+            empty => {
+                let Some(handle) = &self.handle else { return Ok(()) };
+                // SAFETY: timerfd_create takes no pointers; it returns a new descriptor or -1.
+                let raw =
+                    unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
+                if raw < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // SAFETY: `raw` is a descriptor just opened, owned by nothing else.
+                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                let _entered = handle.enter();
+                // SAFETY: the AsyncFd owns `owned`, so the descriptor stays open and the same for
+                // as long as it lives.
+                let registered =
+                    unsafe { tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) };
+                empty.insert(registered?)
+            }
+        };
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: libc::timespec {
+                tv_sec: libc::time_t::try_from(pause.as_secs()).unwrap_or(libc::time_t::MAX),
+                tv_nsec: libc::c_long::from(pause.subsec_nanos().cast_signed()),
+            },
+        };
+        // SAFETY: `spec` is a valid itimerspec for the call's duration; the old value is not asked for.
+        if unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        loop {
+            let mut ready = fd.readable().await?;
+            // Reading the expiration count clears the timer; an old readiness reads nothing
+            // (WouldBlock) and is waited past.
+            let read = ready.try_io(|fd| {
+                let mut expirations = [0_u8; 8];
+                // SAFETY: reads at most 8 bytes into the 8-byte buffer.
+                let read = unsafe { libc::read(fd.as_raw_fd(), expirations.as_mut_ptr().cast(), expirations.len()) };
+                if read < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+            });
+            if let Ok(result) = read {
+                return result;
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    async fn pause(&mut self, _pause: Duration) -> std::io::Result<()> {
+        let _ = (&self.handle, &self.fd, self.failed);
+        Ok(())
     }
 }

@@ -352,7 +352,11 @@ impl RedisLevel {
     }
 
     fn key(&self, guid: &Guid) -> String {
-        format!("{}{guid}", self.namespace)
+        // Not `format!`: about 1,000 instructions a lookup through the formatting machinery.
+        let mut key = String::with_capacity(self.namespace.len() + guid.as_str().len());
+        key.push_str(&self.namespace);
+        key.push_str(guid.as_str());
+        key
     }
 
     /// The revision to label a fill with when a database read starts now.
