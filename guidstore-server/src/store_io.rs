@@ -1,8 +1,9 @@
 //! The async bridge to the store's calls. Reads are awaited directly: the freshness round (a
-//! runtime-neutral `Pending`), and on a network database a miss's Redis lookup and database read
-//! (`Store::get_current_async`: the library's own runtime drives the drivers and wakes the task;
-//! no thread blocks). SQLite misses, the health check and the other blocking calls run on
-//! `spawn_blocking`, never on a runtime worker thread. Writes need no bridge: the store's
+//! runtime-neutral `Pending`), and a miss's Redis lookup and database read
+//! (`Store::get_current_async`: on a network database the library's own runtime drives the
+//! drivers, on a SQLite file the library's lookup threads read it, and either wakes the task; no
+//! runtime thread blocks). Misses on an in-memory database, the health check and the other
+//! blocking calls run on `spawn_blocking`, never on a runtime worker thread. Writes need no bridge: the store's
 //! `*_async` methods return a `Pending` that the handlers await (the writer thread does the work).
 //! Routing and HTTP are not here (`routes.rs`).
 
@@ -13,8 +14,8 @@ use guidstore::{Guid, Record, Store};
 
 use crate::error::ApiError;
 
-/// The live record `guid`: from the cache inline, else awaited from Redis or a network database,
-/// or read from SQLite on a blocking thread.
+/// The live record `guid`: from the cache inline, else awaited from Redis or the database (see
+/// `get_uncached`).
 ///
 /// On a shared database (several servers) the cache is first brought up to date by a freshness
 /// round shared with every read waiting at the time, so the answer reflects every write
@@ -56,7 +57,8 @@ pub async fn get(
     }
 }
 
-/// A cache miss: awaited from Redis or a network database, or read from SQLite on a blocking thread.
+/// A cache miss: awaited from Redis or the database (a network one, or a SQLite file's lookup
+/// threads), or read from an in-memory database on a blocking thread.
 async fn get_uncached(store: &Arc<Store>, guid: Guid) -> Result<Arc<Record>, ApiError> {
     if store.reads_without_blocking() {
         return Ok(store.get_current_async(&guid).await?);

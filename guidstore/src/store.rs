@@ -124,7 +124,8 @@ impl Options {
         self
     }
 
-    /// How many idle read connections are kept (default 8).
+    /// How many idle read connections are kept for reads other than by GUID: scans (export),
+    /// the change log, counts (default 8). Reads by GUID have two lookup threads of their own.
     pub fn readers(mut self, readers: usize) -> Options {
         self.readers = readers;
         self
@@ -427,8 +428,9 @@ impl Store {
 
     /// [`Store::get`] as a future, for async callers on any executor (it needs no runtime of
     /// theirs): the same answers. On a shared database it waits for the freshness round, and for
-    /// Redis or the database on a miss, without blocking the thread that polls it. On SQLite a
-    /// miss reads the file on the polling thread (see [`Store::reads_without_blocking`]).
+    /// Redis or the database on a miss, without blocking the thread that polls it; on a SQLite
+    /// file a miss is read by one of the store's lookup threads. Only on an in-memory database
+    /// does a miss read on the polling thread (see [`Store::reads_without_blocking`]).
     pub async fn get_async(&self, guid: &Guid) -> Result<Arc<Record>> {
         self.sync_async().await?;
         self.get_current_async(guid).await
@@ -439,11 +441,18 @@ impl Store {
     /// [`Options::redis_cache`]), else read from storage (and cached). Without a shared database
     /// every call is current.
     pub fn get_current(&self, guid: &Guid) -> Result<Arc<Record>> {
-        crate::pending::park_on(self.get_current_async(guid))
+        crate::pending::park_on(self.read_current(guid, false))
     }
 
     /// [`Store::get_current`] as a future (see [`Store::get_async`]).
     pub async fn get_current_async(&self, guid: &Guid) -> Result<Arc<Record>> {
+        self.read_current(guid, true).await
+    }
+
+    /// [`Store::get_current_async`]; `awaited`: a miss is awaited from the backend if it can be
+    /// (false: read on this thread, which may block, as a blocking caller's does without a hop
+    /// to a lookup thread).
+    async fn read_current(&self, guid: &Guid, awaited: bool) -> Result<Arc<Record>> {
         let now = self.now();
         let ticket = match self.shared.cache.get(guid, now) {
             Ok(record) => return Ok(record),
@@ -470,7 +479,7 @@ impl Store {
             None => None,
         };
         self.shared.storage_reads.fetch_add(1, Ordering::Relaxed);
-        let loaded = match self.shared.backend.load_async(*guid) {
+        let loaded = match awaited.then(|| self.shared.backend.load_async(*guid)).flatten() {
             Some(load) => load.await,
             None => self.shared.backend.load(guid),
         };
@@ -489,11 +498,12 @@ impl Store {
     }
 
     /// Whether [`Store::get_async`] and [`Store::get_current_async`] never block the thread that
-    /// polls them: true on a network database (its reads are awaited), false on SQLite, whose
-    /// cache misses read the file on the polling thread (an async server gives those a thread
+    /// polls them: true on a network database (its reads are awaited) and on a SQLite file (its
+    /// cache misses are read by lookup threads of the store's own), false on an in-memory
+    /// database, whose misses read on the polling thread (an async server gives those a thread
     /// that may block, e.g. with [`Store::get_current`]).
     pub fn reads_without_blocking(&self) -> bool {
-        self.is_shared()
+        self.shared.backend.loads_without_blocking()
     }
 
     /// The shared cache's counters and state (`None` without one).

@@ -370,6 +370,64 @@ on_every_backend!(
 
 // What only SQLite files have.
 
+/// Polls every future on this thread, parking between rounds, until all are ready: their
+/// outputs in order. (A burst of reads awaited together, as one runtime thread awaits them.)
+fn join_all<T>(futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + '_>>>) -> Vec<T> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    while outputs.iter().any(Option::is_none) {
+        for (future, output) in futures.iter_mut().zip(&mut outputs) {
+            if let Some(polled) = future.as_mut()
+                && let std::task::Poll::Ready(value) = polled.as_mut().poll(&mut context)
+            {
+                *output = Some(value);
+                *future = None;
+            }
+        }
+        if outputs.iter().any(Option::is_none) {
+            std::thread::park_timeout(std::time::Duration::from_millis(100));
+        }
+    }
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
+/// On a SQLite file, cache misses awaited together from one thread (more than the lookup threads,
+/// nothing cached) each get their own record or `NotFound`, and the thread never blocks on the
+/// file; an in-memory store says its misses block.
+#[test]
+fn a_burst_of_misses_awaited_on_one_thread_gets_each_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path().join("misses.db"), Options::default().cache_capacity(0)).unwrap();
+    assert!(store.reads_without_blocking());
+    assert!(!Store::open_in_memory().unwrap().reads_without_blocking());
+    let created: Vec<_> = (0..100)
+        .map(|n| {
+            let body = format!(r#"{{"user":"u{n}"}}"#);
+            store.create(NewRecord::parse(body.as_bytes(), None, store.now()).unwrap()).unwrap()
+        })
+        .collect();
+    let absent: Vec<Guid> = (0..20).map(|_| Guid::random()).collect();
+    let asked: Vec<Guid> = created.iter().map(|record| *record.guid()).chain(absent.iter().copied()).collect();
+    type Read<'a> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = guidstore::Result<Arc<guidstore::Record>>> + 'a>>;
+    let answers = join_all(asked.iter().map(|guid| Box::pin(store.get_async(guid)) as Read<'_>).collect());
+    for (n, answer) in answers.into_iter().enumerate() {
+        match created.get(n) {
+            Some(record) => assert_eq!(answer.unwrap().to_json(), record.to_json()),
+            None => assert!(matches!(answer, Err(Error::NotFound(guid)) if guid == asked[n])),
+        }
+    }
+    store.close().unwrap();
+}
+
 #[test]
 fn a_second_store_on_the_same_file_is_refused_until_the_first_closes() {
     let dir = tempfile::tempdir().unwrap();

@@ -73,11 +73,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn load(&self, guid: &Guid) -> Result<Option<Record>>;
 
     /// [`Backend::load`] as a future that blocks no thread while the database answers (a network
-    /// backend: its driver is async), bounded like `load`. `None`: `load` blocks (SQLite, a local
-    /// file), call it on a thread that may block.
+    /// backend: its driver is async; a SQLite file: its lookup threads), bounded like `load`.
+    /// `None`: `load` blocks (an in-memory database), call it on a thread that may block.
     fn load_async(&self, guid: Guid) -> Option<BoxFuture<'_, Result<Option<Record>>>> {
         let _ = guid;
         None
+    }
+
+    /// Whether [`Backend::load_async`] always returns a future (that blocks no thread).
+    fn loads_without_blocking(&self) -> bool {
+        self.is_shared()
     }
 
     /// [`Backend::revision`] as a future (a freshness round's query), given up at `deadline`
