@@ -124,8 +124,9 @@ impl Options {
         self
     }
 
-    /// How many idle read connections are kept for reads other than by GUID: scans (export),
-    /// the change log, counts (default 8). Reads by GUID have two lookup threads of their own.
+    /// How many idle read connections are kept for blocking reads (by GUID from [`Store::get`],
+    /// on the caller's thread), scans (export), the change log, counts (default 8). Awaited reads
+    /// by GUID ([`Store::get_async`]) have two lookup threads of their own on a SQLite file.
     pub fn readers(mut self, readers: usize) -> Options {
         self.readers = readers;
         self

@@ -371,7 +371,8 @@ on_every_backend!(
 // What only SQLite files have.
 
 /// Polls every future on this thread, parking between rounds, until all are ready: their
-/// outputs in order. (A burst of reads awaited together, as one runtime thread awaits them.)
+/// outputs in order. (A burst of reads awaited together, as one runtime thread awaits them.) It
+/// parks until a waker wakes it: a lost wake-up fails (after 30 s) instead of being polled past.
 fn join_all<T>(futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + '_>>>) -> Vec<T> {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
@@ -383,6 +384,7 @@ fn join_all<T>(futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T
     let mut context = std::task::Context::from_waker(&waker);
     let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
     let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while outputs.iter().any(Option::is_none) {
         for (future, output) in futures.iter_mut().zip(&mut outputs) {
             if let Some(polled) = future.as_mut()
@@ -393,7 +395,8 @@ fn join_all<T>(futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T
             }
         }
         if outputs.iter().any(Option::is_none) {
-            std::thread::park_timeout(std::time::Duration::from_millis(100));
+            let left = deadline.checked_duration_since(std::time::Instant::now());
+            std::thread::park_timeout(left.expect("a wake-up was lost: reads still pending after 30 s"));
         }
     }
     outputs.into_iter().map(Option::unwrap).collect()

@@ -1,6 +1,7 @@
 //! [`SqliteBackend`]: the embedded SQLite storage (WAL mode, versioned schema, one write connection
-//! used by the store's writer thread, lookup threads that serve reads by GUID from a queue, a
-//! small pool of read connections for the other reads, a checkpointer thread). rusqlite's errors
+//! used by the store's writer thread, lookup threads that serve awaited reads by GUID from a
+//! queue, a small pool of read connections for the other reads — blocking reads by GUID on the
+//! caller's thread, scans, the change log —, a checkpointer thread). rusqlite's errors
 //! stop here: they leave as [`StorageError`]s.
 
 use std::collections::{HashSet, VecDeque};
@@ -41,8 +42,10 @@ const CHUNK: usize = 64;
 
 /// Page cache of the read connections, in KiB (`PRAGMA cache_size`), shared out over the lookup
 /// threads' ones: each gets `READ_CACHE_BUDGET_KIB / LOOKUP_THREADS`, between SQLite's default
-/// 2 MiB and [`READ_CACHE_MAX_KIB`]; the pooled connections for the other reads (scans, the
-/// change log) get the default. The inner pages of the records table at 10 million records take about
+/// 2 MiB and [`READ_CACHE_MAX_KIB`]; the pooled connections (blocking reads by GUID, scans, the
+/// change log) share it the same way (`/ max_idle_readers`: 4 MiB each of a server's 8; a cache
+/// fills only as its connection reads, so those a server uses for the change log stay small).
+/// The inner pages of the records table at 10 million records take about
 /// 7 MiB with 16-byte keys; with them cached, a read at a random GUID reads only its leaf page from
 /// the file (measured at 1,000,000 records: 0.98 page reads per lookup with 8 MiB, 1.57 with
 /// 2 MiB, 2.34 with schema 2 and 2 MiB). The budget bounds what the lookup threads' caches add to
@@ -354,7 +357,11 @@ impl Lookups {
         self.shared.queued.notify_all();
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
-            let _ = thread.join();
+            // A lookup thread may itself drop the last store (through a caller's waker it drops):
+            // it ends by itself once the queue is empty; it cannot join itself.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -378,9 +385,18 @@ impl LookupQueue {
         loop {
             if let Some((guid, answer)) = state.waiting.pop_front() {
                 drop(state);
-                // A caller that gave up (a request cut short) is not answered.
-                if !answer.is_abandoned() {
-                    answer.complete(load_record(connection, &guid));
+                // A caller that gave up (a request cut short) is not answered. Completing wakes
+                // the caller's task through its waker, foreign code: should it panic, the lookup
+                // thread goes on (a dead one would be counted as asleep, and misses could hang).
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if !answer.is_abandoned() {
+                        answer.complete(load_record(connection, &guid));
+                    }
+                }));
+                if served.is_err() {
+                    log::error!(
+                        "guidstore: a lookup of {guid} panicked (its caller's waker?); the lookup thread goes on"
+                    );
                 }
                 state = self.lock();
                 continue;
@@ -442,7 +458,7 @@ impl SqliteBackend {
             max_idle_readers,
         };
         // Open the readers now, so a file readers cannot use fails here rather than on first read.
-        let reader = backend.open_reader(READ_CACHE_MIN_KIB)?;
+        let reader = backend.open_reader(backend.pooled_cache_kib())?;
         lock(&backend.readers).push(reader);
         let lookup_kib = (READ_CACHE_BUDGET_KIB / LOOKUP_THREADS).clamp(READ_CACHE_MIN_KIB, READ_CACHE_MAX_KIB);
         let connections =
@@ -468,6 +484,11 @@ impl SqliteBackend {
     }
 
     /// A read connection with a page cache of `cache_kib` KiB.
+    /// The page cache of a pooled read connection, in KiB.
+    fn pooled_cache_kib(&self) -> usize {
+        (READ_CACHE_BUDGET_KIB / self.max_idle_readers.max(1)).clamp(READ_CACHE_MIN_KIB, READ_CACHE_MAX_KIB)
+    }
+
     fn open_reader(&self, cache_kib: usize) -> Result<Connection> {
         let Some(path) = &self.path else { return Err(Error::Closed) };
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -485,7 +506,7 @@ impl SqliteBackend {
         let pooled = lock(&self.readers).pop();
         let connection = match pooled {
             Some(connection) => connection,
-            None => self.open_reader(READ_CACHE_MIN_KIB)?,
+            None => self.open_reader(self.pooled_cache_kib())?,
         };
         let result = f(&connection);
         let mut pool = lock(&self.readers);
