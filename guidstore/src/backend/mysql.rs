@@ -16,6 +16,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts, Value};
 
 use super::NetworkSettings;
+use super::revision::{Discard, RevisionSlot};
 use super::runtime::{DbRuntime, park_on};
 use super::tls::{TlsMode, TlsParams};
 use crate::backend::{
@@ -41,73 +42,27 @@ pub(crate) struct MysqlBackend {
     pool: Pool,
     /// The URL without its password, for messages.
     name: String,
-    /// The connection freshness rounds read the newest revision on (see [`RevisionSlot`]).
-    revision_connection: std::sync::Mutex<RevisionSlot>,
+    /// The connection freshness rounds read the newest revision on (see `revision.rs`).
+    revision_connection: RevisionSlot<RevisionConnection>,
 }
 
-/// The connection of freshness rounds, as on PostgreSQL: one of its own, outside the pool, with
-/// its statement prepared once, so that a round is the statement's one round trip and nothing
-/// else — no pool checkout, no text-protocol parse, and none of the reset and setup statements
-/// mysql_async runs on a pooled connection when it goes back to the pool. Rounds run one at a
-/// time per store, so one connection serves them all; a caller that finds it busy (a `/metrics`
-/// scrape during a round) uses the pool instead.
-enum RevisionSlot {
-    /// Not connected (yet, or since a call on it failed): the next round connects.
-    Empty,
-    /// Connected and idle.
-    Idle(RevisionConnection),
-    /// A call is using it.
-    Busy,
-}
-
+/// The revision connection of freshness rounds (see `revision.rs`; on MySQL it also spares the
+/// reset and setup statements mysql_async runs on a pooled connection when it goes back to the
+/// pool): discarded by disconnecting it on the runtime.
 struct RevisionConnection {
     conn: Conn,
     statement: mysql_async::Statement,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Discard for RevisionConnection {
+    fn discard(self) {
+        disconnect(self.runtime.as_ref(), self.conn);
+    }
 }
 
 /// The newest committed revision (a freshness round's query).
 const REVISION_SQL: &str = "SELECT revision FROM guidstore_meta WHERE id = 1";
-
-/// [`RevisionSlot::Busy`] for as long as a call holds the revision connection: it goes back to
-/// the slot only through [`RevisionLease::release`] after a call that succeeded. Dropped otherwise
-/// (the call failed, or was abandoned when its deadline passed), the connection is disconnected
-/// and the next round makes a new one: a connection in an unknown state is not used again.
-struct RevisionLease<'a> {
-    slot: &'a std::sync::Mutex<RevisionSlot>,
-    runtime: Option<tokio::runtime::Handle>,
-    connection: Option<RevisionConnection>,
-    released: bool,
-}
-
-impl RevisionLease<'_> {
-    fn release(mut self) {
-        self.released = true;
-        let connection = self.connection.take();
-        let mut slot = lock_slot(self.slot);
-        // Only while the slot still says the lease has it: a close emptied it meanwhile.
-        if matches!(*slot, RevisionSlot::Busy) {
-            *slot = connection.map_or(RevisionSlot::Empty, RevisionSlot::Idle);
-        } else if let Some(connection) = connection {
-            disconnect(self.runtime.as_ref(), connection.conn);
-        }
-    }
-}
-
-impl Drop for RevisionLease<'_> {
-    fn drop(&mut self) {
-        if !self.released {
-            *lock_slot(self.slot) = RevisionSlot::Empty;
-            if let Some(connection) = self.connection.take() {
-                disconnect(self.runtime.as_ref(), connection.conn);
-            }
-        }
-    }
-}
-
-fn lock_slot(slot: &std::sync::Mutex<RevisionSlot>) -> std::sync::MutexGuard<'_, RevisionSlot> {
-    // The slot is replaced whole under the lock: a poisoned lock still holds a valid state.
-    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Closes `conn` on the runtime without waiting for it (as [`Pooled`] does when dropped).
 fn disconnect(runtime: Option<&tokio::runtime::Handle>, conn: Conn) {
@@ -292,7 +247,7 @@ impl MysqlBackend {
             timeout: settings.timeout,
             pool,
             name,
-            revision_connection: std::sync::Mutex::new(RevisionSlot::Empty),
+            revision_connection: RevisionSlot::new(),
         };
         backend.connect_and_migrate()?;
         Ok(backend)
@@ -598,55 +553,20 @@ impl MysqlBackend {
         async move { row.await?.map(record_from_row).transpose() }
     }
 
-    /// The newest committed revision (one round trip: a freshness round); a transient error past
-    /// `deadline`.
-    /// On the revision connection (see [`RevisionSlot`]), or on a pooled one while that is busy. A
-    /// transient failure is tried once more on a fresh connection, as
-    /// [`MysqlBackend::with_conn_until`] does.
+    /// The newest committed revision (see [`RevisionSlot::read`]); a transient error past `deadline`.
     fn read_revision(&self, deadline: Instant) -> impl Future<Output = Result<u64>> + Send + '_ {
-        self.runtime.bound(deadline, "reading the revision", async move {
-            let mut retried = false;
-            loop {
-                let taken = {
-                    let mut slot = lock_slot(&self.revision_connection);
-                    match std::mem::replace(&mut *slot, RevisionSlot::Busy) {
-                        RevisionSlot::Idle(connection) => Some(Some(connection)),
-                        RevisionSlot::Empty => Some(None),
-                        RevisionSlot::Busy => None,
-                    }
-                };
-                let Some(connection) = taken else { return Box::pin(self.read_revision_pooled()).await };
-                let mut lease = RevisionLease {
-                    slot: &self.revision_connection,
-                    runtime: self.runtime.handle(),
-                    connection,
-                    released: false,
-                };
-                match self.query_revision(&mut lease).await {
-                    Ok(revision) => {
-                        lease.release();
-                        return Ok(revision);
-                    }
-                    Err(error) if !retried && retryable(&error) => {
-                        log::debug!(
-                            "guidstore: reading the revision failed ({error}); trying once more on a new connection"
-                        );
-                        retried = true;
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-        })
+        let read = self.revision_connection.read(
+            self,
+            retryable,
+            |backend| Box::pin(backend.connect_revision()),
+            |backend, connection| Box::pin(backend.query_revision(connection)),
+            || Box::pin(self.read_revision_pooled()),
+        );
+        self.runtime.bound(deadline, "reading the revision", read)
     }
 
-    /// The revision statement on the leased connection, connecting it (and preparing the
-    /// statement) first if it has none.
-    async fn query_revision(&self, lease: &mut RevisionLease<'_>) -> Result<u64> {
-        if lease.connection.is_none() {
-            // Boxed: the connecting future is large, and every round but the first skips it.
-            lease.connection = Some(Box::pin(self.connect_revision()).await?);
-        }
-        let Some(connection) = &mut lease.connection else { unreachable!("connected above") };
+    /// The revision statement on the revision connection.
+    async fn query_revision(&self, connection: &mut RevisionConnection) -> Result<u64> {
         let revision: Option<i64> = connection
             .conn
             .exec_first(&connection.statement, ())
@@ -659,7 +579,7 @@ impl MysqlBackend {
     async fn connect_revision(&self) -> Result<RevisionConnection> {
         let mut conn = Conn::new(self.opts.clone()).await.map_err(|e| my_error("connecting", e))?;
         match conn.prep(REVISION_SQL).await {
-            Ok(statement) => Ok(RevisionConnection { conn, statement }),
+            Ok(statement) => Ok(RevisionConnection { conn, statement, runtime: self.runtime.handle() }),
             Err(error) => {
                 disconnect(self.runtime.handle().as_ref(), conn);
                 Err(my_error("preparing", error))
@@ -861,8 +781,7 @@ impl Backend for MysqlBackend {
     }
 
     fn close(&self) -> Result<()> {
-        let revision = std::mem::replace(&mut *lock_slot(&self.revision_connection), RevisionSlot::Empty);
-        if let RevisionSlot::Idle(connection) = revision {
+        if let Some(connection) = self.revision_connection.take_idle() {
             let _ = self.runtime.run("closing the revision connection", async {
                 connection.conn.disconnect().await.map_err(|e| my_error("closing the revision connection", e))
             });

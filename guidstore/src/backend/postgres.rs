@@ -17,6 +17,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::NetworkSettings;
+use super::revision::{Discard, RevisionSlot};
 use super::runtime::{DbRuntime, park_on};
 use crate::backend::{
     Backend, BoxFuture, ChangeRow, FinalStates, Transaction, sql_int, stored_change, stored_guid, stored_record,
@@ -40,66 +41,22 @@ pub(crate) struct PostgresBackend {
     tls: MakeRustlsConnect,
     /// The URL without its password, for messages.
     name: String,
-    /// The connection freshness rounds read the newest revision on (see [`RevisionSlot`]).
-    revision_connection: std::sync::Mutex<RevisionSlot>,
+    /// The connection freshness rounds read the newest revision on (see `revision.rs`).
+    revision_connection: RevisionSlot<RevisionConnection>,
 }
 
-/// The connection of freshness rounds: one of its own, outside the pool, with its statement
-/// prepared once, so that a round is the query's one round trip and nothing else — no pool
-/// checkout (with its wait timer and recycling check), no statement-cache lookup. Rounds run one
-/// at a time per store, so one connection serves them all; a caller that finds it busy (a
-/// `/metrics` scrape during a round) uses the pool instead.
-enum RevisionSlot {
-    /// Not connected (yet, or since a call on it failed): the next round connects.
-    Empty,
-    /// Connected and idle.
-    Idle(RevisionConnection),
-    /// A call is using it.
-    Busy,
-}
-
+/// The revision connection of freshness rounds (see `revision.rs`): discarded by dropping it.
 struct RevisionConnection {
     client: tokio_postgres::Client,
     statement: tokio_postgres::Statement,
 }
 
+impl Discard for RevisionConnection {
+    fn discard(self) {}
+}
+
 /// The newest committed revision (a freshness round's query).
 const REVISION_SQL: &str = "SELECT revision FROM guidstore_meta WHERE id = 1";
-
-/// [`RevisionSlot::Busy`] for as long as a call holds the revision connection: it goes back to
-/// the slot only through [`RevisionLease::release`] after a call that succeeded. Dropped otherwise
-/// (the call failed, or was abandoned when its deadline passed), the connection is closed and the
-/// next round makes a new one: a connection in an unknown state is not used again.
-struct RevisionLease<'a> {
-    slot: &'a std::sync::Mutex<RevisionSlot>,
-    connection: Option<RevisionConnection>,
-    released: bool,
-}
-
-impl RevisionLease<'_> {
-    fn release(mut self) {
-        self.released = true;
-        let connection = self.connection.take();
-        let mut slot = lock_slot(self.slot);
-        // Only while the slot still says the lease has it: a close emptied it meanwhile.
-        if matches!(*slot, RevisionSlot::Busy) {
-            *slot = connection.map_or(RevisionSlot::Empty, RevisionSlot::Idle);
-        }
-    }
-}
-
-impl Drop for RevisionLease<'_> {
-    fn drop(&mut self) {
-        if !self.released {
-            *lock_slot(self.slot) = RevisionSlot::Empty;
-        }
-    }
-}
-
-fn lock_slot(slot: &std::sync::Mutex<RevisionSlot>) -> std::sync::MutexGuard<'_, RevisionSlot> {
-    // The slot is replaced whole under the lock: a poisoned lock still holds a valid state.
-    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 impl std::fmt::Debug for PostgresBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -216,7 +173,7 @@ impl PostgresBackend {
             config,
             tls,
             name,
-            revision_connection: std::sync::Mutex::new(RevisionSlot::Empty),
+            revision_connection: RevisionSlot::new(),
         };
         backend.connect_and_migrate()?;
         Ok(backend)
@@ -322,50 +279,20 @@ impl PostgresBackend {
         })
     }
 
-    /// The newest committed revision (one round trip: a freshness round), on the revision
-    /// connection (see [`RevisionSlot`]), or on a pooled one while that is busy. A transient failure
-    /// is tried once more on a fresh connection, as [`PostgresBackend::with_client`] does.
-    /// A transient error past `deadline`.
+    /// The newest committed revision (see [`RevisionSlot::read`]); a transient error past `deadline`.
     fn read_revision(&self, deadline: Instant) -> impl Future<Output = Result<u64>> + Send + '_ {
-        self.runtime.bound(deadline, "reading the revision", async move {
-            let mut retried = false;
-            loop {
-                let taken = {
-                    let mut slot = lock_slot(&self.revision_connection);
-                    match std::mem::replace(&mut *slot, RevisionSlot::Busy) {
-                        RevisionSlot::Idle(connection) => Some(Some(connection)),
-                        RevisionSlot::Empty => Some(None),
-                        RevisionSlot::Busy => None,
-                    }
-                };
-                let Some(connection) = taken else { return Box::pin(self.read_revision_pooled()).await };
-                let mut lease = RevisionLease { slot: &self.revision_connection, connection, released: false };
-                let result = self.query_revision(&mut lease).await;
-                match result {
-                    Ok(revision) => {
-                        lease.release();
-                        return Ok(revision);
-                    }
-                    Err(error) if !retried && retryable(&error) => {
-                        log::debug!(
-                            "guidstore: reading the revision failed ({error}); trying once more on a new connection"
-                        );
-                        retried = true;
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-        })
+        let read = self.revision_connection.read(
+            self,
+            retryable,
+            |backend| Box::pin(backend.connect_revision()),
+            |backend, connection| Box::pin(backend.query_revision(connection)),
+            || Box::pin(self.read_revision_pooled()),
+        );
+        self.runtime.bound(deadline, "reading the revision", read)
     }
 
-    /// The revision query on the leased connection, connecting it first if it has none.
-    async fn query_revision(&self, lease: &mut RevisionLease<'_>) -> Result<u64> {
-        if lease.connection.is_none() {
-            // Boxed: the connecting future is large, and a round that has its connection (every
-            // round but the first) would otherwise move it along with its own state.
-            lease.connection = Some(Box::pin(self.connect_revision()).await?);
-        }
-        let Some(connection) = &lease.connection else { unreachable!("connected above") };
+    /// The revision query on the revision connection.
+    async fn query_revision(&self, connection: &mut RevisionConnection) -> Result<u64> {
         let row = connection
             .client
             .query_one(&connection.statement, &[])
@@ -891,7 +818,7 @@ impl Backend for PostgresBackend {
 
     fn close(&self) -> Result<()> {
         self.pool.close();
-        *lock_slot(&self.revision_connection) = RevisionSlot::Empty;
+        drop(self.revision_connection.take_idle());
         Ok(())
     }
 }
